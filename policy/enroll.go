@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Well-known labels and annotations.
+const (
+	// OptOutLabel set to "false" on an object or its namespace turns
+	// enrollment off. The webhook configurations' objectSelector uses it too.
+	OptOutLabel = "promenroll.io/enroll"
+	// ModeAnnotation on a namespace can relax the mode to dry-run, never
+	// tighten it.
+	ModeAnnotation = "promenroll.io/mode"
+)
+
+// Operation is the admission operation.
+type Operation string
+
+// The operations promenroll acts on.
+const (
+	Create Operation = "CREATE"
+	Update Operation = "UPDATE"
+)
+
+// Target says where a label goes.
+type Target string
+
+// The two places enrollment writes labels to.
+const (
+	MetadataLabels    Target = "metadata.labels"
+	PodTemplateLabels Target = "spec.template.metadata.labels"
+)
+
+// Object is what enrollment reads of a workload or Service.
+type Object struct {
+	Kind      string
+	Name      string
+	Namespace string
+	Labels    map[string]string
+	// HasPodTemplate is true for workloads whose spec.template is present.
+	HasPodTemplate    bool
+	PodTemplateLabels map[string]string
+}
+
+// Namespace is what enrollment reads of the object's namespace.
+type Namespace struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// EnrollRequest is one admission of a workload or Service.
+type EnrollRequest struct {
+	Operation Operation
+	Object    Object
+	// Old is the stored object on UPDATE, nil on CREATE.
+	Old       *Object
+	Namespace Namespace
+}
+
+// LabelChange is one label that enrollment adds (Mode enforce) or would add
+// (Mode dry-run).
+type LabelChange struct {
+	Target Target
+	Key    string
+	Value  string
+	Rule   string
+	Mode   Mode
+	// Sticky is true when the label is put back on UPDATE because the
+	// stored object carried it from the policy and the new one dropped it.
+	Sticky bool
+}
+
+// Decision is the outcome of enrollment for one request.
+type Decision struct {
+	// Changes are sorted by target then key, so patches are deterministic.
+	Changes []LabelChange
+	// Warnings explain every label that was skipped or kept.
+	Warnings []string
+	// Matched names the rules that matched, in policy order.
+	Matched []string
+	// Reason says why nothing was done, when nothing was.
+	Reason string
+}
+
+// Enforced returns the changes to apply now.
+func (d Decision) Enforced() []LabelChange {
+	return slices.DeleteFunc(slices.Clone(d.Changes), func(c LabelChange) bool { return c.Mode != ModeEnforce })
+}
+
+// DryRun returns the changes that dry-run mode only reports.
+func (d Decision) DryRun() []LabelChange {
+	return slices.DeleteFunc(slices.Clone(d.Changes), func(c LabelChange) bool { return c.Mode != ModeDryRun })
+}
+
+// Excluded reports whether the namespace or object is out of promenroll's
+// reach, and why: a default-excluded or configured namespace, or an opt-out
+// label on the namespace or the object.
+func (p *Policy) Excluded(ns Namespace, objectLabels map[string]string) (string, bool) {
+	if _, ok := p.excluded[ns.Name]; ok {
+		return fmt.Sprintf("namespace %s is excluded", ns.Name), true
+	}
+	if ns.Labels[OptOutLabel] == "false" {
+		return fmt.Sprintf("namespace %s opted out (%s=false)", ns.Name, OptOutLabel), true
+	}
+	if objectLabels[OptOutLabel] == "false" {
+		return fmt.Sprintf("object opted out (%s=false)", OptOutLabel), true
+	}
+	return "", false
+}
+
+// effectiveMode applies the namespace annotation, which can only relax.
+func effectiveMode(m Mode, ns Namespace) Mode {
+	if ns.Annotations[ModeAnnotation] == string(ModeDryRun) {
+		return ModeDryRun
+	}
+	return m
+}
+
+// Enroll decides which labels a workload or Service gets. It never removes
+// or overwrites a label: a conflicting value is kept and a warning names it.
+// On CREATE, metadata.labels and pod template labels are injected. On
+// UPDATE, metadata.labels are injected (no rollout follows), pod template
+// labels only come back when the stored object carried them from the policy
+// and the new one dropped them (sticky), so an update never triggers a
+// rollout the user did not ask for.
+func (p *Policy) Enroll(req EnrollRequest) Decision {
+	var d Decision
+	if reason, ok := p.Excluded(req.Namespace, req.Object.Labels); ok {
+		d.Reason = reason
+		return d
+	}
+	pl := newPlanner(&d)
+	plan := pl.plan
+
+	obj := req.Object
+	src := substitutionSource{name: obj.Name, namespace: obj.Namespace, labels: obj.Labels, namespaceLabels: req.Namespace.Labels}
+	for _, r := range p.matching(obj, req.Namespace) {
+		d.Matched = append(d.Matched, r.name)
+		mode := effectiveMode(r.mode, req.Namespace)
+		for _, lt := range r.labels {
+			v, why := lt.value.expand(src)
+			if why != "" {
+				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("label %s skipped (rule %s): %s", lt.key, r.name, why))
+				continue
+			}
+			plan(LabelChange{Target: MetadataLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode}, obj.Labels)
+		}
+		if len(r.podTemplateLabels) == 0 || !isWorkload(obj.Kind) || req.Operation != Create {
+			continue
+		}
+		if !obj.HasPodTemplate {
+			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels skipped (rule %s): the object has no spec.template", r.name))
+			continue
+		}
+		for _, lt := range r.podTemplateLabels {
+			v, why := lt.value.expand(src)
+			if why != "" {
+				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template label %s skipped (rule %s): %s", lt.key, r.name, why))
+				continue
+			}
+			plan(LabelChange{Target: PodTemplateLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode}, obj.PodTemplateLabels)
+		}
+	}
+	if req.Operation == Update && req.Old != nil {
+		p.sticky(req, plan)
+	}
+	if len(d.Matched) == 0 && len(d.Changes) == 0 && d.Reason == "" {
+		d.Reason = "no enrollment rule matches"
+	}
+	d.sort()
+	return d
+}
+
+// planner collects label changes add-only: a label the object already has,
+// or one an earlier rule planned, is kept, and a differing wish is warned.
+type planner struct {
+	d       *Decision
+	planned map[Target]map[string]string
+}
+
+func newPlanner(d *Decision) *planner {
+	return &planner{d: d, planned: map[Target]map[string]string{MetadataLabels: {}, PodTemplateLabels: {}}}
+}
+
+func (pl *planner) plan(c LabelChange, current map[string]string) {
+	if v, ok := current[c.Key]; ok {
+		if v != c.Value && !c.Sticky {
+			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s=%q kept; rule %s wants %q", c.Target, c.Key, v, c.Rule, c.Value))
+		}
+		return
+	}
+	if v, ok := pl.planned[c.Target][c.Key]; ok {
+		if v != c.Value {
+			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s: rule %s wants %q, an earlier rule set %q", c.Target, c.Key, c.Rule, c.Value, v))
+		}
+		return
+	}
+	pl.planned[c.Target][c.Key] = c.Value
+	pl.d.Changes = append(pl.d.Changes, c)
+}
+
+// sort orders changes by target (metadata first) then key.
+func (d *Decision) sort() {
+	slices.SortStableFunc(d.Changes, func(a, b LabelChange) int {
+		if a.Target != b.Target {
+			if a.Target == MetadataLabels {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+}
+
+// sticky plans the labels the stored object carried from the policy and the
+// new object dropped.
+func (p *Policy) sticky(req EnrollRequest, plan func(LabelChange, map[string]string)) {
+	old := *req.Old
+	src := substitutionSource{name: old.Name, namespace: old.Namespace, labels: old.Labels, namespaceLabels: req.Namespace.Labels}
+	for _, r := range p.matching(old, req.Namespace) {
+		mode := effectiveMode(r.mode, req.Namespace)
+		for _, lt := range r.labels {
+			if v, why := lt.value.expand(src); why == "" && old.Labels[lt.key] == v {
+				if _, kept := req.Object.Labels[lt.key]; !kept {
+					plan(LabelChange{Target: MetadataLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode, Sticky: true}, req.Object.Labels)
+				}
+			}
+		}
+		if !req.Object.HasPodTemplate {
+			continue
+		}
+		for _, lt := range r.podTemplateLabels {
+			if v, why := lt.value.expand(src); why == "" && old.PodTemplateLabels[lt.key] == v {
+				if _, kept := req.Object.PodTemplateLabels[lt.key]; !kept {
+					plan(LabelChange{Target: PodTemplateLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode, Sticky: true}, req.Object.PodTemplateLabels)
+				}
+			}
+		}
+	}
+}
+
+// matching returns the enrollment rules that select obj, in policy order.
+func (p *Policy) matching(obj Object, ns Namespace) []*enrollRule {
+	var out []*enrollRule
+	for i := range p.enroll {
+		r := &p.enroll[i]
+		if _, ok := r.kinds[obj.Kind]; !ok {
+			continue
+		}
+		if !r.namespaceSelector.Matches(labels.Set(ns.Labels)) || !r.selector.Matches(labels.Set(obj.Labels)) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func isWorkload(kind string) bool { return slices.Contains(WorkloadKinds, kind) }
+
+func prefix(m Mode) string {
+	if m == ModeDryRun {
+		return DryRunPrefix
+	}
+	return ""
+}

@@ -1,0 +1,129 @@
+package policy
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// APIVersion and Kind identify a promenroll policy document.
+const (
+	APIVersion = "promenroll.io/v1alpha1"
+	Kind       = "Policy"
+)
+
+// Mode says whether a part of the policy acts (enforce) or only reports what
+// it would have done (dry-run).
+type Mode string
+
+// The modes. The zero value means "inherit from the enclosing section".
+const (
+	ModeEnforce Mode = "enforce"
+	ModeDryRun  Mode = "dry-run"
+)
+
+// Level is the severity of a rule convention check.
+type Level string
+
+// The levels of a convention check.
+const (
+	LevelOff  Level = "off"
+	LevelWarn Level = "warn"
+	LevelDeny Level = "deny"
+)
+
+// NameValidation is the metric/label name validation scheme used when
+// checking PrometheusRules, as in Prometheus' metric_name_validation_scheme.
+type NameValidation string
+
+// The name validation schemes Prometheus supports.
+const (
+	NameValidationUTF8   NameValidation = "utf8"
+	NameValidationLegacy NameValidation = "legacy"
+)
+
+// File is the policy document as written by users. Field names are a
+// contract: users' files and the e2e tests rely on them.
+type File struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Mode is the default for every section and rule. Default: enforce.
+	Mode Mode `json:"mode,omitempty"`
+	// ExcludeNamespaces are left alone, in addition to kube-system,
+	// kube-public, kube-node-lease and promenroll's own namespace.
+	ExcludeNamespaces []string `json:"excludeNamespaces,omitempty"`
+	// Enroll lists the enrollment rules, applied in order.
+	Enroll []EnrollRule `json:"enroll,omitempty"`
+	// Monitors says which labels ServiceMonitors, PodMonitors and
+	// PrometheusRules need for a Prometheus to select them.
+	Monitors *Monitors `json:"monitors,omitempty"`
+	// Rules configures the PrometheusRule gate.
+	Rules *Rules `json:"rules,omitempty"`
+}
+
+// EnrollRule adds labels to matching workloads and Services.
+type EnrollRule struct {
+	// Name identifies the rule in warnings, logs and metrics.
+	Name string `json:"name"`
+	// Kinds the rule applies to: Deployment, StatefulSet, DaemonSet, Service.
+	Kinds []string `json:"kinds"`
+	// NamespaceSelector matches the labels of the object's namespace.
+	// Empty or absent: every namespace.
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// Selector matches the object's own labels. Empty or absent: every object.
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// Labels are added to metadata.labels. Values may use {name},
+	// {namespace}, {label:KEY} and {namespaceLabel:KEY}.
+	Labels map[string]string `json:"labels,omitempty"`
+	// PodTemplateLabels are added to spec.template.metadata.labels of
+	// workloads on CREATE, with the same substitutions.
+	PodTemplateLabels map[string]string `json:"podTemplateLabels,omitempty"`
+	// Mode overrides the policy mode for this rule.
+	Mode Mode `json:"mode,omitempty"`
+}
+
+// Monitors configures selector awareness for Prometheus Operator objects.
+type Monitors struct {
+	// Mode overrides the policy mode for this section.
+	Mode Mode `json:"mode,omitempty"`
+	// Kinds the labels are added to. Default: ServiceMonitor, PodMonitor,
+	// PrometheusRule.
+	Kinds []string `json:"kinds,omitempty"`
+	// Labels the cluster's Prometheus selects on (for kube-prometheus-stack,
+	// release: <helm release name>). Same substitutions as enroll labels.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Rules configures the PrometheusRule gate.
+type Rules struct {
+	// Mode overrides the policy mode for this section.
+	Mode Mode `json:"mode,omitempty"`
+	// NameValidation is utf8 (Prometheus 3 default) or legacy.
+	NameValidation NameValidation `json:"nameValidation,omitempty"`
+	// MaxBytes caps the size of a PrometheusRule object. Default 524288.
+	MaxBytes int64 `json:"maxBytes,omitempty"`
+	// Require lists the conventions every alerting rule must follow.
+	Require Require `json:"require,omitempty"`
+	// Lint configures the convention checks.
+	Lint Lint `json:"lint,omitempty"`
+}
+
+// Require lists conventions for alerting rules. Violations deny (enforce).
+type Require struct {
+	AlertLabels      []string `json:"alertLabels,omitempty"`
+	AlertAnnotations []string `json:"alertAnnotations,omitempty"`
+	SeverityValues   []string `json:"severityValues,omitempty"`
+}
+
+// Lint configures convention checks, each off, warn or deny.
+type Lint struct {
+	// DuplicateRules: the same rule name with the same labels twice in one
+	// object. Default warn.
+	DuplicateRules Level `json:"duplicateRules,omitempty"`
+	// RecordingRuleNaming: record names should read level:metric:operations.
+	// Default warn.
+	RecordingRuleNaming Level `json:"recordingRuleNaming,omitempty"`
+	// ForTooShort: an alerting rule whose `for` is below MinFor (absent
+	// counts as 0s). Default off.
+	ForTooShort Level `json:"forTooShort,omitempty"`
+	// MinFor is the threshold of ForTooShort. Default 1m.
+	MinFor string `json:"minFor,omitempty"`
+}
