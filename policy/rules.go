@@ -218,6 +218,8 @@ func ruleKey(g *monv1.RuleGroup, r *monv1.Rule) string {
 	return b.String()
 }
 
+func sortStrings(s []string) { sort.Strings(s) }
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -227,3 +229,6 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
+
+// RulesMode is the effective mode of the rule gate in a namespace.
+func (p *Policy) RulesMode(ns Namespace) Mode { return effectiveMode(p.rules.mode, ns) }

@@ -1,0 +1,216 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// API groups of the kinds promenroll handles.
+const (
+	groupApps       = "apps"
+	groupCore       = ""
+	groupMonitoring = "monitoring.coreos.com"
+)
+
+// Mutator is the /mutate handler: enrollment labels for workloads and
+// Services, selector labels for ServiceMonitors, PodMonitors and
+// PrometheusRules, and string coercion of PrometheusRule labels.
+type Mutator struct {
+	Policies   *PolicyStore
+	Namespaces NamespaceGetter
+	Metrics    *Metrics
+}
+
+var _ admission.Handler = (*Mutator)(nil)
+
+// Handle implements admission.Handler.
+func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	kind := req.Kind.Kind
+	m.Metrics.Requests.WithLabelValues("mutate", kind, string(req.Operation)).Inc()
+	defer func() { m.Metrics.Duration.WithLabelValues("mutate").Observe(time.Since(start).Seconds()) }()
+
+	out := m.decide(ctx, req)
+	return finish(ctx, req, m.Metrics, start, out)
+}
+
+// outcome is what a handler decided, before it becomes a response.
+type outcome struct {
+	resp     admission.Response
+	decision string // patch, allow, deny, warn, skip, error
+	mode     policy.Mode
+	rules    []string
+	reason   string
+	changes  []policy.LabelChange
+}
+
+func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return skip(fmt.Sprintf("operation %s is not handled", req.Operation))
+	}
+	g, kind := req.Kind.Group, req.Kind.Kind
+	switch {
+	case g == groupApps && slices.Contains(policy.WorkloadKinds, kind), g == groupCore && kind == "Service":
+		return m.enroll(ctx, req)
+	case g == groupMonitoring && slices.Contains(policy.MonitorKinds, kind):
+		return m.monitor(ctx, req)
+	default:
+		return skip(fmt.Sprintf("kind %s is not handled by /mutate: check the webhook configuration's rules", gvkString(req)))
+	}
+}
+
+func (m *Mutator) enroll(ctx context.Context, req admission.Request) outcome {
+	obj, err := decodeShape(req.Object.Raw, "object")
+	if err != nil {
+		return errored(http.StatusBadRequest, err)
+	}
+	ns, err := m.namespace(ctx, req)
+	if err != nil {
+		return errored(http.StatusInternalServerError, err)
+	}
+	er := policy.EnrollRequest{
+		Operation: policy.Operation(req.Operation),
+		Object:    obj.object(req.Kind.Kind, req.Namespace),
+		Namespace: ns,
+	}
+	if req.Operation == admissionv1.Update {
+		old, err := decodeShape(req.OldObject.Raw, "oldObject")
+		if err != nil {
+			return errored(http.StatusBadRequest, err)
+		}
+		o := old.object(req.Kind.Kind, req.Namespace)
+		er.Old = &o
+	}
+	d := m.Policies.Policy().Enroll(er)
+	return labelOutcome(obj, d, m.Metrics, req.Kind.Kind)
+}
+
+// labelOutcome turns a label decision into a response: the enforced changes
+// as a patch, the dry-run ones and every skip as warnings.
+func labelOutcome(obj *objectShape, d policy.Decision, metrics *Metrics, kind string) outcome {
+	enforced := d.Enforced()
+	out := outcome{rules: d.Matched, reason: d.Reason, changes: d.Changes, mode: decisionMode(d)}
+	ops := labelPatch(obj, enforced)
+	warnings := policy.LimitWarnings(policy.WarningsFor(d))
+	switch {
+	case len(ops) > 0:
+		out.resp, out.decision = admission.Patched(""), "patch"
+		out.resp.Patches = ops
+	case len(d.DryRun()) > 0 || len(warnings) > 0:
+		out.resp, out.decision = admission.Allowed(""), "warn"
+	default:
+		out.resp, out.decision = admission.Allowed(d.Reason), "allow"
+	}
+	out.resp.Warnings = warnings
+	if dry := d.DryRun(); len(dry) > 0 {
+		out.resp.AuditAnnotations = map[string]string{"dry-run": describeChanges(dry)}
+	}
+	if len(enforced) > 0 {
+		if out.resp.AuditAnnotations == nil {
+			out.resp.AuditAnnotations = map[string]string{}
+		}
+		out.resp.AuditAnnotations["labels-added"] = describeChanges(enforced)
+	}
+	for _, c := range d.Changes {
+		metrics.LabelsInjected.WithLabelValues(kind, string(c.Target), c.Rule, string(c.Mode)).Inc()
+	}
+	return out
+}
+
+func decisionMode(d policy.Decision) policy.Mode {
+	if len(d.Changes) > 0 && len(d.Enforced()) == 0 {
+		return policy.ModeDryRun
+	}
+	for _, w := range d.Warnings {
+		if strings.HasPrefix(w, policy.DryRunPrefix) && len(d.Enforced()) == 0 {
+			return policy.ModeDryRun
+		}
+	}
+	return policy.ModeEnforce
+}
+
+func describeChanges(cs []policy.LabelChange) string {
+	parts := make([]string, 0, len(cs))
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%s %s=%s", c.Target, c.Key, c.Value))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (m *Mutator) namespace(ctx context.Context, req admission.Request) (policy.Namespace, error) {
+	return lookupNamespace(ctx, m.Namespaces, m.Metrics, req)
+}
+
+func lookupNamespace(ctx context.Context, g NamespaceGetter, metrics *Metrics, req admission.Request) (policy.Namespace, error) {
+	if req.Namespace == "" {
+		return policy.Namespace{}, nil
+	}
+	ns, err := g.Namespace(ctx, req.Namespace)
+	if err != nil {
+		metrics.NamespaceErrors.Inc()
+		return ns, fmt.Errorf("promenroll could not read namespace %s to apply its policy (%w); the webhook's failurePolicy applies, retry shortly", req.Namespace, err)
+	}
+	return ns, nil
+}
+
+func gvkString(req admission.Request) string {
+	if req.Kind.Group == "" {
+		return req.Kind.Version + "/" + req.Kind.Kind
+	}
+	return req.Kind.Group + "/" + req.Kind.Version + "/" + req.Kind.Kind
+}
+
+func skip(reason string) outcome {
+	return outcome{resp: admission.Allowed(reason), decision: "skip", reason: reason}
+}
+
+func errored(code int32, err error) outcome {
+	return outcome{resp: admission.Errored(code, err), decision: "error", reason: err.Error()}
+}
+
+// finish counts and logs the decision: one structured line per admission
+// request, never the object itself.
+func finish(ctx context.Context, req admission.Request, metrics *Metrics, start time.Time, out outcome) admission.Response {
+	mode := out.mode
+	if mode == "" {
+		mode = policy.ModeEnforce
+	}
+	rules := out.rules
+	if len(rules) == 0 {
+		rules = []string{""}
+	}
+	for _, r := range rules {
+		metrics.Decisions.WithLabelValues(req.Kind.Kind, string(req.Operation), out.decision, string(mode), r).Inc()
+	}
+	name := req.Name
+	log := loggerFrom(ctx)
+	kv := []any{
+		"uid", req.UID, "kind", req.Kind.Kind, "operation", req.Operation,
+		"namespace", req.Namespace, "name", name, "user", req.UserInfo.Username,
+		"decision", out.decision, "mode", mode, "dryRun", req.DryRun != nil && *req.DryRun,
+		"duration", time.Since(start).String(),
+	}
+	if len(out.rules) > 0 {
+		kv = append(kv, "rules", out.rules)
+	}
+	if out.reason != "" {
+		kv = append(kv, "reason", out.reason)
+	}
+	if len(out.changes) > 0 {
+		kv = append(kv, "labels", describeChanges(out.changes))
+	}
+	if len(out.resp.Warnings) > 0 {
+		kv = append(kv, "warnings", len(out.resp.Warnings))
+	}
+	log.Info("admission decision", kv...)
+	return out.resp
+}

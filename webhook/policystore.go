@@ -1,0 +1,140 @@
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/go-logr/logr"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// PolicyStore holds the policy in force and reloads it when its file
+// changes. A file that fails to load is logged and counted, and the last
+// good policy stays in force.
+type PolicyStore struct {
+	path    string
+	opts    policy.Options
+	metrics *Metrics
+	current atomic.Pointer[policy.Policy]
+	digest  [32]byte
+	// PollInterval re-reads the file even without a file event, as a safety
+	// net for volumes where inotify is unreliable.
+	PollInterval time.Duration
+}
+
+// NewPolicyStore loads the policy at path. An invalid policy is an error:
+// serve refuses to start without a good one.
+func NewPolicyStore(path string, opts policy.Options, m *Metrics) (*PolicyStore, error) {
+	s := &PolicyStore{path: path, opts: opts, metrics: m, PollInterval: 10 * time.Second}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		m.PolicyReloads.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	p, err := policy.Parse(path, data, opts)
+	if err != nil {
+		m.PolicyReloads.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	s.digest = sha256.Sum256(data)
+	s.set(p)
+	m.PolicyReloads.WithLabelValues("success").Inc()
+	return s, nil
+}
+
+// StaticPolicyStore serves a fixed policy (tests, check).
+func StaticPolicyStore(p *policy.Policy) *PolicyStore {
+	s := &PolicyStore{}
+	s.current.Store(p)
+	return s
+}
+
+// Policy returns the policy in force.
+func (s *PolicyStore) Policy() *policy.Policy { return s.current.Load() }
+
+func (s *PolicyStore) set(p *policy.Policy) {
+	if old := s.current.Swap(p); old != nil && s.metrics != nil {
+		s.metrics.PolicyInfo.DeleteLabelValues(old.Generation, string(old.Source.Mode))
+	}
+	if s.metrics != nil {
+		s.metrics.PolicyInfo.WithLabelValues(p.Generation, string(p.Source.Mode)).Set(1)
+	}
+}
+
+// Reload re-reads the file and swaps the policy in if it changed and is
+// valid. It reports whether a new policy is in force.
+func (s *PolicyStore) Reload(log logr.Logger) (bool, error) {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		s.metrics.PolicyReloads.WithLabelValues("error").Inc()
+		return false, err
+	}
+	digest := sha256.Sum256(data)
+	if digest == s.digest {
+		return false, nil
+	}
+	p, err := policy.Parse(s.path, data, s.opts)
+	if err != nil {
+		// Remember the bad content so it is reported once, not every poll.
+		s.digest = digest
+		s.metrics.PolicyReloads.WithLabelValues("error").Inc()
+		return false, err
+	}
+	s.digest = digest
+	s.set(p)
+	s.metrics.PolicyReloads.WithLabelValues("success").Inc()
+	log.Info("policy reloaded", "path", s.path, "generation", p.Generation, "mode", p.Source.Mode, "enrollRules", len(p.Source.Enroll))
+	return true, nil
+}
+
+// Watch reloads the policy on file events until ctx ends. It watches the
+// directory, not the file: a ConfigMap volume updates by swapping a
+// symlink (..data), which replaces the file rather than writing to it.
+func (s *PolicyStore) Watch(ctx context.Context, log logr.Logger) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(s.path)); err != nil {
+		return err
+	}
+	tick := time.NewTicker(s.PollInterval)
+	defer tick.Stop()
+	// Events come in bursts (create, chmod, rename); settle before reading.
+	var debounce <-chan time.Time
+	reload := func() {
+		if _, err := s.Reload(log); err != nil {
+			log.Error(err, "policy reload failed; the last good policy stays in force", "path", s.path)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+				debounce = time.After(100 * time.Millisecond)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			log.Error(err, "policy file watch error; polling continues", "path", s.path)
+		case <-debounce:
+			debounce = nil
+			reload()
+		case <-tick.C:
+			reload()
+		}
+	}
+}

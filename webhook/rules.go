@@ -1,0 +1,133 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// MaxListedProblems is how many problems a denial's message lists before
+// "and N more": kubectl and Argo CD show only the message, so it must name
+// the problems, but a 300-problem wall helps nobody. Every problem is still
+// a cause in the status details.
+const MaxListedProblems = 8
+
+// maxProblemChars caps one problem in the message (a PromQL error quotes
+// the expression).
+const maxProblemChars = 400
+
+// Validator is the /validate handler: the PrometheusRule gate.
+type Validator struct {
+	Policies   *PolicyStore
+	Namespaces NamespaceGetter
+	Metrics    *Metrics
+}
+
+var _ admission.Handler = (*Validator)(nil)
+
+// Handle implements admission.Handler.
+func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	v.Metrics.Requests.WithLabelValues("validate", req.Kind.Kind, string(req.Operation)).Inc()
+	defer func() { v.Metrics.Duration.WithLabelValues("validate").Observe(time.Since(start).Seconds()) }()
+	return finish(ctx, req, v.Metrics, start, v.decide(ctx, req))
+}
+
+func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return skip(fmt.Sprintf("operation %s is not handled", req.Operation))
+	}
+	if req.Kind.Group != groupMonitoring || req.Kind.Kind != "PrometheusRule" {
+		return skip(fmt.Sprintf("kind %s is not handled by /validate: check the webhook configuration's rules", gvkString(req)))
+	}
+	if len(req.Object.Raw) == 0 {
+		return errored(http.StatusBadRequest, fmt.Errorf("the admission request has no object"))
+	}
+	var pr monv1.PrometheusRule
+	if err := json.Unmarshal(req.Object.Raw, &pr); err != nil {
+		st := apierrors.NewBadRequest(fmt.Sprintf("PrometheusRule %s/%s cannot be decoded: %v", req.Namespace, req.Name, err)).ErrStatus
+		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}
+	}
+	ns, err := lookupNamespace(ctx, v.Namespaces, v.Metrics, req)
+	if err != nil {
+		return errored(http.StatusInternalServerError, err)
+	}
+	rep := v.Policies.Policy().CheckPrometheusRule(&pr, len(req.Object.Raw), ns)
+	return ruleOutcome(&pr, rep, v.Metrics)
+}
+
+// ruleOutcome turns a rule report into a response: a 422 Invalid denial
+// whose message lists the problems, or an admission with warnings.
+func ruleOutcome(pr *monv1.PrometheusRule, rep policy.RuleReport, metrics *Metrics) outcome {
+	out := outcome{mode: rep.Mode, reason: rep.Reason}
+	if rep.Reason != "" {
+		out.resp, out.decision = admission.Allowed(rep.Reason), "skip"
+		return out
+	}
+	for _, f := range rep.Findings {
+		metrics.RuleViolations.WithLabelValues(f.Check, string(f.Level), string(rep.Mode)).Inc()
+	}
+	denials, warns := rep.Denials(), rep.Warnings()
+	var warnings []string
+	for _, e := range warns {
+		warnings = append(warnings, e.Error())
+	}
+	switch {
+	case len(denials) > 0 && rep.Mode == policy.ModeEnforce:
+		st := apierrors.NewInvalid(monv1.SchemeGroupVersion.WithKind("PrometheusRule").GroupKind(), pr.Name, denials).ErrStatus
+		st.Message = denialMessage(pr.Name, denials)
+		out.resp = admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
+		out.decision, out.reason = "deny", st.Message
+	case len(denials) > 0:
+		dry := make([]string, 0, len(denials)+1)
+		dry = append(dry, fmt.Sprintf("%swould deny PrometheusRule %s: %d problem(s)", policy.DryRunPrefix, pr.Name, len(denials)))
+		for _, e := range denials {
+			dry = append(dry, policy.DryRunPrefix+e.Error())
+		}
+		warnings = append(dry, warnings...)
+		out.resp, out.decision = admission.Allowed(""), "warn"
+		out.resp.AuditAnnotations = map[string]string{"dry-run": truncate(denialMessage(pr.Name, denials), 1024)}
+	case len(warnings) > 0:
+		out.resp, out.decision = admission.Allowed(""), "warn"
+	default:
+		out.resp, out.decision = admission.Allowed(fmt.Sprintf("%d rules valid", rep.Rules)), "allow"
+	}
+	out.resp.Warnings = policy.LimitWarnings(warnings)
+	return out
+}
+
+// denialMessage is the top-level message of a denial. kubectl and Argo CD
+// print only this, so it lists the problems (at most MaxListedProblems).
+func denialMessage(name string, errs field.ErrorList) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "PrometheusRule %q is invalid: %d problem(s): ", name, len(errs))
+	for i, e := range errs {
+		if i == MaxListedProblems {
+			fmt.Fprintf(&b, "; and %d more", len(errs)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(truncate(e.Error(), maxProblemChars))
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

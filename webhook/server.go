@@ -1,0 +1,252 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// Paths the webhook configurations in deploy/ call.
+const (
+	MutatePath   = "/mutate"
+	ValidatePath = "/validate"
+)
+
+// Config is the configuration of `promenroll serve`. Zero values are
+// replaced by the defaults documented on each field by SetDefaults.
+type Config struct {
+	// PolicyPath is the policy file (a mounted ConfigMap in cluster).
+	PolicyPath string
+	// CertDir holds tls.crt and tls.key (cert-manager's Secret layout);
+	// they are reloaded when they change.
+	CertDir string
+	// Host is the webhook's bind host. Default: all interfaces.
+	Host string
+	// Port is the webhook's HTTPS port. Default 9443.
+	Port int
+	// MetricsBindAddress serves /metrics. Default ":8080"; "0" disables.
+	MetricsBindAddress string
+	// HealthProbeBindAddress serves /healthz and /readyz. Default ":8081".
+	HealthProbeBindAddress string
+	// Kubeconfig is used outside a cluster; empty means in-cluster config
+	// (or $KUBECONFIG).
+	Kubeconfig string
+	// Namespace is promenroll's own namespace, always excluded. Default:
+	// $POD_NAMESPACE.
+	Namespace string
+	// EnableHTTP2 turns HTTP/2 on. Off by default: HTTP/2 rapid reset
+	// (CVE-2023-44487) and no benefit for the API server's short calls.
+	EnableHTTP2 bool
+	// ShutdownDelay keeps serving, unready, after a stop signal so the
+	// Service endpoints drop this pod before the listener closes. Default 5s.
+	ShutdownDelay time.Duration
+	// GracefulShutdownTimeout bounds waiting for in-flight requests.
+	// Default 30s.
+	GracefulShutdownTimeout time.Duration
+	// Registry receives the metrics. Default: controller-runtime's registry,
+	// which the metrics server serves.
+	Registry prometheus.Registerer
+}
+
+// SetDefaults fills in zero values.
+func (c *Config) SetDefaults() {
+	if c.Port == 0 {
+		c.Port = 9443
+	}
+	if c.MetricsBindAddress == "" {
+		c.MetricsBindAddress = ":8080"
+	}
+	if c.HealthProbeBindAddress == "" {
+		c.HealthProbeBindAddress = ":8081"
+	}
+	if c.Namespace == "" {
+		c.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if c.ShutdownDelay == 0 {
+		c.ShutdownDelay = 5 * time.Second
+	}
+	if c.GracefulShutdownTimeout == 0 {
+		c.GracefulShutdownTimeout = 30 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = DefaultRegistry
+	}
+}
+
+// Validate checks the configuration before anything starts.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.PolicyPath == "" {
+		errs = append(errs, errors.New("--policy is required: the path of the policy file"))
+	}
+	if c.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir is required: the folder holding tls.crt and tls.key"))
+	} else {
+		for _, f := range []string{"tls.crt", "tls.key"} {
+			if _, err := os.Stat(filepath.Join(c.CertDir, f)); err != nil {
+				errs = append(errs, fmt.Errorf("--cert-dir %s: %w (cert-manager writes tls.crt and tls.key; see deploy/)", c.CertDir, err))
+			}
+		}
+	}
+	if c.Port <= 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d is not a TCP port", c.Port))
+	}
+	if c.ShutdownDelay < 0 || c.GracefulShutdownTimeout < 0 {
+		errs = append(errs, errors.New("shutdown durations must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves the webhooks until ctx ends, in phases: load the policy,
+// connect to the API server, set up the manager (webhook server, namespace
+// cache, probes, metrics, policy watcher), start; on stop, report unready,
+// wait ShutdownDelay, then let in-flight requests finish.
+func Run(ctx context.Context, cfg Config, log logr.Logger) error {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	metrics := NewMetrics(cfg.Registry)
+	store, err := NewPolicyStore(cfg.PolicyPath, policy.Options{OwnNamespace: cfg.Namespace}, metrics)
+	if err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	p := store.Policy()
+	log.Info("policy loaded", "path", cfg.PolicyPath, "generation", p.Generation, "mode", p.Source.Mode, "enrollRules", len(p.Source.Enroll))
+
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes client config: %w", err)
+	}
+	mgr, err := newManager(restCfg, cfg, log)
+	if err != nil {
+		return fmt.Errorf("set up manager: %w", err)
+	}
+	namespaces := CachedNamespaces{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
+	// Register the informer now so the cache lists namespaces at start and
+	// readiness waits for it.
+	if _, err := mgr.GetCache().GetInformer(ctx, namespaceMeta()); err != nil {
+		return fmt.Errorf("namespace informer: %w", err)
+	}
+	srv := mgr.GetWebhookServer()
+	srv.Register(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Metrics: metrics}, LogConstructor: logConstructor})
+	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Metrics: metrics}, LogConstructor: logConstructor})
+
+	var stopping atomic.Bool
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	for name, check := range map[string]healthz.Checker{
+		"webhook": srv.StartedChecker(),
+		"namespace-cache": func(*http.Request) error {
+			syncCtx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+				return errors.New("namespace cache not synced")
+			}
+			return nil
+		},
+		"shutdown": func(*http.Request) error {
+			if stopping.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		},
+	} {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return err
+		}
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return store.Watch(ctx, log.WithName("policy"))
+	})); err != nil {
+		return err
+	}
+
+	// The manager runs on its own context so that a stop signal first
+	// drops readiness and only then stops serving.
+	mgrCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+			stopping.Store(true)
+			log.Info("stop requested: readiness off, still serving", "delay", cfg.ShutdownDelay.String())
+			select {
+			case <-time.After(cfg.ShutdownDelay):
+			case <-mgrCtx.Done():
+			}
+			stop()
+		case <-mgrCtx.Done():
+		}
+	}()
+	log.Info("serving", "port", cfg.Port, "certDir", cfg.CertDir, "metrics", cfg.MetricsBindAddress, "probes", cfg.HealthProbeBindAddress)
+	if err := mgr.Start(mgrCtx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Manager, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		if !cfg.EnableHTTP2 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+	}}
+	return manager.New(restCfg, manager.Options{
+		Scheme: scheme,
+		Logger: log,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    cfg.Host,
+			Port:    cfg.Port,
+			CertDir: cfg.CertDir,
+			TLSOpts: tlsOpts,
+		}),
+		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		HealthProbeBindAddress:  cfg.HealthProbeBindAddress,
+		GracefulShutdownTimeout: &cfg.GracefulShutdownTimeout,
+	})
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.UserAgent = "promenroll"
+	return c, nil
+}
+
+// logConstructor keeps the request logger bare: the one decision line per
+// request carries the request's fields itself (uid, kind, user, ...).
+func logConstructor(base logr.Logger, _ *admission.Request) logr.Logger { return base }
