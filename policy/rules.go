@@ -229,6 +229,5 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-
 // RulesMode is the effective mode of the rule gate in a namespace.
 func (p *Policy) RulesMode(ns Namespace) Mode { return effectiveMode(p.rules.mode, ns) }
