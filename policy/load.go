@@ -135,7 +135,7 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 	lines := newLineIndex(data)
 	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		perr.Problems = append(perr.Problems, Problem{Msg: "not valid YAML: " + err.Error()})
+		perr.Problems = append(perr.Problems, Problem{Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")})
 		return nil, perr
 	}
 	var f File

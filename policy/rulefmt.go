@@ -94,7 +94,11 @@ func splitTemplated(m map[string]string) (map[string]string, []string) {
 }
 
 func labelNameFinding(fld *field.Path, k string) Finding {
-	return Finding{Check: CheckName, Level: LevelDeny, Err: field.Invalid(fld.Child("labels").Key(k), k, "not a valid label name under the policy's rules.nameValidation scheme (__name__ is reserved)")}
+	msg := "not a valid label name under the policy's rules.nameValidation scheme"
+	if k == model.MetricNameLabel {
+		msg = "__name__ is reserved for the metric name"
+	}
+	return Finding{Check: CheckName, Level: LevelDeny, Err: field.Invalid(fld.Child("labels").Key(k), k, msg)}
 }
 
 func labelValueFinding(fld *field.Path, v string) Finding {
@@ -145,7 +149,7 @@ func classifyRuleFmtError(we *rulefmt.WrappedError, r *rulefmt.Rule, fld *field.
 		var k string
 		if _, err := fmt.Sscanf(rest, "%q", &k); err == nil {
 			detail := strings.TrimPrefix(strings.TrimPrefix(rest, fmt.Sprintf("%q", k)), ": ")
-			return deny(CheckTemplate, field.Invalid(fld.Child(kind+"s").Key(k), omit, "template: "+detail))
+			return deny(CheckTemplate, field.Invalid(fld.Child(kind+"s").Key(k), omit, detail))
 		}
 		return deny(CheckTemplate, field.Invalid(fld, omit, msg))
 	default:

@@ -96,7 +96,8 @@ func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Name
 		}
 		for _, k := range sortedKeys(g.Labels) {
 			if !s.scheme.IsValidLabelName(k) || k == model.MetricNameLabel {
-				add(CheckName, LevelDeny, field.Invalid(gp.Child("labels").Key(k), k, "not a valid label name under the policy's rules.nameValidation scheme"))
+				f := labelNameFinding(gp, k)
+				add(f.Check, f.Level, f.Err)
 			}
 		}
 		checkDuration(g.Interval, gp.Child("interval"), add)

@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -29,6 +32,24 @@ const (
 	LevelWarn Level = "warn"
 	LevelDeny Level = "deny"
 )
+
+// UnmarshalJSON accepts the YAML 1.1 reading of an unquoted "off" (the
+// boolean false) as LevelOff, so `forTooShort: off` means what it says.
+func (l *Level) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "false":
+		*l = LevelOff
+		return nil
+	case "true":
+		return fmt.Errorf("level must be off, warn or deny, not %s", b)
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("level must be off, warn or deny: %w", err)
+	}
+	*l = Level(s)
+	return nil
+}
 
 // NameValidation is the metric/label name validation scheme used when
 // checking PrometheusRules, as in Prometheus' metric_name_validation_scheme.
