@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -54,8 +55,8 @@ type outcome struct {
 }
 
 func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
-	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
-		return skip(fmt.Sprintf("operation %s is not handled", req.Operation))
+	if out, done := screen(req); done {
+		return out
 	}
 	g, kind := req.Kind.Group, req.Kind.Kind
 	switch {
@@ -160,6 +161,18 @@ func lookupNamespace(ctx context.Context, g NamespaceGetter, metrics *Metrics, r
 		return ns, fmt.Errorf("promenroll could not read namespace %s to apply its policy (%w); the webhook's failurePolicy applies, retry shortly", req.Namespace, err)
 	}
 	return ns, nil
+}
+
+// screen answers requests no handler should look at: a body that is not an
+// admission request, and operations other than CREATE and UPDATE.
+func screen(req admission.Request) (outcome, bool) {
+	if req.UID == "" || req.Kind.Kind == "" {
+		return errored(http.StatusBadRequest, errors.New("the body is not an AdmissionReview request: request.uid and request.kind are required")), true
+	}
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return skip(fmt.Sprintf("operation %s is not handled", req.Operation)), true
+	}
+	return outcome{}, false
 }
 
 func gvkString(req admission.Request) string {

@@ -45,8 +45,8 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 }
 
 func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
-	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
-		return skip(fmt.Sprintf("operation %s is not handled", req.Operation))
+	if out, done := screen(req); done {
+		return out
 	}
 	if req.Kind.Group != groupMonitoring || req.Kind.Kind != "PrometheusRule" {
 		return skip(fmt.Sprintf("kind %s is not handled by /validate: check the webhook configuration's rules", gvkString(req)))

@@ -1,0 +1,182 @@
+package webhook
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func ruleJSON(rules string) string {
+	return `{"apiVersion":"monitoring.coreos.com/v1","kind":"PrometheusRule","metadata":{"name":"api-rules","namespace":"shop"},"spec":{"groups":[{"name":"api","rules":[` + rules + `]}]}}`
+}
+
+const (
+	goodAlert = `{"alert":"APIDown","expr":"up{job=\"api\"} == 0","for":"5m","labels":{"severity":"critical"},"annotations":{"summary":"{{ $labels.job }} is down"}}`
+	badExpr   = `{"alert":"APIErrors","expr":"sum(rate(http_requests_total[5m])","labels":{"severity":"warning"}}`
+	noLabel   = `{"alert":"APISlow","expr":"histogram_quantile(0.99, rate(x[5m])) > 1"}`
+)
+
+func TestValidateDeniesWithEveryProblemInTheMessage(t *testing.T) {
+	s := newServer(t, testPolicy)
+	r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", ruleJSON(badExpr+","+noLabel), nil))
+	if r.Allowed {
+		t.Fatal("a broken PrometheusRule was allowed")
+	}
+	if r.Result.Code != http.StatusUnprocessableEntity || r.Result.Reason != metav1.StatusReasonInvalid {
+		t.Errorf("code %d reason %s, want 422 Invalid", r.Result.Code, r.Result.Reason)
+	}
+	for _, want := range []string{
+		"spec.groups[0].rules[0].expr", "unclosed left parenthesis",
+		"spec.groups[0].rules[1].labels[severity]", "needs label severity",
+	} {
+		if !strings.Contains(r.Result.Message, want) {
+			t.Errorf("message does not name %q: %s", want, r.Result.Message)
+		}
+	}
+	var fields []string
+	for _, c := range r.Result.Details.Causes {
+		fields = append(fields, c.Field)
+	}
+	if diff := cmp.Diff([]string{"spec.groups[0].rules[0].expr", "spec.groups[0].rules[1].labels[severity]"}, fields); diff != "" {
+		t.Errorf("causes (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidateCutsLongProblemListsInTheMessage(t *testing.T) {
+	s := newServer(t, testPolicy)
+	rules := make([]string, 12)
+	for i := range rules {
+		rules[i] = badExpr
+	}
+	r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", ruleJSON(strings.Join(rules, ",")), nil))
+	if !strings.HasSuffix(r.Result.Message, "; and 4 more") {
+		t.Errorf("message does not end with the count of unlisted problems: %s", r.Result.Message)
+	}
+	if len(r.Result.Details.Causes) != 12 {
+		t.Errorf("%d causes, want all 12", len(r.Result.Details.Causes))
+	}
+}
+
+func TestValidateAllowsValidRules(t *testing.T) {
+	s := newServer(t, testPolicy)
+	r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Update, "shop", ruleJSON(goodAlert), ruleJSON(goodAlert)))
+	if !r.Allowed || len(r.Warnings) != 0 {
+		t.Fatalf("allowed=%v warnings=%q result=%v", r.Allowed, r.Warnings, r.Result)
+	}
+}
+
+func TestValidateDryRunAllowsAndWarns(t *testing.T) {
+	s := newServer(t, testPolicy)
+	r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "sandbox", ruleJSON(badExpr), nil))
+	if !r.Allowed {
+		t.Fatalf("dry-run denied: %v", r.Result)
+	}
+	if len(r.Warnings) < 2 || !strings.HasPrefix(r.Warnings[0], "[dry-run] would deny PrometheusRule api-rules") || !strings.Contains(r.Warnings[1], "spec.groups[0].rules[0].expr") {
+		t.Errorf("warnings = %q", r.Warnings)
+	}
+	if r.AuditAnnotations["dry-run"] == "" {
+		t.Error("no dry-run audit annotation")
+	}
+}
+
+func TestValidateLintWarningsAreAdmissionWarnings(t *testing.T) {
+	s := newServer(t, testPolicy)
+	rec := `{"record":"http_requests_rate5m","expr":"sum(rate(http_requests_total[5m]))"}`
+	r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", ruleJSON(rec), nil))
+	if !r.Allowed || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "level:metric:operations") {
+		t.Fatalf("allowed=%v warnings=%q", r.Allowed, r.Warnings)
+	}
+}
+
+func TestMutatePrometheusRuleCoercesNonStringLabels(t *testing.T) {
+	s := newServer(t, testPolicy)
+	obj := ruleJSON(`{"alert":"A","expr":"up == 0","labels":{"severity":1,"page":true,"team":"x"},"annotations":{"priority":2.5}}`)
+	r := s.admit(t, MutatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", obj, nil))
+	got := applyPatch(t, obj, r)
+	rule := got["spec"].(map[string]any)["groups"].([]any)[0].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	if diff := cmp.Diff(map[string]any{"severity": "1", "page": "true", "team": "x"}, rule["labels"]); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]any{"priority": "2.5"}, rule["annotations"]); diff != "" {
+		t.Errorf("annotations (-want +got):\n%s", diff)
+	}
+	if labelsAt(t, got, "metadata", "labels")["release"] != "kube-prometheus-stack" {
+		t.Errorf("monitors.labels not added: %s", r.Patch)
+	}
+}
+
+func TestMutateServiceMonitorGetsSelectorLabels(t *testing.T) {
+	s := newServer(t, testPolicy)
+	obj := `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"web","labels":{"app":"web"}},"spec":{"endpoints":[{"port":"http"}],"selector":{"matchLabels":{"app":"web"}}}}`
+	r := s.admit(t, MutatePath, review(serviceMonitorGVK, admissionv1.Create, "monitors", obj, nil))
+	if want := `[{"op":"add","path":"/metadata/labels/release","value":"kube-prometheus-stack"}]`; string(r.Patch) != want {
+		t.Errorf("patch = %s, want %s", r.Patch, want)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	s := newServer(t, testPolicy)
+	podGVK := metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	tests := []struct {
+		name        string
+		path        string
+		contentType string
+		body        []byte
+		wantCode    int32 // 0: allowed
+		wantMsg     string
+	}{
+		{"malformed JSON", MutatePath, "application/json", []byte(`{"request":`), 400, "unexpected end of JSON input"},
+		{"wrong content type", MutatePath, "text/plain", review(deploymentGVK, admissionv1.Create, "shop", deploymentJSON, nil), 400, "contentType=text/plain, expected application/json"},
+		{"a body that is not an AdmissionReview", MutatePath, "application/json", []byte(`{"hello":"world"}`), 400, "not an AdmissionReview request"},
+		{"a kind /mutate does not handle", MutatePath, "application/json", review(podGVK, admissionv1.Create, "shop", `{"metadata":{"name":"p"}}`, nil), 0, "kind v1/Pod is not handled by /mutate"},
+		{"a kind /validate does not handle", ValidatePath, "application/json", review(deploymentGVK, admissionv1.Create, "shop", deploymentJSON, nil), 0, "kind apps/v1/Deployment is not handled by /validate"},
+		{"a missing object on /mutate", MutatePath, "application/json", review(deploymentGVK, admissionv1.Create, "shop", nil, nil), 400, "the admission request has no object"},
+		{"a missing object on /validate", ValidatePath, "application/json", review(prometheusRuleGVK, admissionv1.Create, "shop", nil, nil), 400, "the admission request has no object"},
+		{"an object that is not JSON", MutatePath, "application/json", review(deploymentGVK, admissionv1.Create, "shop", []byte(`"just a string"`), nil), 400, "decode object"},
+		{"a PrometheusRule of the wrong shape", ValidatePath, "application/json", review(prometheusRuleGVK, admissionv1.Create, "shop", `{"spec":{"groups":"none"}}`, nil), 400, "cannot be decoded"},
+		{"deeply nested JSON", MutatePath, "application/json", rawReview(`{"metadata":{"name":"x"},"spec":`+strings.Repeat(`{"a":`, 20000)+`1`+strings.Repeat(`}`, 20000)+`}`), 400, "exceeded max depth"},
+		{"an unknown namespace", MutatePath, "application/json", review(deploymentGVK, admissionv1.Create, "ghost", deploymentJSON, nil), 500, "could not read namespace ghost"},
+		{"a DELETE", MutatePath, "application/json", review(deploymentGVK, admissionv1.Delete, "shop", nil, deploymentJSON), 0, "operation DELETE is not handled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, status := s.post(t, tt.path, tt.contentType, tt.body)
+			if status != http.StatusOK {
+				t.Errorf("HTTP status %d, want 200 (the AdmissionReview carries the error)", status)
+			}
+			if len(r.Patch) != 0 {
+				t.Errorf("bad input produced a patch: %s", r.Patch)
+			}
+			if tt.wantCode == 0 {
+				if !r.Allowed {
+					t.Errorf("denied: %v", r.Result)
+				}
+			} else if r.Allowed || r.Result == nil || r.Result.Code != tt.wantCode {
+				t.Errorf("allowed=%v result=%+v, want code %d", r.Allowed, r.Result, tt.wantCode)
+			}
+			if r.Result == nil || !strings.Contains(r.Result.Message, tt.wantMsg) {
+				t.Errorf("message %+v does not contain %q", r.Result, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestOversizedBodyIsRefused(t *testing.T) {
+	s := newServer(t, testPolicy)
+	big := `{"metadata":{"name":"x","annotations":{"a":"` + strings.Repeat("x", 8<<20) + `"}}}`
+	r, _ := s.post(t, MutatePath, "application/json", review(deploymentGVK, admissionv1.Create, "shop", big, nil))
+	if r.Allowed || r.Result.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("allowed=%v result=%+v, want 413", r.Allowed, r.Result)
+	}
+}
+
+// rawReview builds a Deployment CREATE review around obj as text, for
+// objects json.Marshal refuses to produce.
+func rawReview(obj string) []byte {
+	return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},` +
+		`"resource":{"group":"apps","version":"v1","resource":"deployments"},"operation":"CREATE","namespace":"shop","userInfo":{},"object":` + obj + `}}`)
+}
