@@ -102,14 +102,23 @@ func (d Decision) DryRun() []LabelChange {
 // reach, and why: a default-excluded or configured namespace, or an opt-out
 // label on the namespace or the object.
 func (p *Policy) Excluded(ns Namespace, objectLabels map[string]string) (string, bool) {
-	if _, ok := p.excluded[ns.Name]; ok {
-		return fmt.Sprintf("namespace %s is excluded", ns.Name), true
+	if reason, ok := p.ExcludedNamespace(ns); ok {
+		return reason, true
 	}
 	if ns.Labels[OptOutLabel] == "false" {
 		return fmt.Sprintf("namespace %s opted out (%s=false)", ns.Name, OptOutLabel), true
 	}
 	if objectLabels[OptOutLabel] == "false" {
 		return fmt.Sprintf("object opted out (%s=false)", OptOutLabel), true
+	}
+	return "", false
+}
+
+// ExcludedNamespace reports whether promenroll leaves the namespace alone
+// entirely (the defaults, excludeNamespaces, its own namespace).
+func (p *Policy) ExcludedNamespace(ns Namespace) (string, bool) {
+	if _, ok := p.excluded[ns.Name]; ok {
+		return fmt.Sprintf("namespace %s is excluded", ns.Name), true
 	}
 	return "", false
 }

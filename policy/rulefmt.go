@@ -156,3 +156,14 @@ func classifyRuleFmtError(we *rulefmt.WrappedError, r *rulefmt.Rule, fld *field.
 		return deny(CheckStructure, field.Invalid(fld, omit, msg))
 	}
 }
+
+// structuralChecks are the checks Prometheus itself applies when it loads a
+// rule file; the others are promenroll's conventions.
+var structuralChecks = map[string]bool{
+	CheckStructure: true, CheckPromQL: true, CheckTemplate: true,
+	CheckName: true, CheckDuration: true, CheckGroup: true,
+}
+
+// Structural reports whether Prometheus would refuse to load the rule file
+// because of this finding (as opposed to a policy convention).
+func (f Finding) Structural() bool { return structuralChecks[f.Check] }

@@ -63,8 +63,10 @@ var recordNameRE = regexp.MustCompile(`^[a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-
 // when it loads the rule file the operator generates from it, then applies
 // the policy's conventions. size is the object's size in bytes as received.
 func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Namespace) RuleReport {
-	rep := RuleReport{Mode: effectiveMode(p.rules.mode, ns)}
-	if reason, ok := p.Excluded(ns, pr.Labels); ok {
+	rep := RuleReport{Mode: p.RulesMode(ns)}
+	// The enrollment opt-out label does not apply: it must not be a way
+	// around the gate.
+	if reason, ok := p.ExcludedNamespace(ns); ok {
 		rep.Reason = reason
 		return rep
 	}

@@ -56,10 +56,10 @@ func (f fakeNamespaces) Namespace(_ context.Context, name string) (policy.Namesp
 }
 
 var testNamespaces = fakeNamespaces{
-	"shop":     {Labels: map[string]string{"team": "payments"}},
-	"sandbox":  {Labels: map[string]string{"team": "lab"}, Annotations: map[string]string{policy.ModeAnnotation: "dry-run"}},
-	"optout":   {Labels: map[string]string{policy.OptOutLabel: "false"}},
-	"no-team":  {},
+	"shop":        {Labels: map[string]string{"team": "payments"}},
+	"sandbox":     {Labels: map[string]string{"team": "lab"}, Annotations: map[string]string{policy.ModeAnnotation: "dry-run"}},
+	"optout":      {Labels: map[string]string{policy.OptOutLabel: "false"}},
+	"no-team":     {},
 	"monitors":    {},
 	"kube-system": {},
 }

@@ -44,7 +44,7 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 	if len(coercions) == 0 {
 		return out
 	}
-	if _, excluded := pol.Excluded(ns, obj.Metadata.Labels); excluded {
+	if _, excluded := pol.ExcludedNamespace(ns); excluded {
 		return out
 	}
 	if pol.RulesMode(ns) == policy.ModeDryRun {

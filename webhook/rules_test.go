@@ -138,7 +138,7 @@ func TestBadInput(t *testing.T) {
 		{"a missing object on /validate", ValidatePath, "application/json", review(prometheusRuleGVK, admissionv1.Create, "shop", nil, nil), 400, "the admission request has no object"},
 		{"an object that is not JSON", MutatePath, "application/json", review(deploymentGVK, admissionv1.Create, "shop", []byte(`"just a string"`), nil), 400, "decode object"},
 		{"a PrometheusRule of the wrong shape", ValidatePath, "application/json", review(prometheusRuleGVK, admissionv1.Create, "shop", `{"spec":{"groups":"none"}}`, nil), 400, "cannot be decoded"},
-		{"deeply nested JSON", MutatePath, "application/json", rawReview(`{"metadata":{"name":"x"},"spec":`+strings.Repeat(`{"a":`, 20000)+`1`+strings.Repeat(`}`, 20000)+`}`), 400, "exceeded max depth"},
+		{"deeply nested JSON", MutatePath, "application/json", rawReview(`{"metadata":{"name":"x"},"spec":` + strings.Repeat(`{"a":`, 20000) + `1` + strings.Repeat(`}`, 20000) + `}`), 400, "exceeded max depth"},
 		{"an unknown namespace", MutatePath, "application/json", review(deploymentGVK, admissionv1.Create, "ghost", deploymentJSON, nil), 500, "could not read namespace ghost"},
 		{"a DELETE", MutatePath, "application/json", review(deploymentGVK, admissionv1.Delete, "shop", nil, deploymentJSON), 0, "operation DELETE is not handled"},
 	}
