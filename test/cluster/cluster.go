@@ -1,0 +1,363 @@
+// Package cluster runs a real local control plane (etcd and kube-apiserver
+// through controller-runtime's envtest, with the Prometheus Operator and
+// cert-manager CRDs), installs promenroll's webhook configurations from
+// deploy/ as they are, and runs the real promenroll binary against it. The
+// e2e tests and `make demo` share it. Everything listens on 127.0.0.1.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Versions of the modules the CRDs come from (located with
+// `go mod download -json`, never copied into this repository).
+const (
+	PrometheusOperatorVersion = "v0.94.1"
+	CertManagerVersion        = "v1.21.2"
+	// Namespace is promenroll's namespace in deploy/.
+	Namespace = "promenroll-system"
+)
+
+// Options configure Start.
+type Options struct {
+	// PolicyFile is the policy promenroll serves; it may be rewritten while
+	// running (hot reload).
+	PolicyFile string
+	// Log receives promenroll's and the control plane's output.
+	Log io.Writer
+}
+
+// Cluster is a running control plane with promenroll installed.
+type Cluster struct {
+	Root       string // repository root
+	Dir        string // scratch folder: kubeconfig, certificates, binaries
+	Kubeconfig string
+	Config     *rest.Config
+	Client     client.Client
+
+	env     *envtest.Environment
+	opts    Options
+	ca      *ca
+	certDir string
+	port    int
+	probe   string
+	metrics string
+	binary  string
+
+	mu   sync.Mutex
+	proc *exec.Cmd
+	done chan struct{}
+}
+
+// RepoRoot finds the repository root from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module github.com/promenroll/promenroll\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the promenroll repository")
+		}
+		dir = parent
+	}
+}
+
+// Start brings up etcd, kube-apiserver, the CRDs, promenroll's webhook
+// configurations and promenroll itself, and waits until promenroll is ready.
+func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "promenroll-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{Root: root, Dir: dir, opts: opts, certDir: filepath.Join(dir, "tls")}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	assets := filepath.Join(root, "bin", "k8s")
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
+			return nil, fmt.Errorf("%s missing in %s: run `make test-bins`", b, assets)
+		}
+	}
+	crds, err := crdPaths(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	binary := filepath.Join(dir, "promenroll")
+	build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/promenroll")
+	build.Dir, build.Stdout, build.Stderr = root, opts.Log, opts.Log
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("build promenroll: %w", err)
+	}
+	c.binary = binary
+
+	c.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join(root, "deploy", "base", "webhooks.yaml")},
+			LocalServingHost: "127.0.0.1",
+		},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	if c.Config, err = c.env.Start(); err != nil {
+		return nil, fmt.Errorf("start control plane: %w", err)
+	}
+	c.port = c.env.WebhookInstallOptions.LocalServingPort
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, c.env.KubeConfig, 0o600); err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := monv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if c.Client, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	if err := c.useOwnCA(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.StartWebhook(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// useOwnCA points the installed webhook configurations at a CA this package
+// holds, so the serving certificate can be rotated like cert-manager does.
+func (c *Cluster) useOwnCA(ctx context.Context) error {
+	var err error
+	if c.ca, err = newCA(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.certDir, 0o700); err != nil {
+		return err
+	}
+	if _, err := c.ca.writeServing(c.certDir); err != nil {
+		return err
+	}
+	var mut admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: "promenroll"}, &mut); err != nil {
+		return fmt.Errorf("the mutating webhook configuration from deploy/ is not installed: %w", err)
+	}
+	for i := range mut.Webhooks {
+		mut.Webhooks[i].ClientConfig.CABundle = c.ca.certPEM
+	}
+	if err := c.Client.Update(ctx, &mut); err != nil {
+		return err
+	}
+	var val admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: "promenroll"}, &val); err != nil {
+		return fmt.Errorf("the validating webhook configuration from deploy/ is not installed: %w", err)
+	}
+	for i := range val.Webhooks {
+		val.Webhooks[i].ClientConfig.CABundle = c.ca.certPEM
+	}
+	return c.Client.Update(ctx, &val)
+}
+
+// crdPaths downloads (into the module cache) the modules that ship the CRDs
+// and returns the CRD files promenroll's tests need.
+func crdPaths(ctx context.Context, scratch string) ([]string, error) {
+	op, err := moduleDir(ctx, scratch, "github.com/prometheus-operator/prometheus-operator@"+PrometheusOperatorVersion)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := moduleDir(ctx, scratch, "github.com/cert-manager/cert-manager@"+CertManagerVersion)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, r := range []string{"prometheusrules", "servicemonitors", "podmonitors", "prometheuses"} {
+		paths = append(paths, filepath.Join(op, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+r+".yaml"))
+	}
+	paths = append(paths, filepath.Join(cm, "deploy", "crds"))
+	return paths, nil
+}
+
+func moduleDir(ctx context.Context, scratch, modVersion string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", modVersion)
+	cmd.Dir = scratch // outside any module: nothing is added to a go.mod
+	out, err := cmd.Output()
+	var info struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &info); jerr != nil || info.Error != "" || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %v %s", modVersion, err, info.Error)
+	}
+	return info.Dir, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// StartWebhook runs `promenroll serve` and waits until /readyz answers 200.
+func (c *Cluster) StartWebhook(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc != nil {
+		return errors.New("promenroll is already running")
+	}
+	var err error
+	if c.probe, err = freeAddr(); err != nil {
+		return err
+	}
+	if c.metrics, err = freeAddr(); err != nil {
+		return err
+	}
+	cmd := exec.Command(c.binary, "serve",
+		"--policy", c.opts.PolicyFile,
+		"--cert-dir", c.certDir,
+		"--bind-host", "127.0.0.1",
+		"--port", fmt.Sprint(c.port),
+		"--metrics-bind-address", c.metrics,
+		"--health-probe-bind-address", c.probe,
+		"--kubeconfig", c.Kubeconfig,
+		"--namespace", Namespace,
+		"--shutdown-delay", "1ms",
+	)
+	cmd.Stdout, cmd.Stderr = c.opts.Log, c.opts.Log
+	// Its own process group: a test's interrupt reaches it through Stop.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start promenroll: %w", err)
+	}
+	c.proc, c.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.done)
+
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			c.proc = nil
+			return fmt.Errorf("promenroll exited during start-up: %v", cmd.ProcessState)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if resp, err := http.Get("http://" + c.probe + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+	return errors.New("promenroll did not become ready within 60s")
+}
+
+// StopWebhook stops promenroll gracefully (SIGTERM), killing it after 20s.
+func (c *Cluster) StopWebhook() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc == nil {
+		return
+	}
+	_ = c.proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		_ = c.proc.Process.Kill()
+		<-c.done
+	}
+	c.proc = nil
+}
+
+// WebhookRunning reports whether promenroll is running.
+func (c *Cluster) WebhookRunning() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.proc != nil
+}
+
+// RotateCertificate writes a new serving key and certificate from the same
+// CA, as cert-manager renewing the Secret does, and returns its serial.
+func (c *Cluster) RotateCertificate() (*big.Int, error) { return c.ca.writeServing(c.certDir) }
+
+// ServingSerial is the serial number of the certificate promenroll presents.
+func (c *Cluster) ServingSerial() (*big.Int, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", c.port), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reading the serial only
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// WebhookAddr is the webhook's TLS address.
+func (c *Cluster) WebhookAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.port) }
+
+// MetricsURL is promenroll's /metrics.
+func (c *Cluster) MetricsURL() string { return "http://" + c.metrics + "/metrics" }
+
+// Kubectl runs the real kubectl against the cluster. stdin may be empty.
+func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Root, "bin", "k8s", "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// Stop stops promenroll and the control plane and removes the scratch
+// folder. Safe to call more than once.
+func (c *Cluster) Stop() {
+	c.StopWebhook()
+	if c.env != nil {
+		_ = c.env.Stop()
+		c.env = nil
+	}
+	if c.Dir != "" {
+		_ = os.RemoveAll(c.Dir)
+	}
+}
