@@ -340,6 +340,9 @@ func compileRules(r *Rules, parent Mode, errs field.ErrorList) (rulesSection, fi
 		s.scheme = model.LegacyValidation
 	default:
 		errs = append(errs, field.NotSupported(fld.Child("nameValidation"), r.NameValidation, []NameValidation{NameValidationUTF8, NameValidationLegacy}))
+		// Keep checking the rest of the section with a valid scheme
+		// (model panics on an unset one); the policy is refused anyway.
+		s.scheme = model.UTF8Validation
 	}
 	if r.MaxBytes == 0 {
 		r.MaxBytes = DefaultRulesMaxBytes

@@ -152,21 +152,27 @@ func (s *server) admit(t *testing.T, path string, body []byte) *admissionv1.Admi
 // applyPatch applies the response's JSON Patch to the object as sent.
 func applyPatch(t *testing.T, obj any, r *admissionv1.AdmissionResponse) map[string]any {
 	t.Helper()
-	doc := mustJSON(obj)
-	if len(r.Patch) > 0 {
-		p, err := jsonpatch5.DecodePatch(r.Patch)
-		if err != nil {
-			t.Fatalf("invalid JSON Patch %s: %v", r.Patch, err)
-		}
-		if doc, err = p.Apply(doc); err != nil {
-			t.Fatalf("patch %s does not apply: %v", r.Patch, err)
-		}
+	doc, err := applyJSONPatch(mustJSON(obj), r.Patch)
+	if err != nil {
+		t.Fatalf("patch %s: %v", r.Patch, err)
 	}
 	var out map[string]any
 	if err := json.Unmarshal(doc, &out); err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// applyJSONPatch applies an RFC 6902 patch (none: doc unchanged).
+func applyJSONPatch(doc, patch []byte) ([]byte, error) {
+	if len(patch) == 0 {
+		return doc, nil
+	}
+	p, err := jsonpatch5.DecodePatch(patch)
+	if err != nil {
+		return nil, err
+	}
+	return p.Apply(doc)
 }
 
 var (

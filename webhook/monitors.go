@@ -2,9 +2,9 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
+	sigsjson "sigs.k8s.io/json"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -35,7 +35,7 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 	var raw struct {
 		Spec policy.RawRuleSpec `json:"spec"`
 	}
-	if err := json.Unmarshal(req.Object.Raw, &raw); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &raw); err != nil {
 		// Not a shape promenroll can fix; the API server's schema
 		// validation reports it.
 		return out

@@ -1,8 +1,8 @@
 package webhook
 
 import (
-	"encoding/json"
 	"fmt"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -18,6 +18,10 @@ type objectShape struct {
 			Metadata *metadata `json:"metadata"`
 		} `json:"template"`
 	} `json:"spec"`
+
+	// hasMetadata is false when the object has no metadata member (or it is
+	// null): a patch must then add it whole.
+	hasMetadata bool
 }
 
 type metadata struct {
@@ -32,9 +36,10 @@ func decodeShape(raw []byte, what string) (*objectShape, error) {
 		return nil, fmt.Errorf("the admission request has no %s", what)
 	}
 	var s objectShape
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &s); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", what, err)
 	}
+	s.hasMetadata = s.Metadata != nil
 	if s.Metadata == nil {
 		s.Metadata = &metadata{}
 	}

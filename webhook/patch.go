@@ -27,7 +27,7 @@ func labelPatch(s *objectShape, changes []policy.LabelChange) []jsonpatch.JsonPa
 		}
 	}
 	var ops []jsonpatch.JsonPatchOperation
-	ops = appendLabelOps(ops, "/metadata", s.Metadata != nil, s.Metadata.Labels != nil, meta)
+	ops = appendLabelOps(ops, "/metadata", s.hasMetadata, s.Metadata.Labels != nil, meta)
 	if len(tmpl) > 0 && s.hasPodTemplate() {
 		tm := s.Spec.Template.Metadata
 		ops = appendLabelOps(ops, "/spec/template/metadata", tm != nil, tm != nil && tm.Labels != nil, tmpl)

@@ -2,9 +2,9 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
+	sigsjson "sigs.k8s.io/json"
 	"strings"
 	"time"
 
@@ -55,7 +55,7 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 		return errored(http.StatusBadRequest, fmt.Errorf("the admission request has no object"))
 	}
 	var pr monv1.PrometheusRule
-	if err := json.Unmarshal(req.Object.Raw, &pr); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &pr); err != nil {
 		st := apierrors.NewBadRequest(fmt.Sprintf("PrometheusRule %s/%s cannot be decoded: %v", req.Namespace, req.Name, err)).ErrStatus
 		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}
 	}

@@ -1,0 +1,58 @@
+package policy
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+)
+
+// FuzzParsePolicy: no policy document may panic or hang the loader.
+func FuzzParsePolicy(f *testing.F) {
+	f.Add([]byte(specExample))
+	f.Add([]byte(enrollPolicy))
+	paths, _ := filepath.Glob("testdata/rules/*/policy.yaml")
+	for _, p := range paths {
+		if data, err := os.ReadFile(p); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse("fuzz.yaml", data, Options{})
+		if err == nil && p == nil {
+			t.Fatal("nil policy without an error")
+		}
+		if p != nil {
+			// A policy that loads must decide without panicking.
+			p.Enroll(EnrollRequest{Operation: Create, Object: deployment(map[string]string{"a": "b"}, nil), Namespace: monitoringNS})
+		}
+	})
+}
+
+// FuzzCheckPrometheusRule: no PrometheusRule may panic or hang the gate,
+// and the verdict is the same every time.
+func FuzzCheckPrometheusRule(f *testing.F) {
+	for _, c := range ruleCases(f) {
+		f.Add(c.raw)
+	}
+	p := suitePolicy(f, "default")
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var pr monv1.PrometheusRule
+		if err := json.Unmarshal(raw, &pr); err != nil {
+			return
+		}
+		first := p.CheckPrometheusRule(&pr, len(raw), Namespace{Name: "shop"})
+		second := p.CheckPrometheusRule(&pr, len(raw), Namespace{Name: "shop"})
+		if len(first.Findings) != len(second.Findings) {
+			t.Fatalf("verdict varies: %d vs %d findings", len(first.Findings), len(second.Findings))
+		}
+		var spec struct {
+			Spec RawRuleSpec `json:"spec"`
+		}
+		if json.Unmarshal(raw, &spec) == nil {
+			CoerceRuleValues(spec.Spec)
+		}
+	})
+}

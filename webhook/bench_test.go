@@ -1,0 +1,67 @@
+package webhook
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// handlerFor wires a handler as serve does (admission.Webhook: decoding,
+// panic recovery, encoding), without a network.
+func handlerFor(b *testing.B, h admission.Handler) http.Handler {
+	b.Helper()
+	return &admission.Webhook{Handler: h}
+}
+
+func benchmarkHTTP(b *testing.B, h http.Handler, path string, body []byte) {
+	b.Helper()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+}
+
+func benchPolicy(b *testing.B) *PolicyStore {
+	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policy.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return StaticPolicyStore(p)
+}
+
+// BenchmarkMutateDeployment is the full /mutate path for a typical
+// Deployment: decode the AdmissionReview, decide, build the patch, encode.
+func BenchmarkMutateDeployment(b *testing.B) {
+	h := handlerFor(b, &Mutator{Policies: benchPolicy(b), Namespaces: testNamespaces, Metrics: NewMetrics(nil)})
+	benchmarkHTTP(b, h, MutatePath, review(deploymentGVK, admissionv1.Create, "shop", deploymentJSON, nil))
+}
+
+// BenchmarkValidateLargestRule is the full /validate path for kube-prometheus'
+// largest PrometheusRule (134 rules).
+func BenchmarkValidateLargestRule(b *testing.B) {
+	data, err := os.ReadFile("../policy/testdata/rules/default/kube-prometheus/kubernetesControlPlane.good.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := handlerFor(b, &Validator{Policies: benchPolicy(b), Namespaces: fakeNamespaces{"monitoring": {}}, Metrics: NewMetrics(nil)})
+	benchmarkHTTP(b, h, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "monitoring", js, nil))
+}
