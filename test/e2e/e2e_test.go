@@ -450,6 +450,27 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 	t.Logf("%d requests through the webhook during rotation, none failed", sent.Load())
 }
 
+func TestDeployManifestsAreAcceptedByTheAPIServer(t *testing.T) {
+	// Server-side dry-run of the whole install (cert-manager and dry-run
+	// overlays over base): every object validated by the real API server
+	// against the real CRDs, nothing stored.
+	// The webhook configurations are renamed: the suite runs the same ones,
+	// pointed at the local promenroll, under their real names.
+	createNamespace(t, "promenroll-system", nil, nil)
+	for _, overlay := range []string{"cert-manager", "dry-run"} {
+		rendered, _ := kubectl(t, "", "kustomize", filepath.Join(c.Root, "deploy", overlay))
+		rendered = strings.ReplaceAll(rendered, "  name: promenroll\nwebhooks:", "  name: promenroll-manifest-check\nwebhooks:")
+		out, _ := kubectl(t, rendered, "apply", "--dry-run=server", "-f", "-")
+		for _, kind := range []string{"deployment.apps/promenroll", "certificate.cert-manager.io/promenroll", "issuer.cert-manager.io/promenroll-selfsigned",
+			"mutatingwebhookconfiguration.admissionregistration.k8s.io/promenroll-manifest-check", "validatingwebhookconfiguration.admissionregistration.k8s.io/promenroll-manifest-check",
+			"servicemonitor.monitoring.coreos.com/promenroll", "prometheusrule.monitoring.coreos.com/promenroll", "poddisruptionbudget.policy/promenroll"} {
+			if !strings.Contains(out, kind) {
+				t.Errorf("%s: %s not applied:\n%s", overlay, kind, out)
+			}
+		}
+	}
+}
+
 // TestWebhookDown must run last: it stops promenroll (and restarts it).
 func TestWebhookDown(t *testing.T) {
 	createNamespace(t, "outage", nil, nil)
