@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -42,16 +41,6 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 
 	out := m.decide(ctx, req)
 	return finish(ctx, req, m.Metrics, start, out)
-}
-
-// outcome is what a handler decided, before it becomes a response.
-type outcome struct {
-	resp     admission.Response
-	decision string // patch, allow, deny, warn, skip, error
-	mode     policy.Mode
-	rules    []string
-	reason   string
-	changes  []policy.LabelChange
 }
 
 func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
@@ -127,14 +116,14 @@ func labelOutcome(obj *objectShape, d policy.Decision, metrics *Metrics, kind st
 	return out
 }
 
+// decisionMode is the mode a label decision is reported under: enforce if
+// anything is applied, dry-run if it only reports.
 func decisionMode(d policy.Decision) policy.Mode {
-	if len(d.Changes) > 0 && len(d.Enforced()) == 0 {
-		return policy.ModeDryRun
+	if len(d.Enforced()) > 0 {
+		return policy.ModeEnforce
 	}
-	for _, w := range d.Warnings {
-		if strings.HasPrefix(w, policy.DryRunPrefix) && len(d.Enforced()) == 0 {
-			return policy.ModeDryRun
-		}
+	if len(d.DryRun()) > 0 || slices.ContainsFunc(d.Warnings, func(w string) bool { return strings.HasPrefix(w, policy.DryRunPrefix) }) {
+		return policy.ModeDryRun
 	}
 	return policy.ModeEnforce
 }
@@ -149,81 +138,4 @@ func describeChanges(cs []policy.LabelChange) string {
 
 func (m *Mutator) namespace(ctx context.Context, req admission.Request) (policy.Namespace, error) {
 	return lookupNamespace(ctx, m.Namespaces, m.Metrics, req)
-}
-
-func lookupNamespace(ctx context.Context, g NamespaceGetter, metrics *Metrics, req admission.Request) (policy.Namespace, error) {
-	if req.Namespace == "" {
-		return policy.Namespace{}, nil
-	}
-	ns, err := g.Namespace(ctx, req.Namespace)
-	if err != nil {
-		metrics.NamespaceErrors.Inc()
-		return ns, fmt.Errorf("promenroll could not read namespace %s to apply its policy (%w); the webhook's failurePolicy applies, retry shortly", req.Namespace, err)
-	}
-	return ns, nil
-}
-
-// screen answers requests no handler should look at: a body that is not an
-// admission request, and operations other than CREATE and UPDATE.
-func screen(req admission.Request) (outcome, bool) {
-	if req.UID == "" || req.Kind.Kind == "" {
-		return errored(http.StatusBadRequest, errors.New("the body is not an AdmissionReview request: request.uid and request.kind are required")), true
-	}
-	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
-		return skip(fmt.Sprintf("operation %s is not handled", req.Operation)), true
-	}
-	return outcome{}, false
-}
-
-func gvkString(req admission.Request) string {
-	if req.Kind.Group == "" {
-		return req.Kind.Version + "/" + req.Kind.Kind
-	}
-	return req.Kind.Group + "/" + req.Kind.Version + "/" + req.Kind.Kind
-}
-
-func skip(reason string) outcome {
-	return outcome{resp: admission.Allowed(reason), decision: "skip", reason: reason}
-}
-
-func errored(code int32, err error) outcome {
-	return outcome{resp: admission.Errored(code, err), decision: "error", reason: err.Error()}
-}
-
-// finish counts and logs the decision: one structured line per admission
-// request, never the object itself.
-func finish(ctx context.Context, req admission.Request, metrics *Metrics, start time.Time, out outcome) admission.Response {
-	mode := out.mode
-	if mode == "" {
-		mode = policy.ModeEnforce
-	}
-	rules := out.rules
-	if len(rules) == 0 {
-		rules = []string{""}
-	}
-	for _, r := range rules {
-		metrics.Decisions.WithLabelValues(req.Kind.Kind, string(req.Operation), out.decision, string(mode), r).Inc()
-	}
-	name := req.Name
-	log := loggerFrom(ctx)
-	kv := []any{
-		"uid", req.UID, "kind", req.Kind.Kind, "operation", req.Operation,
-		"namespace", req.Namespace, "name", name, "user", req.UserInfo.Username,
-		"decision", out.decision, "mode", mode, "dryRun", req.DryRun != nil && *req.DryRun,
-		"duration", time.Since(start).String(),
-	}
-	if len(out.rules) > 0 {
-		kv = append(kv, "rules", out.rules)
-	}
-	if out.reason != "" {
-		kv = append(kv, "reason", out.reason)
-	}
-	if len(out.changes) > 0 {
-		kv = append(kv, "labels", describeChanges(out.changes))
-	}
-	if len(out.resp.Warnings) > 0 {
-		kv = append(kv, "warnings", len(out.resp.Warnings))
-	}
-	log.Info("admission decision", kv...)
-	return out.resp
 }

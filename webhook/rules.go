@@ -125,9 +125,10 @@ func denialMessage(name string, errs field.ErrorList) string {
 	return b.String()
 }
 
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	return strings.ToValidUTF8(s[:n-3], "") + "..."
 }
