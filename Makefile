@@ -75,3 +75,7 @@ docker-build: ## Build the container image IMG (needs a Docker engine).
 .PHONY: clean
 clean: ## Remove bin/ (control-plane binaries included).
 	rm -rf $(BIN)
+
+.PHONY: load
+load: ## Load-test the /mutate and /validate handlers over HTTPS on 127.0.0.1 (bounded: N=20000 C=8).
+	$(GO) run ./test/load -n $(or $(N),20000) -c $(or $(C),8)
