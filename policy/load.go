@@ -102,7 +102,7 @@ type Problem struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "policy %s is invalid (%d problem(s)); fix the file, the last good policy stays in force:", e.Path, len(e.Problems))
+	fmt.Fprintf(&b, "policy %s is invalid (%d problem(s)):", e.Path, len(e.Problems))
 	for _, p := range e.Problems {
 		b.WriteString("\n  ")
 		if p.Line > 0 {

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,7 +14,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "promenroll:", err)
+		if !errors.Is(err, errCheckFailed) {
+			fmt.Fprintln(os.Stderr, "promenroll:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

@@ -25,8 +25,9 @@ var version = ""
 const usage = `promenroll: Prometheus enrollment and PrometheusRule gate for Kubernetes.
 
 Usage:
-  promenroll serve   [flags]   run the admission webhook server
-  promenroll version            print the version
+  promenroll serve   [flags]                        run the admission webhook server
+  promenroll check   --policy FILE [PATH | -]...    check a policy and PrometheusRule manifests offline
+  promenroll version                                 print the version
 
 Run 'promenroll <command> -h' for a command's flags.
 `
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "check":
+		return check(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "promenroll", buildVersion())
 		return nil

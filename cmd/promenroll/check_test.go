@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckFailsOnARuleTheWebhookWouldDeny(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"check", "--policy", "../../examples/policy.yaml", "../../examples"}, &out, &errOut)
+	if !errors.Is(err, errCheckFailed) || exitCode(err) != 1 {
+		t.Fatalf("err = %v (exit %d), want a failed check", err, exitCode(err))
+	}
+	for _, want := range []string{
+		"examples/prometheusrule-bad.yaml#1: PrometheusRule shop/checkout-broken: spec.groups[0].rules[0].expr: Invalid value: could not parse expression",
+		"examples/prometheusrule-good.yaml#1: PrometheusRule shop/checkout: 2 rules valid",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestCheckPassesKubePrometheusAndPrintsLintWarnings(t *testing.T) {
+	var out, errOut bytes.Buffer
+	dir := filepath.Join("..", "..", "policy", "testdata", "rules", "default")
+	err := run(t.Context(), []string{"check", "--policy", filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "kube-prometheus")}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("kube-prometheus failed the check: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), `warning: spec.groups[9].rules[13]: Duplicate value: "code_verb:apiserver_request_total:increase1h"`) {
+		t.Errorf("duplicate-rule lint warning not printed:\n%s", out.String())
+	}
+	if got := strings.Count(out.String(), "rules valid"); got != 8 {
+		t.Errorf("%d PrometheusRules reported valid, want 8", got)
+	}
+}
+
+func TestCheckRefusesAnInvalidPolicy(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"check", "--policy", "../../policy/testdata/rules/default/kube-prometheus/grafana.good.yaml"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "grafana.good.yaml:4: metadata: unknown field") {
+		t.Fatalf("err = %v", err)
+	}
+}
