@@ -138,7 +138,12 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 	if len(denials) > 0 && rep.Mode == policy.ModeEnforce {
 		return true, nil
 	}
-	if rep.Reason == "" {
+	switch {
+	case rep.Reason != "":
+		fmt.Fprintf(out, "%s: not checked: %s\n", id, rep.Reason)
+	case len(denials) > 0:
+		fmt.Fprintf(out, "%s: would be denied, but the rule gate is in dry-run\n", id)
+	default:
 		fmt.Fprintf(out, "%s: %d rules valid\n", id, rep.Rules)
 	}
 	return false, nil
