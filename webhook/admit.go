@@ -65,6 +65,16 @@ func errored(code int32, err error) outcome {
 	return outcome{resp: admission.Errored(code, err), decision: "error", reason: err.Error()}
 }
 
+// instrumented runs decide for one request of the named webhook, counting
+// and timing it, and turns the outcome into the response.
+func instrumented(ctx context.Context, req admission.Request, metrics *Metrics, name string, decide func() outcome) admission.Response {
+	start := time.Now()
+	metrics.Requests.WithLabelValues(name, req.Kind.Kind, string(req.Operation)).Inc()
+	out := decide()
+	metrics.Duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	return finish(ctx, req, metrics, start, out)
+}
+
 // finish counts and logs the decision: one structured line per admission
 // request, never the object itself.
 func finish(ctx context.Context, req admission.Request, metrics *Metrics, start time.Time, out outcome) admission.Response {

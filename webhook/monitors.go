@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"net/http"
 	sigsjson "sigs.k8s.io/json"
 	"strings"
 
@@ -17,13 +16,9 @@ import (
 // policy's monitors.labels, and coerces a PrometheusRule's non-string label
 // and annotation values to strings.
 func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
-	obj, err := decodeShape(req.Object.Raw, "object")
-	if err != nil {
-		return errored(http.StatusBadRequest, err)
-	}
-	ns, err := m.namespace(ctx, req)
-	if err != nil {
-		return errored(http.StatusInternalServerError, err)
+	obj, ns, failed := m.objectAndNamespace(ctx, req)
+	if failed != nil {
+		return *failed
 	}
 	pol := m.Policies.Policy()
 	d := pol.MonitorLabels(obj.object(req.Kind.Kind, req.Namespace), ns)

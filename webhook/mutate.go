@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -34,13 +33,7 @@ var _ admission.Handler = (*Mutator)(nil)
 
 // Handle implements admission.Handler.
 func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	start := time.Now()
-	kind := req.Kind.Kind
-	m.Metrics.Requests.WithLabelValues("mutate", kind, string(req.Operation)).Inc()
-	defer func() { m.Metrics.Duration.WithLabelValues("mutate").Observe(time.Since(start).Seconds()) }()
-
-	out := m.decide(ctx, req)
-	return finish(ctx, req, m.Metrics, start, out)
+	return instrumented(ctx, req, m.Metrics, "mutate", func() outcome { return m.decide(ctx, req) })
 }
 
 func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
@@ -58,14 +51,26 @@ func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
 	}
 }
 
-func (m *Mutator) enroll(ctx context.Context, req admission.Request) outcome {
+// objectAndNamespace decodes the request's object and reads its namespace;
+// on failure the outcome to answer with is returned instead.
+func (m *Mutator) objectAndNamespace(ctx context.Context, req admission.Request) (*objectShape, policy.Namespace, *outcome) {
 	obj, err := decodeShape(req.Object.Raw, "object")
 	if err != nil {
-		return errored(http.StatusBadRequest, err)
+		out := errored(http.StatusBadRequest, err)
+		return nil, policy.Namespace{}, &out
 	}
-	ns, err := m.namespace(ctx, req)
+	ns, err := lookupNamespace(ctx, m.Namespaces, m.Metrics, req)
 	if err != nil {
-		return errored(http.StatusInternalServerError, err)
+		out := errored(http.StatusInternalServerError, err)
+		return nil, policy.Namespace{}, &out
+	}
+	return obj, ns, nil
+}
+
+func (m *Mutator) enroll(ctx context.Context, req admission.Request) outcome {
+	obj, ns, failed := m.objectAndNamespace(ctx, req)
+	if failed != nil {
+		return *failed
 	}
 	er := policy.EnrollRequest{
 		Operation: policy.Operation(req.Operation),

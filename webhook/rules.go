@@ -6,7 +6,6 @@ import (
 	"net/http"
 	sigsjson "sigs.k8s.io/json"
 	"strings"
-	"time"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -38,10 +37,7 @@ var _ admission.Handler = (*Validator)(nil)
 
 // Handle implements admission.Handler.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	start := time.Now()
-	v.Metrics.Requests.WithLabelValues("validate", req.Kind.Kind, string(req.Operation)).Inc()
-	defer func() { v.Metrics.Duration.WithLabelValues("validate").Observe(time.Since(start).Seconds()) }()
-	return finish(ctx, req, v.Metrics, start, v.decide(ctx, req))
+	return instrumented(ctx, req, v.Metrics, "validate", func() outcome { return v.decide(ctx, req) })
 }
 
 func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
