@@ -181,3 +181,5 @@ var (
 	prometheusRuleGVK = metav1.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}
 	serviceMonitorGVK = metav1.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}
 )
+
+func policyOptions() policy.Options { return policy.Options{OwnNamespace: "promenroll-system"} }

@@ -266,7 +266,9 @@ func (c *Cluster) StartWebhook(ctx context.Context) error {
 	)
 	cmd.Stdout, cmd.Stderr = c.opts.Log, c.opts.Log
 	// Its own process group: a test's interrupt reaches it through Stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the test process dies (a timeout, a panic) without
+	// running Stop, the kernel kills promenroll too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start promenroll: %w", err)
 	}
