@@ -240,7 +240,8 @@ func freeAddr() (string, error) {
 }
 
 // StartWebhook runs `promenroll serve` and waits until /readyz answers 200.
-func (c *Cluster) StartWebhook(ctx context.Context) error {
+// extraArgs are appended to the command line (later flags win).
+func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.proc != nil {
@@ -264,6 +265,7 @@ func (c *Cluster) StartWebhook(ctx context.Context) error {
 		"--namespace", Namespace,
 		"--shutdown-delay", "1ms",
 	)
+	cmd.Args = append(cmd.Args, extraArgs...)
 	cmd.Stdout, cmd.Stderr = c.opts.Log, c.opts.Log
 	// Its own process group: a test's interrupt reaches it through Stop.
 	// Pdeathsig: if the test process dies (a timeout, a panic) without
@@ -296,27 +298,43 @@ func (c *Cluster) StartWebhook(ctx context.Context) error {
 }
 
 // StopWebhook stops promenroll gracefully (SIGTERM), killing it after 20s.
-func (c *Cluster) StopWebhook() {
+func (c *Cluster) StopWebhook() { c.BeginStopWebhook()() }
+
+// BeginStopWebhook sends SIGTERM and returns a function that waits for
+// promenroll to exit (killing it after 20s) and returns its exit code (-1:
+// killed, or not running). In between, promenroll is shutting down.
+func (c *Cluster) BeginStopWebhook() func() int {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.proc == nil {
-		return
+	proc, done := c.proc, c.done
+	c.mu.Unlock()
+	if proc == nil {
+		return func() int { return -1 }
 	}
-	_ = c.proc.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(20 * time.Second):
-		_ = c.proc.Process.Kill()
-		<-c.done
+	_ = proc.Process.Signal(syscall.SIGTERM)
+	return func() int {
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = proc.Process.Kill()
+			<-done
+		}
+		c.mu.Lock()
+		if c.proc == proc {
+			c.proc = nil
+		}
+		c.mu.Unlock()
+		return proc.ProcessState.ExitCode()
 	}
-	c.proc = nil
 }
 
-// WebhookRunning reports whether promenroll is running.
-func (c *Cluster) WebhookRunning() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.proc != nil
+// Readyz returns the HTTP status of promenroll's /readyz (0: no answer).
+func (c *Cluster) Readyz() int {
+	resp, err := http.Get("http://" + c.probe + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // RotateCertificate writes a new serving key and certificate from the same

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -468,6 +469,57 @@ func TestDeployManifestsAreAcceptedByTheAPIServer(t *testing.T) {
 				t.Errorf("%s: %s not applied:\n%s", overlay, kind, out)
 			}
 		}
+	}
+}
+
+func TestServingTLS(t *testing.T) {
+	t.Run("TLS below 1.2 is refused", func(t *testing.T) {
+		conn, err := tls.Dial("tcp", c.WebhookAddr(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}) //nolint:gosec // probing the server
+		if err == nil {
+			conn.Close()
+			t.Fatal("a TLS 1.1 handshake succeeded")
+		}
+	})
+	t.Run("HTTP/2 is off by default", func(t *testing.T) {
+		conn, err := tls.Dial("tcp", c.WebhookAddr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}}) //nolint:gosec // probing the server
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+			t.Errorf("negotiated %q, want http/1.1", p)
+		}
+	})
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	createNamespace(t, "shutdown", nil, nil)
+	c.StopWebhook()
+	if err := c.StartWebhook(t.Context(), "--shutdown-delay", "3s"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.StopWebhook()
+		if err := c.StartWebhook(context.Background()); err != nil {
+			t.Errorf("restart promenroll: %v", err)
+		}
+	})
+	wait := c.BeginStopWebhook()
+	// Readiness drops at once, so endpoints stop sending new requests...
+	waitUntil := time.Now().Add(2 * time.Second)
+	for c.Readyz() == http.StatusOK {
+		if time.Now().After(waitUntil) {
+			t.Fatal("/readyz still 200 after the stop signal")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ...while requests already routed here are still served.
+	kubectl(t, deploymentYAML("shutdown", ""), "apply", "-f", "-")
+	if getDeployment(t, "shutdown").Labels[scrape] != "true" {
+		t.Error("a request during the shutdown delay was not served")
+	}
+	if code := wait(); code != 0 {
+		t.Errorf("promenroll exited with %d after SIGTERM, want 0", code)
 	}
 }
 
