@@ -77,9 +77,8 @@ func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Name
 		}
 	}
 	if int64(size) > s.maxBytes {
-		add(CheckSize, LevelDeny, field.TooLong(field.NewPath("spec"), fmt.Sprintf("%d bytes", size), int(s.maxBytes)).
-			WithOrigin("maxBytes"))
-		rep.Findings[len(rep.Findings)-1].Err.Detail = fmt.Sprintf("the object is %d bytes, over the policy's rules.maxBytes (%d): split its groups over several PrometheusRules", size, s.maxBytes)
+		add(CheckSize, LevelDeny, withDetail(field.TooLong(field.NewPath("spec"), "", int(s.maxBytes)),
+			fmt.Sprintf("the object is %d bytes, over the policy's rules.maxBytes (%d): split its groups over several PrometheusRules", size, s.maxBytes)))
 	}
 
 	groupNames := map[string]*field.Path{}
@@ -91,8 +90,8 @@ func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Name
 		if g.Name == "" {
 			add(CheckGroup, LevelDeny, field.Required(gp.Child("name"), "every rule group needs a name"))
 		} else if first, dup := groupNames[g.Name]; dup {
-			add(CheckGroup, LevelDeny, field.Duplicate(gp.Child("name"), g.Name).WithOrigin(first.String()))
-			rep.Findings[len(rep.Findings)-1].Err.Detail = "group names must be unique within a PrometheusRule (first at " + first.String() + ")"
+			add(CheckGroup, LevelDeny, withDetail(field.Duplicate(gp.Child("name"), g.Name),
+				"group names must be unique within a PrometheusRule (first at "+first.String()+")"))
 		} else {
 			groupNames[g.Name] = gp.Child("name")
 		}
@@ -125,11 +124,14 @@ func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Name
 				add(f.Check, f.Level, f.Err)
 			}
 			p.checkConventions(g, r, rp, forDur, add)
+			if s.lint.DuplicateRules == LevelOff {
+				continue
+			}
 			key := ruleKey(g, r)
 			if first, dup := ruleKeys[key]; dup {
-				add(CheckDuplicate, s.lint.DuplicateRules, field.Duplicate(rp, ruleName(r)))
-				rep.Findings[len(rep.Findings)-1].Err.Detail = fmt.Sprintf("same name and labels as %s: Prometheus evaluates both and produces clashing series", first)
-			} else if s.lint.DuplicateRules != LevelOff {
+				add(CheckDuplicate, s.lint.DuplicateRules, withDetail(field.Duplicate(rp, ruleName(r)),
+					fmt.Sprintf("same name and labels as %s: Prometheus evaluates both and produces clashing series", first)))
+			} else {
 				ruleKeys[key] = rp
 			}
 		}
@@ -176,6 +178,12 @@ func (p *Policy) checkConventions(g *monv1.RuleGroup, r *monv1.Rule, rp *field.P
 	if s.lint.ForTooShort != LevelOff && forDur < s.minFor {
 		add(CheckForTooShort, s.lint.ForTooShort, field.Invalid(rp.Child("for"), forDur.String(), fmt.Sprintf("alert %s fires after less than %s (policy rules.lint.minFor): a single bad scrape pages someone", r.Alert, s.minFor)))
 	}
+}
+
+// withDetail sets the human explanation of a field error.
+func withDetail(e *field.Error, detail string) *field.Error {
+	e.Detail = detail
+	return e
 }
 
 func checkDuration(d *monv1.Duration, fld *field.Path, add func(string, Level, *field.Error)) {
