@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Well-known labels and annotations.
@@ -96,39 +94,6 @@ func (d Decision) Enforced() []LabelChange {
 // DryRun returns the changes that dry-run mode only reports.
 func (d Decision) DryRun() []LabelChange {
 	return slices.DeleteFunc(slices.Clone(d.Changes), func(c LabelChange) bool { return c.Mode != ModeDryRun })
-}
-
-// Excluded reports whether the namespace or object is out of promenroll's
-// reach, and why: a default-excluded or configured namespace, or an opt-out
-// label on the namespace or the object.
-func (p *Policy) Excluded(ns Namespace, objectLabels map[string]string) (string, bool) {
-	if reason, ok := p.ExcludedNamespace(ns); ok {
-		return reason, true
-	}
-	if ns.Labels[OptOutLabel] == "false" {
-		return fmt.Sprintf("namespace %s opted out (%s=false)", ns.Name, OptOutLabel), true
-	}
-	if objectLabels[OptOutLabel] == "false" {
-		return fmt.Sprintf("object opted out (%s=false)", OptOutLabel), true
-	}
-	return "", false
-}
-
-// ExcludedNamespace reports whether promenroll leaves the namespace alone
-// entirely (the defaults, excludeNamespaces, its own namespace).
-func (p *Policy) ExcludedNamespace(ns Namespace) (string, bool) {
-	if _, ok := p.excluded[ns.Name]; ok {
-		return fmt.Sprintf("namespace %s is excluded", ns.Name), true
-	}
-	return "", false
-}
-
-// effectiveMode applies the namespace annotation, which can only relax.
-func effectiveMode(m Mode, ns Namespace) Mode {
-	if ns.Annotations[ModeAnnotation] == string(ModeDryRun) {
-		return ModeDryRun
-	}
-	return m
 }
 
 // Enroll decides which labels a workload or Service gets. It never removes
@@ -252,22 +217,6 @@ func (p *Policy) sticky(req EnrollRequest, plan func(LabelChange, map[string]str
 			}
 		}
 	}
-}
-
-// matching returns the enrollment rules that select obj, in policy order.
-func (p *Policy) matching(obj Object, ns Namespace) []*enrollRule {
-	var out []*enrollRule
-	for i := range p.enroll {
-		r := &p.enroll[i]
-		if _, ok := r.kinds[obj.Kind]; !ok {
-			continue
-		}
-		if !r.namespaceSelector.Matches(labels.Set(ns.Labels)) || !r.selector.Matches(labels.Set(obj.Labels)) {
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 func isWorkload(kind string) bool { return slices.Contains(WorkloadKinds, kind) }
