@@ -55,9 +55,12 @@ func (r RuleReport) errors(l Level) field.ErrorList {
 var promqlParser = parser.NewParser(parser.Options{})
 
 // recordNameRE is the level:metric:operations convention of
-// https://prometheus.io/docs/practices/rules/ (the level may be empty, as
-// in kube-prometheus' ":node_memory_MemAvailable_bytes:sum").
-var recordNameRE = regexp.MustCompile(`^[a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$`)
+// https://prometheus.io/docs/practices/rules/, read as kube-prometheus and
+// most rule sets use it: a colon marks a recorded series apart from a raw
+// metric, the level may be empty (":node_memory_MemAvailable_bytes:sum") and
+// operations may be omitted ("apiserver_request:burnrate1h") or chained;
+// no segment after the level may be empty.
+var recordNameRE = regexp.MustCompile(`^[a-zA-Z0-9_]*(:[a-zA-Z0-9_]+)+$`)
 
 // CheckPrometheusRule validates a PrometheusRule the way Prometheus will
 // when it loads the rule file the operator generates from it, then applies
@@ -144,7 +147,7 @@ func (p *Policy) checkConventions(g *monv1.RuleGroup, r *monv1.Rule, rp *field.P
 	s := &p.rules
 	if r.Record != "" && r.Alert == "" {
 		if !recordNameRE.MatchString(r.Record) {
-			add(CheckRecordNaming, s.lint.RecordingRuleNaming, field.Invalid(rp.Child("record"), r.Record, "recording rule names should read level:metric:operations (https://prometheus.io/docs/practices/rules/)"))
+			add(CheckRecordNaming, s.lint.RecordingRuleNaming, field.Invalid(rp.Child("record"), r.Record, "a recording rule name should read level:metric:operations, with colons, so recorded series stand apart from raw metrics (https://prometheus.io/docs/practices/rules/)"))
 		}
 		return
 	}

@@ -27,6 +27,7 @@ const usage = `promenroll: Prometheus enrollment and PrometheusRule gate for Kub
 Usage:
   promenroll serve   [flags]                        run the admission webhook server
   promenroll check   --policy FILE [PATH | -]...    check a policy and PrometheusRule manifests offline
+  promenroll audit   --policy FILE [--kubeconfig F]   scan a live cluster, read-only, with the same engine
   promenroll version                                 print the version
 
 Run 'promenroll <command> -h' for a command's flags.
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "check":
 		return check(args[1:], stdout, stderr)
+	case "audit":
+		return audit(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "promenroll", buildVersion())
 		return nil

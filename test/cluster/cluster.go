@@ -369,6 +369,15 @@ func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (st
 	return out.String(), errb.String(), err
 }
 
+// Promenroll runs the promenroll binary with args (check, audit, ...).
+func (c *Cluster) Promenroll(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.CommandContext(ctx, c.binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
 // Stop stops promenroll and the control plane and removes the scratch
 // folder. Safe to call more than once.
 func (c *Cluster) Stop() {

@@ -559,3 +559,31 @@ spec:
 		}
 	})
 }
+
+// TestAudit runs after TestWebhookDown, which left a Deployment unenrolled.
+func TestAudit(t *testing.T) {
+	strict := filepath.Join(t.TempDir(), "audit-policy.yaml")
+	if err := os.WriteFile(strict, []byte(basePolicy+"    alertAnnotations: [summary]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := c.Promenroll(t.Context(), "audit", "--policy", strict, "--kubeconfig", c.Kubeconfig)
+	if err == nil {
+		t.Fatalf("audit exited 0 although a stored PrometheusRule breaks the stricter policy:\n%s", out)
+	}
+	for _, want := range []string{
+		"Deployment outage/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads), spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
+		"Deployment sandbox/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads, dry-run)",
+		"PrometheusRule monitoring/numeric: would be refused today (1 problem(s)):\n  spec.groups[0].rules[0].annotations[summary]: Required value: alert Numeric needs annotation summary",
+		"PrometheusRule monitoring/kubernetes-monitoring-rules: warning: spec.groups[9].rules[13]: Duplicate value",
+		"PrometheusRule sandbox/broken: breaks the policy (dry-run: admitted with warnings) (2 problem(s)):\n  spec.groups[0].rules[0].expr: Invalid value: could not parse expression",
+		"PrometheusRules checked, 1 would be refused",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit output lacks %q:\n%s\n%s", want, out, errOut)
+		}
+	}
+	t.Logf("promenroll audit:\n%s", out)
+	if strings.Contains(out, "Deployment shop/api: not enrolled") || strings.Contains(out, "kube-system/") {
+		t.Errorf("audit reports enrolled or excluded objects:\n%s", out)
+	}
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// audit scans a live cluster, read-only, with the webhook's engine: which
+// workloads and Services are not enrolled and what enrollment would add,
+// which monitors miss the selector labels, and which stored PrometheusRules
+// the rule gate would refuse today. It exits 1 when a PrometheusRule would
+// be refused.
+func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	policyPath := fs.String("policy", "", "policy file (required)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, then in-cluster)")
+	namespace := fs.String("namespace", "", "scan only this namespace (default: all)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: promenroll audit --policy policy.yaml [--kubeconfig FILE] [--namespace NS]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if *policyPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return usageError{errors.New("audit needs --policy and no arguments")}
+	}
+	p, err := policy.Load(*policyPath, policy.Options{})
+	if err != nil {
+		return err
+	}
+	c, err := auditClient(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	a := &auditor{ctx: ctx, c: c, p: p, out: stdout, ns: *namespace, namespaces: map[string]policy.Namespace{}}
+	return a.run()
+}
+
+func auditClient(kubeconfig string) (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	cfg.UserAgent = "promenroll-audit"
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := monv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: scheme})
+}
+
+type auditor struct {
+	ctx        context.Context
+	c          client.Client
+	p          *policy.Policy
+	out        io.Writer
+	ns         string
+	namespaces map[string]policy.Namespace
+
+	notEnrolled, conflicts, unselected, denied, checked int
+}
+
+func (a *auditor) run() error {
+	var nsList corev1.NamespaceList
+	if err := a.c.List(a.ctx, &nsList); err != nil {
+		return fmt.Errorf("list namespaces: %w", err)
+	}
+	for _, n := range nsList.Items {
+		a.namespaces[n.Name] = policy.Namespace{Name: n.Name, Labels: n.Labels, Annotations: n.Annotations}
+	}
+	opts := []client.ListOption{}
+	if a.ns != "" {
+		opts = append(opts, client.InNamespace(a.ns))
+	}
+	var objs []policy.Object
+	var deps appsv1.DeploymentList
+	var sts appsv1.StatefulSetList
+	var dss appsv1.DaemonSetList
+	var svcs corev1.ServiceList
+	for _, l := range []client.ObjectList{&deps, &sts, &dss, &svcs} {
+		if err := a.c.List(a.ctx, l, opts...); err != nil {
+			return fmt.Errorf("list %T: %w", l, err)
+		}
+	}
+	for _, d := range deps.Items {
+		objs = append(objs, workload("Deployment", d.ObjectMeta.Name, d.Namespace, d.Labels, d.Spec.Template.Labels))
+	}
+	for _, s := range sts.Items {
+		objs = append(objs, workload("StatefulSet", s.Name, s.Namespace, s.Labels, s.Spec.Template.Labels))
+	}
+	for _, d := range dss.Items {
+		objs = append(objs, workload("DaemonSet", d.Name, d.Namespace, d.Labels, d.Spec.Template.Labels))
+	}
+	for _, s := range svcs.Items {
+		objs = append(objs, policy.Object{Kind: "Service", Name: s.Name, Namespace: s.Namespace, Labels: s.Labels})
+	}
+	sort.SliceStable(objs, func(i, j int) bool {
+		return objs[i].Namespace+"/"+objs[i].Name+objs[i].Kind < objs[j].Namespace+"/"+objs[j].Name+objs[j].Kind
+	})
+	for _, o := range objs {
+		a.enrollment(o)
+	}
+	if err := a.monitors(opts); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; %d monitors without the selector labels; %d PrometheusRules checked, %d would be refused\n",
+		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.checked, a.denied)
+	if a.denied > 0 {
+		return errCheckFailed
+	}
+	return nil
+}
+
+func workload(kind, name, ns string, labels, tmpl map[string]string) policy.Object {
+	return policy.Object{Kind: kind, Name: name, Namespace: ns, Labels: labels, HasPodTemplate: true, PodTemplateLabels: tmpl}
+}
+
+// enrollment reports what CREATE of the object would add today.
+func (a *auditor) enrollment(o policy.Object) {
+	d := a.p.Enroll(policy.EnrollRequest{Operation: policy.Create, Object: o, Namespace: a.namespaces[o.Namespace]})
+	id := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.Name)
+	if len(d.Changes) > 0 {
+		a.notEnrolled++
+		fmt.Fprintf(a.out, "%s: not enrolled: would add %s\n", id, changes(d.Changes))
+	}
+	if len(d.Warnings) > 0 {
+		a.conflicts++
+		for _, w := range d.Warnings {
+			fmt.Fprintf(a.out, "%s: %s\n", id, w)
+		}
+	}
+}
+
+func changes(cs []policy.LabelChange) string {
+	s := ""
+	for i, c := range cs {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s %s=%s (rule %s", c.Target, c.Key, c.Value, c.Rule)
+		if c.Mode == policy.ModeDryRun {
+			s += ", dry-run"
+		}
+		s += ")"
+	}
+	return s
+}
+
+// monitors scans the Prometheus Operator's objects, if its CRDs exist.
+func (a *auditor) monitors(opts []client.ListOption) error {
+	var sms monv1.ServiceMonitorList
+	var pms monv1.PodMonitorList
+	var prs monv1.PrometheusRuleList
+	for _, l := range []client.ObjectList{&sms, &pms, &prs} {
+		if err := a.c.List(a.ctx, l, opts...); err != nil {
+			if meta.IsNoMatchError(err) {
+				fmt.Fprintln(a.out, "audit: the Prometheus Operator's CRDs are not installed: no monitors or rules to scan")
+				return nil
+			}
+			return fmt.Errorf("list %T: %w", l, err)
+		}
+	}
+	type named struct {
+		kind, ns, name string
+		labels         map[string]string
+	}
+	var mons []named
+	for _, m := range sms.Items {
+		mons = append(mons, named{"ServiceMonitor", m.Namespace, m.Name, m.Labels})
+	}
+	for _, m := range pms.Items {
+		mons = append(mons, named{"PodMonitor", m.Namespace, m.Name, m.Labels})
+	}
+	for _, r := range prs.Items {
+		mons = append(mons, named{"PrometheusRule", r.Namespace, r.Name, r.Labels})
+	}
+	for _, m := range mons {
+		d := a.p.MonitorLabels(policy.Object{Kind: m.kind, Name: m.name, Namespace: m.ns, Labels: m.labels}, a.namespaces[m.ns])
+		if len(d.Changes) > 0 {
+			a.unselected++
+			fmt.Fprintf(a.out, "%s %s/%s: no Prometheus selects it: would add %s\n", m.kind, m.ns, m.name, changes(d.Changes))
+		}
+	}
+	for i := range prs.Items {
+		pr := &prs.Items[i]
+		raw, err := json.Marshal(pr)
+		if err != nil {
+			return err
+		}
+		rep := a.p.CheckPrometheusRule(pr, len(raw), a.namespaces[pr.Namespace])
+		if rep.Reason != "" {
+			continue
+		}
+		a.checked++
+		id := fmt.Sprintf("PrometheusRule %s/%s", pr.Namespace, pr.Name)
+		if denials := rep.Denials(); len(denials) > 0 {
+			verdict := "would be refused today"
+			if rep.Mode == policy.ModeDryRun {
+				verdict = "breaks the policy (dry-run: admitted with warnings)"
+			} else {
+				a.denied++
+			}
+			fmt.Fprintf(a.out, "%s: %s (%d problem(s)):\n", id, verdict, len(denials))
+			for _, e := range denials {
+				fmt.Fprintf(a.out, "  %s\n", e)
+			}
+		}
+		for _, e := range rep.Warnings() {
+			fmt.Fprintf(a.out, "%s: warning: %s\n", id, e)
+		}
+	}
+	return nil
+}
