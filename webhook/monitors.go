@@ -3,11 +3,11 @@ package webhook
 import (
 	"context"
 	"fmt"
-	sigsjson "sigs.k8s.io/json"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -42,11 +42,13 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 	if _, excluded := pol.ExcludedNamespace(ns); excluded {
 		return out
 	}
+	// All warnings are limited together, label and coercion ones.
+	warnings := policy.WarningsFor(d)
 	if pol.RulesMode(ns) == policy.ModeDryRun {
 		for _, c := range coercions {
-			out.resp.Warnings = append(out.resp.Warnings, fmt.Sprintf("%swould coerce %s from %s to the string %q", policy.DryRunPrefix, c.Field, c.From, c.To))
+			warnings = append(warnings, fmt.Sprintf("%swould coerce %s from %s to the string %q", policy.DryRunPrefix, c.Field, c.From, c.To))
 		}
-		out.resp.Warnings = policy.LimitWarnings(out.resp.Warnings)
+		out.resp.Warnings = policy.LimitWarnings(warnings)
 		if out.decision == "allow" {
 			out.decision = "warn"
 		}
@@ -54,9 +56,9 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 	}
 	for _, c := range coercions {
 		out.resp.Patches = append(out.resp.Patches, jsonpatch.NewOperation("replace", jsonPointer(c.Path), c.To))
-		out.resp.Warnings = append(out.resp.Warnings, fmt.Sprintf("%s was %s, not a string; promenroll set it to %q", c.Field, c.From, c.To))
+		warnings = append(warnings, fmt.Sprintf("%s was %s, not a string; promenroll set it to %q", c.Field, c.From, c.To))
 	}
-	out.resp.Warnings = policy.LimitWarnings(out.resp.Warnings)
+	out.resp.Warnings = policy.LimitWarnings(warnings)
 	m.Metrics.LabelsCoerced.Add(float64(len(coercions)))
 	out.decision = "patch"
 	out.resp.Allowed = true

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/promenroll/promenroll/policy"
