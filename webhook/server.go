@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	p := store.Policy()
 	log.Info("policy loaded", "path", cfg.PolicyPath, "generation", p.Generation, "mode", p.Source.Mode, "enrollRules", len(p.Source.Enroll))
 
-	restCfg, err := restConfig(cfg.Kubeconfig)
+	restCfg, err := RESTConfig(cfg.Kubeconfig, "promenroll")
 	if err != nil {
 		return fmt.Errorf("kubernetes client config: %w", err)
 	}
@@ -234,7 +234,9 @@ func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Mana
 	})
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
+// RESTConfig loads API server access: kubeconfig if given, else
+// $KUBECONFIG and the default loading rules, else the in-cluster config.
+func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
@@ -243,7 +245,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.UserAgent = "promenroll"
+	c.UserAgent = userAgent
 	return c, nil
 }
 

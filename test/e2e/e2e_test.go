@@ -560,30 +560,68 @@ spec:
 	})
 }
 
-// TestAudit runs after TestWebhookDown, which left a Deployment unenrolled.
+// TestAudit scans the cluster with a stricter policy than the webhook's:
+// a Deployment created while promenroll was down, and a stored rule the
+// stricter policy refuses.
 func TestAudit(t *testing.T) {
+	createNamespace(t, "audit", nil, map[string]string{})
+	kubectl(t, `apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: terse, namespace: audit}
+spec:
+  groups:
+  - name: terse
+    rules:
+    - alert: Terse
+      expr: up == 0
+      labels: {severity: warning}
+`, "apply", "-f", "-")
+	c.StopWebhook()
+	kubectl(t, deploymentYAML("audit", ""), "apply", "-f", "-")
+	if err := c.StartWebhook(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
 	strict := filepath.Join(t.TempDir(), "audit-policy.yaml")
 	if err := os.WriteFile(strict, []byte(basePolicy+"    alertAnnotations: [summary]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, err := c.Promenroll(t.Context(), "audit", "--policy", strict, "--kubeconfig", c.Kubeconfig)
+	out, errOut, err := c.Promenroll(t.Context(), "audit", "--policy", strict, "--kubeconfig", c.Kubeconfig, "--namespace", "audit")
+	t.Logf("promenroll audit:\n%s", out)
 	if err == nil {
 		t.Fatalf("audit exited 0 although a stored PrometheusRule breaks the stricter policy:\n%s", out)
 	}
 	for _, want := range []string{
-		"Deployment outage/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads), spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
-		"Deployment sandbox/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads, dry-run)",
-		"PrometheusRule monitoring/numeric: would be refused today (1 problem(s)):\n  spec.groups[0].rules[0].annotations[summary]: Required value: alert Numeric needs annotation summary",
-		"PrometheusRule monitoring/kubernetes-monitoring-rules: warning: spec.groups[9].rules[13]: Duplicate value",
-		"PrometheusRule sandbox/broken: breaks the policy (dry-run: admitted with warnings) (2 problem(s)):\n  spec.groups[0].rules[0].expr: Invalid value: could not parse expression",
-		"PrometheusRules checked, 1 would be refused",
+		"Deployment audit/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads), spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
+		"PrometheusRule audit/terse: would be refused today (1 problem(s)):\n  spec.groups[0].rules[0].annotations[summary]: Required value: alert Terse needs annotation summary",
+		"audit: 1 workloads and Services scanned: 1 not fully enrolled, 0 with conflicting labels; 0 monitors without the selector labels; 1 PrometheusRules checked, 1 would be refused",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit output lacks %q:\n%s\n%s", want, out, errOut)
 		}
 	}
-	t.Logf("promenroll audit:\n%s", out)
-	if strings.Contains(out, "Deployment shop/api: not enrolled") || strings.Contains(out, "kube-system/") {
-		t.Errorf("audit reports enrolled or excluded objects:\n%s", out)
+
+	// A dry-run namespace's objects are reported as dry-run, and its rules
+	// are not counted as refused.
+	createNamespace(t, "audit-dry-run", nil, map[string]string{"promenroll.io/mode": "dry-run"})
+	kubectl(t, deploymentYAML("audit-dry-run", ""), "apply", "-f", "-")
+	kubectl(t, strings.Replace(`apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: terse, namespace: NS}
+spec:
+  groups:
+  - name: terse
+    rules:
+    - {alert: Terse, expr: up == 0, labels: {severity: warning}}
+`, "NS", "audit-dry-run", 1), "apply", "-f", "-")
+	out, _, err = c.Promenroll(t.Context(), "audit", "--policy", strict, "--kubeconfig", c.Kubeconfig, "--namespace", "audit-dry-run")
+	if err != nil {
+		t.Errorf("audit of a dry-run namespace exited non-zero:\n%s", out)
+	}
+	if !strings.Contains(out, "PrometheusRule audit-dry-run/terse: breaks the policy (dry-run: admitted with warnings)") {
+		t.Errorf("dry-run rule not reported as dry-run:\n%s", out)
+	}
+	if !strings.Contains(out, "Deployment audit-dry-run/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads, dry-run)") {
+		t.Errorf("dry-run namespace not reported as dry-run:\n%s", out)
 	}
 }
