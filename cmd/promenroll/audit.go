@@ -81,7 +81,7 @@ type auditor struct {
 	ns         string
 	namespaces map[string]policy.Namespace
 
-	notEnrolled, conflicts, unselected, denied, checked int
+	notEnrolled, conflicts, unselected, unlabelled, denied, checked int
 }
 
 func (a *auditor) run() error {
@@ -127,8 +127,8 @@ func (a *auditor) run() error {
 	if err := a.monitors(opts); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; %d monitors without the selector labels; %d PrometheusRules checked, %d would be refused\n",
-		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.checked, a.denied)
+	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules checked, %d would be refused\n",
+		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied)
 	if a.denied > 0 {
 		return errCheckFailed
 	}
@@ -198,11 +198,47 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	for _, r := range prs.Items {
 		mons = append(mons, named{"PrometheusRule", r.Namespace, r.Name, r.Labels})
 	}
+	// Prometheuses are listed cluster-wide: one in another namespace may
+	// load this namespace's monitors.
+	var proms monv1.PrometheusList
+	if err := a.c.List(a.ctx, &proms); err != nil && !meta.IsNoMatchError(err) {
+		return fmt.Errorf("list Prometheuses: %w", err)
+	}
+	var sel []policy.PrometheusSelectors
+	for _, p := range proms.Items {
+		sel = append(sel, policy.PrometheusSelectors{Namespace: p.Namespace, Name: p.Name,
+			ServiceMonitor: p.Spec.ServiceMonitorSelector, ServiceMonitorNamespace: p.Spec.ServiceMonitorNamespaceSelector,
+			PodMonitor: p.Spec.PodMonitorSelector, PodMonitorNamespace: p.Spec.PodMonitorNamespaceSelector,
+			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector})
+	}
+	if len(sel) == 0 {
+		fmt.Fprintln(a.out, "audit: no Prometheus objects found: which Prometheus loads each monitor and rule is not checked")
+	}
 	for _, m := range mons {
-		d := a.p.MonitorLabels(policy.Object{Kind: m.kind, Name: m.name, Namespace: m.ns, Labels: m.labels}, a.namespaces[m.ns])
-		if len(d.Changes) > 0 {
+		obj := policy.Object{Kind: m.kind, Name: m.name, Namespace: m.ns, Labels: m.labels}
+		ns := a.namespaces[m.ns]
+		d := a.p.MonitorLabels(obj, ns)
+		id := fmt.Sprintf("%s %s/%s", m.kind, m.ns, m.name)
+		if len(sel) > 0 && len(policy.SelectingPrometheuses(sel, obj, ns)) == 0 {
 			a.unselected++
-			fmt.Fprintf(a.out, "%s %s/%s: no Prometheus selects it: would add %s\n", m.kind, m.ns, m.name, changes(d.Changes))
+			fixed := obj
+			fixed.Labels = map[string]string{}
+			for k, v := range obj.Labels {
+				fixed.Labels[k] = v
+			}
+			for _, c := range d.Changes {
+				fixed.Labels[c.Key] = c.Value
+			}
+			if len(d.Changes) > 0 && len(policy.SelectingPrometheuses(sel, fixed, ns)) > 0 {
+				fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(d.Changes))
+			} else {
+				fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: compare its labels and namespace with the Prometheuses' selectors\n", id)
+			}
+			continue
+		}
+		if len(d.Changes) > 0 {
+			a.unlabelled++
+			fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(d.Changes))
 		}
 	}
 	for i := range prs.Items {

@@ -576,6 +576,23 @@ spec:
       expr: up == 0
       labels: {severity: warning}
 `, "apply", "-f", "-")
+	// kube-prometheus-stack's Prometheus: release label, all namespaces.
+	kubectl(t, `apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+metadata: {name: kps, namespace: audit}
+spec:
+  serviceMonitorSelector: {matchLabels: {release: kube-prometheus-stack}}
+  serviceMonitorNamespaceSelector: {}
+  ruleSelector: {matchLabels: {release: kube-prometheus-stack}}
+  ruleNamespaceSelector: {}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: hidden, namespace: audit, labels: {promenroll.io/enroll: "false"}}
+spec:
+  selector: {matchLabels: {app: hidden}}
+  endpoints: [{port: http}]
+`, "apply", "-f", "-")
 	c.StopWebhook()
 	kubectl(t, deploymentYAML("audit", ""), "apply", "-f", "-")
 	if err := c.StartWebhook(t.Context()); err != nil {
@@ -594,7 +611,8 @@ spec:
 	for _, want := range []string{
 		"Deployment audit/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads), spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
 		"PrometheusRule audit/terse: would be refused today (1 problem(s)):\n  spec.groups[0].rules[0].annotations[summary]: Required value: alert Terse needs annotation summary",
-		"audit: 1 workloads and Services scanned: 1 not fully enrolled, 0 with conflicting labels; 0 monitors without the selector labels; 1 PrometheusRules checked, 1 would be refused",
+		"ServiceMonitor audit/hidden: loaded by no Prometheus, and the policy's monitors.labels do not change that",
+		"audit: 1 workloads and Services scanned: 1 not fully enrolled, 0 with conflicting labels; monitors and rules: 1 loaded by no Prometheus, 0 without the policy's monitors.labels; 1 PrometheusRules checked, 1 would be refused",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit output lacks %q:\n%s\n%s", want, out, errOut)
@@ -617,6 +635,9 @@ spec:
 	out, _, err = c.Promenroll(t.Context(), "audit", "--policy", strict, "--kubeconfig", c.Kubeconfig, "--namespace", "audit-dry-run")
 	if err != nil {
 		t.Errorf("audit of a dry-run namespace exited non-zero:\n%s", out)
+	}
+	if !strings.Contains(out, "PrometheusRule audit-dry-run/terse: loaded by no Prometheus; the policy's monitors.labels fix that: would add metadata.labels release=kube-prometheus-stack (rule monitors, dry-run)") {
+		t.Errorf("a rule the dry-run namespace left unlabelled is not reported as fixable:\n%s", out)
 	}
 	if !strings.Contains(out, "PrometheusRule audit-dry-run/terse: breaks the policy (dry-run: admitted with warnings)") {
 		t.Errorf("dry-run rule not reported as dry-run:\n%s", out)
