@@ -13,56 +13,86 @@ import (
 )
 
 // monitor labels a ServiceMonitor, PodMonitor or PrometheusRule with the
-// policy's monitors.labels, and coerces a PrometheusRule's non-string label
-// and annotation values to strings.
+// policy's monitors.labels, warns when no Prometheus in the cluster will
+// load it even so, and coerces a PrometheusRule's non-string label and
+// annotation values to strings.
 func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 	obj, ns, failed := m.objectAndNamespace(ctx, req)
 	if failed != nil {
 		return *failed
 	}
 	pol := m.Policies.Policy()
-	d := pol.MonitorLabels(obj.object(req.Kind.Kind, req.Namespace), ns)
+	o := obj.object(req.Kind.Kind, req.Namespace)
+	d := pol.MonitorLabels(o, ns)
 	out := labelOutcome(obj, d, m.Metrics, req.Kind.Kind)
-	if req.Kind.Kind != "PrometheusRule" {
-		return out
+	// All warnings are limited together: label, selection and coercion ones.
+	warnings := policy.WarningsFor(d)
+	if _, excluded := pol.ExcludedNamespace(ns); !excluded {
+		warnings = append(warnings, m.selectionWarnings(ctx, o, d, ns)...)
+		if req.Kind.Kind == "PrometheusRule" {
+			warnings = append(warnings, m.coerce(req, pol.RulesMode(ns), &out)...)
+		}
 	}
+	out.resp.Warnings = policy.LimitWarnings(warnings)
+	if out.decision == "allow" && len(out.resp.Warnings) > 0 {
+		out.decision = "warn"
+	}
+	return out
+}
 
+// selectionWarnings flags an object no Prometheus will load, with the
+// labels it will have after this admission, judged by the Prometheus
+// objects' selectors. Nothing is said when the cluster has no Prometheus
+// objects (or promenroll cannot see them).
+func (m *Mutator) selectionWarnings(ctx context.Context, o policy.Object, d policy.Decision, ns policy.Namespace) []string {
+	if m.Prometheuses == nil {
+		return nil
+	}
+	proms, err := m.Prometheuses.Prometheuses(ctx)
+	if err != nil || len(proms) == 0 {
+		return nil
+	}
+	after := make(map[string]string, len(o.Labels)+len(d.Changes))
+	for k, v := range o.Labels {
+		after[k] = v
+	}
+	for _, c := range d.Enforced() {
+		after[c.Key] = c.Value
+	}
+	o.Labels = after
+	if len(policy.SelectingPrometheuses(proms, o, ns)) > 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("no Prometheus will load this %s: the selectors of the cluster's %d Prometheus object(s) match neither its labels nor its namespace", o.Kind, len(proms))}
+}
+
+// coerce adds replace operations for non-string rule label and annotation
+// values (or, in dry-run, only says it would) and returns the warnings.
+func (m *Mutator) coerce(req admission.Request, mode policy.Mode, out *outcome) []string {
 	var raw struct {
 		Spec policy.RawRuleSpec `json:"spec"`
 	}
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &raw); err != nil {
 		// Not a shape promenroll can fix; the API server's schema
 		// validation reports it.
-		return out
+		return nil
 	}
 	coercions := policy.CoerceRuleValues(raw.Spec)
-	if len(coercions) == 0 {
-		return out
-	}
-	if _, excluded := pol.ExcludedNamespace(ns); excluded {
-		return out
-	}
-	// All warnings are limited together, label and coercion ones.
-	warnings := policy.WarningsFor(d)
-	if pol.RulesMode(ns) == policy.ModeDryRun {
-		for _, c := range coercions {
-			warnings = append(warnings, fmt.Sprintf("%swould coerce %s from %s to the string %q", policy.DryRunPrefix, c.Field, c.From, c.To))
-		}
-		out.resp.Warnings = policy.LimitWarnings(warnings)
-		if out.decision == "allow" {
-			out.decision = "warn"
-		}
-		return out
-	}
+	var warnings []string
 	for _, c := range coercions {
+		if mode == policy.ModeDryRun {
+			warnings = append(warnings, fmt.Sprintf("%swould coerce %s from %s to the string %q", policy.DryRunPrefix, c.Field, c.From, c.To))
+			continue
+		}
 		out.resp.Patches = append(out.resp.Patches, jsonpatch.NewOperation("replace", jsonPointer(c.Path), c.To))
 		warnings = append(warnings, fmt.Sprintf("%s was %s, not a string; promenroll set it to %q", c.Field, c.From, c.To))
 	}
-	out.resp.Warnings = policy.LimitWarnings(warnings)
-	m.Metrics.LabelsCoerced.Add(float64(len(coercions)))
-	out.decision = "patch"
-	out.resp.Allowed = true
-	return out
+	if len(coercions) > 0 && mode != policy.ModeDryRun {
+		m.Metrics.LabelsCoerced.Add(float64(len(coercions)))
+		out.decision = "patch"
+		out.resp.Allowed = true
+	}
+	return warnings
 }
 
 func jsonPointer(tokens []string) string {

@@ -24,7 +24,10 @@ const (
 type Mutator struct {
 	Policies   *PolicyStore
 	Namespaces NamespaceGetter
-	Metrics    *Metrics
+	// Prometheuses, if set, lets promenroll warn about monitors and rules
+	// no Prometheus will load.
+	Prometheuses PrometheusLister
+	Metrics      *Metrics
 }
 
 var _ admission.Handler = (*Mutator)(nil)

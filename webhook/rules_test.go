@@ -1,13 +1,19 @@
 package webhook
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/promenroll/promenroll/policy"
 )
 
 func ruleJSON(rules string) string {
@@ -179,4 +185,48 @@ func TestOversizedBodyIsRefused(t *testing.T) {
 func rawReview(obj string) []byte {
 	return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},` +
 		`"resource":{"group":"apps","version":"v1","resource":"deployments"},"operation":"CREATE","namespace":"shop","userInfo":{},"object":` + obj + `}}`)
+}
+
+// prometheusesFunc adapts a function to PrometheusLister.
+type prometheusesFunc func() []policy.PrometheusSelectors
+
+func (f prometheusesFunc) Prometheuses(context.Context) ([]policy.PrometheusSelectors, error) {
+	return f(), nil
+}
+
+func TestMutateWarnsWhenNoPrometheusWillLoadAMonitor(t *testing.T) {
+	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyTeamA := []policy.PrometheusSelectors{{Namespace: "team-a", Name: "team", ServiceMonitor: &metav1.LabelSelector{}}}
+	kps := []policy.PrometheusSelectors{{Namespace: "monitoring", Name: "kps",
+		ServiceMonitor: &metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}}, ServiceMonitorNamespace: &metav1.LabelSelector{}}}
+	obj := `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"web"},"spec":{"endpoints":[{"port":"http"}],"selector":{}}}`
+	for _, tt := range []struct {
+		name  string
+		proms []policy.PrometheusSelectors
+		warn  bool
+	}{
+		{"a Prometheus in another namespace with a null namespace selector: warned", onlyTeamA, true},
+		{"kube-prometheus-stack selecting the label promenroll adds: not warned", kps, false},
+		{"no Prometheus objects at all: not warned", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
+				Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return tt.proms })}
+			mux := http.NewServeMux()
+			mux.Handle(MutatePath, &admission.Webhook{Handler: m})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			s := &server{Server: srv}
+			r := s.admit(t, MutatePath, review(serviceMonitorGVK, admissionv1.Create, "monitors", obj, nil))
+			warned := slices.ContainsFunc(r.Warnings, func(w string) bool {
+				return strings.HasPrefix(w, "no Prometheus will load this ServiceMonitor: the selectors of the cluster's 1 Prometheus object(s)")
+			})
+			if warned != tt.warn {
+				t.Errorf("warned = %v, want %v: %q", warned, tt.warn, r.Warnings)
+			}
+		})
+	}
 }

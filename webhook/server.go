@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -148,8 +150,12 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if _, err := mgr.GetCache().GetInformer(ctx, namespaceMeta()); err != nil {
 		return fmt.Errorf("namespace informer: %w", err)
 	}
+	prometheuses, err := prometheusLister(ctx, mgr, log)
+	if err != nil {
+		return err
+	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Metrics: metrics}, LogConstructor: logConstructor})
+	srv.Register(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
 	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Metrics: metrics}, LogConstructor: logConstructor})
 
 	var stopping atomic.Bool
@@ -208,9 +214,30 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	return nil
 }
 
+// prometheusLister watches Prometheus objects when their CRD is served, so
+// admission can warn about monitors and rules no Prometheus will load.
+// Without the CRD at start-up the warnings are off (restart to turn them on).
+func prometheusLister(ctx context.Context, mgr manager.Manager, log logr.Logger) (PrometheusLister, error) {
+	gk := monv1.SchemeGroupVersion.WithKind(monv1.PrometheusesKind).GroupKind()
+	if _, err := mgr.GetRESTMapper().RESTMapping(gk, monv1.SchemeGroupVersion.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			log.Info("the Prometheus CRD is not served: no warnings about monitors no Prometheus loads")
+			return nil, nil
+		}
+		return nil, fmt.Errorf("look up the Prometheus CRD: %w", err)
+	}
+	if _, err := mgr.GetCache().GetInformer(ctx, &monv1.Prometheus{}); err != nil {
+		return nil, fmt.Errorf("Prometheus informer: %w", err)
+	}
+	return CachedPrometheuses{Cache: mgr.GetCache()}, nil
+}
+
 func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := monv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) {

@@ -204,13 +204,7 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	if err := a.c.List(a.ctx, &proms); err != nil && !meta.IsNoMatchError(err) {
 		return fmt.Errorf("list Prometheuses: %w", err)
 	}
-	var sel []policy.PrometheusSelectors
-	for _, p := range proms.Items {
-		sel = append(sel, policy.PrometheusSelectors{Namespace: p.Namespace, Name: p.Name,
-			ServiceMonitor: p.Spec.ServiceMonitorSelector, ServiceMonitorNamespace: p.Spec.ServiceMonitorNamespaceSelector,
-			PodMonitor: p.Spec.PodMonitorSelector, PodMonitorNamespace: p.Spec.PodMonitorNamespaceSelector,
-			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector})
-	}
+	sel := webhook.PrometheusSelectorsOf(proms.Items)
 	if len(sel) == 0 {
 		fmt.Fprintln(a.out, "audit: no Prometheus objects found: which Prometheus loads each monitor and rule is not checked")
 	}

@@ -585,14 +585,29 @@ spec:
   serviceMonitorNamespaceSelector: {}
   ruleSelector: {matchLabels: {release: kube-prometheus-stack}}
   ruleNamespaceSelector: {}
----
-apiVersion: monitoring.coreos.com/v1
+`, "apply", "-f", "-")
+	// An opted-out ServiceMonitor does not get the release label: the
+	// webhook warns that no Prometheus will load it (once its Prometheus
+	// informer has seen the new Prometheus).
+	hidden := `apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata: {name: hidden, namespace: audit, labels: {promenroll.io/enroll: "false"}}
 spec:
   selector: {matchLabels: {app: hidden}}
   endpoints: [{port: http}]
-`, "apply", "-f", "-")
+`
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, errOut := kubectl(t, hidden, "apply", "--dry-run=server", "-f", "-")
+		if strings.Contains(errOut, "Warning: no Prometheus will load this ServiceMonitor") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no selection warning for an unselected ServiceMonitor:\n%s", errOut)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	kubectl(t, hidden, "apply", "-f", "-")
 	c.StopWebhook()
 	kubectl(t, deploymentYAML("audit", ""), "apply", "-f", "-")
 	if err := c.StartWebhook(t.Context()); err != nil {
