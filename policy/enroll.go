@@ -114,17 +114,20 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 
 	obj := req.Object
 	src := substitutionSource{name: obj.Name, namespace: obj.Namespace, labels: obj.Labels, namespaceLabels: req.Namespace.Labels}
+	inject := func(r *enrollRule, mode Mode, lts []labelTemplate, target Target, what string, current map[string]string) {
+		for _, lt := range lts {
+			v, why := lt.value.expand(src)
+			if why != "" {
+				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("%s %s skipped (rule %s): %s", what, lt.key, r.name, why))
+				continue
+			}
+			plan(LabelChange{Target: target, Key: lt.key, Value: v, Rule: r.name, Mode: mode}, current)
+		}
+	}
 	for _, r := range p.matching(obj, req.Namespace) {
 		d.Matched = append(d.Matched, r.name)
 		mode := effectiveMode(r.mode, req.Namespace)
-		for _, lt := range r.labels {
-			v, why := lt.value.expand(src)
-			if why != "" {
-				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("label %s skipped (rule %s): %s", lt.key, r.name, why))
-				continue
-			}
-			plan(LabelChange{Target: MetadataLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode}, obj.Labels)
-		}
+		inject(r, mode, r.labels, MetadataLabels, "label", obj.Labels)
 		if len(r.podTemplateLabels) == 0 || !isWorkload(obj.Kind) || req.Operation != Create {
 			continue
 		}
@@ -132,14 +135,7 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels skipped (rule %s): the object has no spec.template", r.name))
 			continue
 		}
-		for _, lt := range r.podTemplateLabels {
-			v, why := lt.value.expand(src)
-			if why != "" {
-				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template label %s skipped (rule %s): %s", lt.key, r.name, why))
-				continue
-			}
-			plan(LabelChange{Target: PodTemplateLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode}, obj.PodTemplateLabels)
-		}
+		inject(r, mode, r.podTemplateLabels, PodTemplateLabels, "pod template label", obj.PodTemplateLabels)
 	}
 	if req.Operation == Update && req.Old != nil {
 		p.sticky(req, plan)
