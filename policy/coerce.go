@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -53,7 +55,7 @@ func CoerceRuleValues(spec RawRuleSpec) []Coercion {
 }
 
 func appendCoercions(out []Coercion, m map[string]json.RawMessage, base []string, fld *field.Path) []Coercion {
-	for _, k := range sortedRawKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		v := bytes.TrimSpace(m[k])
 		if len(v) == 0 {
 			continue
@@ -65,13 +67,4 @@ func appendCoercions(out []Coercion, m map[string]json.RawMessage, base []string
 		}
 	}
 	return out
-}
-
-func sortedRawKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	return keys
 }

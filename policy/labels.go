@@ -2,7 +2,8 @@ package policy
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -165,13 +166,8 @@ func (t valueTemplate) expand(src substitutionSource) (string, string) {
 // by key so that every decision is deterministic.
 func compileLabels(labels map[string]string, fld *field.Path) ([]labelTemplate, field.ErrorList) {
 	var errs field.ErrorList
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]labelTemplate, 0, len(keys))
-	for _, k := range keys {
+	out := make([]labelTemplate, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		kf := fld.Key(k)
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
 			for _, m := range msgs {

@@ -2,8 +2,9 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -98,7 +99,7 @@ func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Name
 		} else {
 			groupNames[g.Name] = gp.Child("name")
 		}
-		for _, k := range sortedKeys(g.Labels) {
+		for _, k := range slices.Sorted(maps.Keys(g.Labels)) {
 			if !s.scheme.IsValidLabelName(k) || k == model.MetricNameLabel {
 				f := labelNameFinding(gp, k)
 				add(f.Check, f.Level, f.Err)
@@ -226,21 +227,10 @@ func ruleKey(g *monv1.RuleGroup, r *monv1.Rule) string {
 	for k, v := range r.Labels {
 		merged[k] = v
 	}
-	for _, k := range sortedKeys(merged) {
+	for _, k := range slices.Sorted(maps.Keys(merged)) {
 		b.WriteString("\x00" + k + "\x00" + merged[k])
 	}
 	return b.String()
-}
-
-func sortStrings(s []string) { sort.Strings(s) }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // RulesMode is the effective mode of the rule gate in a namespace.

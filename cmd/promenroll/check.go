@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -71,15 +73,22 @@ func check(args []string, stdout, stderr io.Writer) error {
 // .yaml/.yml/.json file under a folder, or of stdin ("-").
 func eachManifest(arg string, fn func(name string, doc []byte) error) error {
 	split := func(name string, data []byte) error {
-		for i, doc := range bytes.Split(append([]byte("\n"), data...), []byte("\n---")) {
+		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for i := 1; ; i++ {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("%s: read YAML document %d: %w", name, i, err)
+			}
 			if len(bytes.TrimSpace(doc)) == 0 {
 				continue
 			}
-			if err := fn(fmt.Sprintf("%s#%d", name, i+1), doc); err != nil {
+			if err := fn(fmt.Sprintf("%s#%d", name, i), doc); err != nil {
 				return err
 			}
 		}
-		return nil
 	}
 	if arg == "-" {
 		data, err := io.ReadAll(os.Stdin)

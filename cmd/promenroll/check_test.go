@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,5 +45,40 @@ func TestCheckRefusesAnInvalidPolicy(t *testing.T) {
 	err := run(t.Context(), []string{"check", "--policy", "../../policy/testdata/rules/default/kube-prometheus/grafana.good.yaml"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "grafana.good.yaml:4: metadata: unknown field") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCheckReadsMultiDocumentFilesByYAMLDocuments(t *testing.T) {
+	dir := t.TempDir()
+	manifest := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: notes}
+data:
+  text: |
+    a block scalar whose line starts with dashes:
+    ---not a document separator
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: second, namespace: shop}
+spec:
+  groups:
+  - name: g
+    rules:
+    - alert: Broken
+      expr: up ==
+      labels: {severity: warning}
+`
+	path := filepath.Join(dir, "all.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"check", "--policy", "../../examples/policy.yaml", path}, &out, &errOut)
+	if !errors.Is(err, errCheckFailed) {
+		t.Fatalf("err = %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), path+"#2: PrometheusRule shop/second: spec.groups[0].rules[0].expr") {
+		t.Errorf("the rule is not reported as document 2:\n%s", out.String())
 	}
 }
