@@ -25,14 +25,20 @@ const (
 	Update Operation = "UPDATE"
 )
 
-// Target says where a label goes.
+// Target says where a label or annotation goes.
 type Target string
 
-// The two places enrollment writes labels to.
+// The places enrollment writes to: labels, and the scrape annotations.
 const (
-	MetadataLabels    Target = "metadata.labels"
-	PodTemplateLabels Target = "spec.template.metadata.labels"
+	MetadataLabels         Target = "metadata.labels"
+	PodTemplateLabels      Target = "spec.template.metadata.labels"
+	MetadataAnnotations    Target = "metadata.annotations"
+	PodTemplateAnnotations Target = "spec.template.metadata.annotations"
 )
+
+// targetOrder sorts changes: metadata before the pod template, labels
+// before annotations.
+var targetOrder = []Target{MetadataLabels, MetadataAnnotations, PodTemplateLabels, PodTemplateAnnotations}
 
 // Object is what enrollment reads of a workload or Service.
 type Object struct {
@@ -40,9 +46,14 @@ type Object struct {
 	Name      string
 	Namespace string
 	Labels    map[string]string
+	// Annotations are metadata.annotations (read for Services only).
+	Annotations map[string]string
 	// HasPodTemplate is true for workloads whose spec.template is present.
-	HasPodTemplate    bool
-	PodTemplateLabels map[string]string
+	HasPodTemplate         bool
+	PodTemplateLabels      map[string]string
+	PodTemplateAnnotations map[string]string
+	// Ports are the pod template's container ports, or a Service's ports.
+	Ports []Port
 }
 
 // Namespace is what enrollment reads of the object's namespace.
@@ -61,8 +72,8 @@ type EnrollRequest struct {
 	Namespace Namespace
 }
 
-// LabelChange is one label that enrollment adds (Mode enforce) or would add
-// (Mode dry-run).
+// LabelChange is one label or scrape annotation that enrollment adds (Mode
+// enforce) or would add (Mode dry-run).
 type LabelChange struct {
 	Target Target
 	Key    string
@@ -128,17 +139,24 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 		d.Matched = append(d.Matched, r.name)
 		mode := effectiveMode(r.mode, req.Namespace)
 		inject(r, mode, r.labels, MetadataLabels, "label", obj.Labels)
-		if len(r.podTemplateLabels) == 0 || !isWorkload(obj.Kind) || req.Operation != Create {
+		if obj.Kind == "Service" {
+			inject(r, mode, r.annotations, MetadataAnnotations, "annotation", obj.Annotations)
+		}
+		if len(r.podTemplateLabels)+len(r.annotations) == 0 || !isWorkload(obj.Kind) || req.Operation != Create {
 			continue
 		}
 		if !obj.HasPodTemplate {
-			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels skipped (rule %s): the object has no spec.template", r.name))
+			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels and annotations skipped (rule %s): the object has no spec.template", r.name))
 			continue
 		}
 		inject(r, mode, r.podTemplateLabels, PodTemplateLabels, "pod template label", obj.PodTemplateLabels)
+		inject(r, mode, r.annotations, PodTemplateAnnotations, "pod template annotation", obj.PodTemplateAnnotations)
 	}
 	if req.Operation == Update && req.Old != nil {
 		p.sticky(req, plan)
+	}
+	if len(d.Matched) > 0 {
+		d.Warnings = append(d.Warnings, ScrapeWarnings(obj, d)...)
 	}
 	if len(d.Matched) == 0 && len(d.Changes) == 0 && d.Reason == "" {
 		d.Reason = "no enrollment rule matches"
@@ -155,7 +173,11 @@ type planner struct {
 }
 
 func newPlanner(d *Decision) *planner {
-	return &planner{d: d, planned: map[Target]map[string]string{MetadataLabels: {}, PodTemplateLabels: {}}}
+	planned := make(map[Target]map[string]string, len(targetOrder))
+	for _, t := range targetOrder {
+		planned[t] = map[string]string{}
+	}
+	return &planner{d: d, planned: planned}
 }
 
 func (pl *planner) plan(c LabelChange, current map[string]string) {
@@ -175,42 +197,40 @@ func (pl *planner) plan(c LabelChange, current map[string]string) {
 	pl.d.Changes = append(pl.d.Changes, c)
 }
 
-// sort orders changes by target (metadata first) then key.
+// sort orders changes by target (targetOrder) then key.
 func (d *Decision) sort() {
 	slices.SortStableFunc(d.Changes, func(a, b LabelChange) int {
 		if a.Target != b.Target {
-			if a.Target == MetadataLabels {
-				return -1
-			}
-			return 1
+			return slices.Index(targetOrder, a.Target) - slices.Index(targetOrder, b.Target)
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
 }
 
-// sticky plans the labels the stored object carried from the policy and the
-// new object dropped.
+// sticky plans the labels and scrape annotations the stored object carried
+// from the policy and the new object dropped. Putting back what the stored
+// pod template had changes nothing in it, so no rollout follows.
 func (p *Policy) sticky(req EnrollRequest, plan func(LabelChange, map[string]string)) {
-	old := *req.Old
+	old, cur := *req.Old, req.Object
 	src := substitutionSource{name: old.Name, namespace: old.Namespace, labels: old.Labels, namespaceLabels: req.Namespace.Labels}
 	for _, r := range p.matching(old, req.Namespace) {
 		mode := effectiveMode(r.mode, req.Namespace)
-		for _, lt := range r.labels {
-			if v, why := lt.value.expand(src); why == "" && old.Labels[lt.key] == v {
-				if _, kept := req.Object.Labels[lt.key]; !kept {
-					plan(LabelChange{Target: MetadataLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode, Sticky: true}, req.Object.Labels)
+		keep := func(lts []labelTemplate, target Target, was, now map[string]string) {
+			for _, lt := range lts {
+				if v, why := lt.value.expand(src); why == "" && was[lt.key] == v {
+					if _, kept := now[lt.key]; !kept {
+						plan(LabelChange{Target: target, Key: lt.key, Value: v, Rule: r.name, Mode: mode, Sticky: true}, now)
+					}
 				}
 			}
 		}
-		if !req.Object.HasPodTemplate {
-			continue
+		keep(r.labels, MetadataLabels, old.Labels, cur.Labels)
+		if cur.Kind == "Service" {
+			keep(r.annotations, MetadataAnnotations, old.Annotations, cur.Annotations)
 		}
-		for _, lt := range r.podTemplateLabels {
-			if v, why := lt.value.expand(src); why == "" && old.PodTemplateLabels[lt.key] == v {
-				if _, kept := req.Object.PodTemplateLabels[lt.key]; !kept {
-					plan(LabelChange{Target: PodTemplateLabels, Key: lt.key, Value: v, Rule: r.name, Mode: mode, Sticky: true}, req.Object.PodTemplateLabels)
-				}
-			}
+		if cur.HasPodTemplate {
+			keep(r.podTemplateLabels, PodTemplateLabels, old.PodTemplateLabels, cur.PodTemplateLabels)
+			keep(r.annotations, PodTemplateAnnotations, old.PodTemplateAnnotations, cur.PodTemplateAnnotations)
 		}
 	}
 }

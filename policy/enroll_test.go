@@ -143,7 +143,7 @@ func TestEnroll(t *testing.T) {
 		name: "the namespace annotation relaxes every rule to dry-run",
 		req: EnrollRequest{Operation: Create, Object: Object{Kind: "StatefulSet", Name: "db", Namespace: "shop", Labels: map[string]string{"app.kubernetes.io/instance": "db", "monitoring.promenroll.io/scrape": "true"}},
 			Namespace: Namespace{Name: "shop", Annotations: map[string]string{ModeAnnotation: "dry-run"}}},
-		want: Decision{Matched: []string{"workloads"}, Warnings: []string{"[dry-run] pod template labels skipped (rule workloads): the object has no spec.template"}},
+		want: Decision{Matched: []string{"workloads"}, Warnings: []string{"[dry-run] pod template labels and annotations skipped (rule workloads): the object has no spec.template"}},
 	}, {
 		name: "an update adds missing metadata labels but no new pod template labels",
 		req: EnrollRequest{Operation: Update, Namespace: monitoringNS,

@@ -67,7 +67,9 @@ type enrollRule struct {
 	selector          labels.Selector
 	labels            []labelTemplate
 	podTemplateLabels []labelTemplate
-	mode              Mode
+	// annotations are the scrape annotations (static values).
+	annotations []labelTemplate
+	mode        Mode
 }
 
 type monitorsSection struct {
@@ -266,6 +268,8 @@ func compileEnrollRule(r EnrollRule, fld *field.Path, parent Mode) (enrollRule, 
 	cr.labels, lerrs = compileLabels(r.Labels, fld.Child("labels"))
 	errs = append(errs, lerrs...)
 	cr.podTemplateLabels, lerrs = compileLabels(r.PodTemplateLabels, fld.Child("podTemplateLabels"))
+	errs = append(errs, lerrs...)
+	cr.annotations, lerrs = compileScrape(r.Scrape, fld.Child("scrape"))
 	errs = append(errs, lerrs...)
 	if len(r.Labels) == 0 && len(r.PodTemplateLabels) == 0 {
 		errs = append(errs, field.Required(fld.Child("labels"), "a rule must add labels or podTemplateLabels"))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // APIVersion and Kind identify a promenroll policy document.
@@ -97,8 +98,24 @@ type EnrollRule struct {
 	// PodTemplateLabels are added to spec.template.metadata.labels of
 	// workloads on CREATE, with the same substitutions.
 	PodTemplateLabels map[string]string `json:"podTemplateLabels,omitempty"`
+	// Scrape sets how the enrollment monitors scrape what the rule enrolls,
+	// written as the prometheus.io/port, /path and /scheme annotations: on
+	// the pod template of workloads (CREATE only, like podTemplateLabels),
+	// on Services themselves (CREATE and UPDATE). Add-only: an annotation
+	// the object already has is kept.
+	Scrape *Scrape `json:"scrape,omitempty"`
 	// Mode overrides the policy mode for this rule.
 	Mode Mode `json:"mode,omitempty"`
+}
+
+// Scrape is where a target's metrics are: any field may be left out.
+type Scrape struct {
+	// Port is a container or Service port name, or a port number.
+	Port intstr.IntOrString `json:"port,omitempty"`
+	// Path is the HTTP path, starting with "/". Default (unset) /metrics.
+	Path string `json:"path,omitempty"`
+	// Scheme is http or https. Default (unset) http.
+	Scheme string `json:"scheme,omitempty"`
 }
 
 // Monitors configures selector awareness for Prometheus Operator objects.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A Deployment as the API server sends it: pod template labels equal the
@@ -246,5 +247,60 @@ func TestMutateService(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]any{"app.kubernetes.io/name": "web"}, labelsAt(t, got, "spec", "selector")); diff != "" {
 		t.Errorf("Service spec.selector changed: %s", diff)
+	}
+}
+
+const scrapePolicy = `apiVersion: promenroll.io/v1alpha1
+kind: Policy
+enroll:
+- name: envoy
+  kinds: [Deployment, Service]
+  labels: {monitoring.promenroll.io/scrape: "true"}
+  podTemplateLabels: {monitoring.promenroll.io/scrape: "true"}
+  scrape: {port: admin, path: /stats/prometheus}
+`
+
+func TestMutateWritesScrapeAnnotations(t *testing.T) {
+	s := newServer(t, scrapePolicy)
+	tests := []struct {
+		name, obj string
+		kind      metav1.GroupVersionKind
+		wantPatch string
+		wantWarn  []string
+	}{{
+		name: "a Deployment gets them on its pod template, beside the labels",
+		kind: deploymentGVK,
+		obj: `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"envoy"},"spec":{"template":{"metadata":{"annotations":{"a/b":"c"}},
+"spec":{"containers":[{"name":"envoy","ports":[{"name":"admin","containerPort":9901}]}]}}}}`,
+		wantPatch: `[{"op":"add","path":"/metadata/labels","value":{"monitoring.promenroll.io/scrape":"true"}},` +
+			`{"op":"add","path":"/spec/template/metadata/labels","value":{"monitoring.promenroll.io/scrape":"true"}},` +
+			`{"op":"add","path":"/spec/template/metadata/annotations/prometheus.io~1path","value":"/stats/prometheus"},` +
+			`{"op":"add","path":"/spec/template/metadata/annotations/prometheus.io~1port","value":"admin"}]`,
+	}, {
+		name: "a pod template without metadata gets it whole, labels and annotations in one operation",
+		kind: deploymentGVK,
+		obj: `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"envoy","labels":{}},"spec":{"template":{
+"spec":{"containers":[{"name":"envoy","ports":[{"name":"http","containerPort":8080}]}]}}}}`,
+		wantPatch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"},` +
+			`{"op":"add","path":"/spec/template/metadata","value":{"annotations":{"prometheus.io/path":"/stats/prometheus","prometheus.io/port":"admin"},"labels":{"monitoring.promenroll.io/scrape":"true"}}}]`,
+		wantWarn: []string{`spec.template.metadata.annotations[prometheus.io/port]="admin": no container port is named or numbered admin (declared: http (8080)), so no target will be scraped: use one of those`},
+	}, {
+		name: "a Service gets them on itself",
+		kind: serviceGVK,
+		obj:  `{"apiVersion":"v1","kind":"Service","metadata":{"name":"envoy","labels":{"app":"envoy"}},"spec":{"ports":[{"name":"admin","port":9901}]}}`,
+		wantPatch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"},` +
+			`{"op":"add","path":"/metadata/annotations","value":{"prometheus.io/path":"/stats/prometheus","prometheus.io/port":"admin"}}]`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.admit(t, MutatePath, review(tt.kind, admissionv1.Create, "no-team", tt.obj, nil))
+			if string(r.Patch) != tt.wantPatch {
+				t.Errorf("patch =\n%s\nwant\n%s", r.Patch, tt.wantPatch)
+			}
+			if diff := cmp.Diff(tt.wantWarn, r.Warnings); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			applyPatch(t, tt.obj, r) // the patch applies to the object as sent
+		})
 	}
 }

@@ -3,21 +3,37 @@ package webhook
 import (
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/util/intstr"
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/promenroll/promenroll/policy"
 )
 
-// objectShape is what promenroll reads of an incoming object: its metadata
-// and, for workloads, the pod template's labels. Decoding only these keeps
-// the request path cheap and independent of API versions' other fields.
+// objectShape is what promenroll reads of an incoming object: its metadata,
+// a Service's ports and, for workloads, the pod template's metadata and
+// container ports. Decoding only these keeps the request path cheap and
+// independent of API versions' other fields.
 type objectShape struct {
 	Kind     string    `json:"kind"`
 	Metadata *metadata `json:"metadata"`
 	Spec     *struct {
 		Template *struct {
 			Metadata *metadata `json:"metadata"`
+			Spec     *struct {
+				Containers []struct {
+					Ports []struct {
+						Name          string `json:"name"`
+						ContainerPort int32  `json:"containerPort"`
+					} `json:"ports"`
+				} `json:"containers"`
+			} `json:"spec"`
 		} `json:"template"`
+		// Ports are a Service's.
+		Ports []struct {
+			Name       string             `json:"name"`
+			Port       int32              `json:"port"`
+			TargetPort intstr.IntOrString `json:"targetPort"`
+		} `json:"ports"`
 	} `json:"spec"`
 
 	// hasMetadata is false when the object has no metadata member (or it is
@@ -30,6 +46,7 @@ type metadata struct {
 	GenerateName string            `json:"generateName"`
 	Namespace    string            `json:"namespace"`
 	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
 }
 
 func decodeShape(raw []byte, what string) (*objectShape, error) {
@@ -49,11 +66,30 @@ func decodeShape(raw []byte, what string) (*objectShape, error) {
 
 func (s *objectShape) hasPodTemplate() bool { return s.Spec != nil && s.Spec.Template != nil }
 
-func (s *objectShape) podTemplateLabels() map[string]string {
+func (s *objectShape) podTemplateMetadata() *metadata {
 	if s.hasPodTemplate() && s.Spec.Template.Metadata != nil {
-		return s.Spec.Template.Metadata.Labels
+		return s.Spec.Template.Metadata
 	}
-	return nil
+	return &metadata{}
+}
+
+// ports are the pod template's container ports, or a Service's ports.
+func (s *objectShape) ports() []policy.Port {
+	if s.Spec == nil {
+		return nil
+	}
+	var out []policy.Port
+	for _, p := range s.Spec.Ports {
+		out = append(out, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+	}
+	if s.hasPodTemplate() && s.Spec.Template.Spec != nil {
+		for _, c := range s.Spec.Template.Spec.Containers {
+			for _, p := range c.Ports {
+				out = append(out, policy.Port{Name: p.Name, Number: p.ContainerPort})
+			}
+		}
+	}
+	return out
 }
 
 // object converts the shape to the policy's view of it. The request's
@@ -63,12 +99,16 @@ func (s *objectShape) object(kind, namespace string) policy.Object {
 	if namespace != "" {
 		ns = namespace
 	}
+	tm := s.podTemplateMetadata()
 	return policy.Object{
-		Kind:              kind,
-		Name:              s.Metadata.Name,
-		Namespace:         ns,
-		Labels:            s.Metadata.Labels,
-		HasPodTemplate:    s.hasPodTemplate(),
-		PodTemplateLabels: s.podTemplateLabels(),
+		Kind:                   kind,
+		Name:                   s.Metadata.Name,
+		Namespace:              ns,
+		Labels:                 s.Metadata.Labels,
+		Annotations:            s.Metadata.Annotations,
+		HasPodTemplate:         s.hasPodTemplate(),
+		PodTemplateLabels:      tm.Labels,
+		PodTemplateAnnotations: tm.Annotations,
+		Ports:                  s.ports(),
 	}
 }
