@@ -6,6 +6,8 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 K8S_BIN   := $(BIN)/k8s
 PROMTOOL  := $(BIN)/promtool
+PROMETHEUS := $(BIN)/prometheus
+OPERATOR  := $(BIN)/prometheus-operator
 IMG       ?= promenroll:dev
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
@@ -23,7 +25,7 @@ build: ## Build bin/promenroll.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/promenroll ./cmd/promenroll
 
 .PHONY: test
-test: test-bins $(PROMTOOL) ## Run every test: unit, promtool agreement, end-to-end (kube-apiserver + etcd).
+test: test-bins $(PROMTOOL) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus).
 	$(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: test-unit
@@ -35,8 +37,16 @@ test-e2e: test-bins ## Run the end-to-end suite against a local kube-apiserver.
 	$(GO) test $(TEST_FLAGS) -v ./test/e2e/...
 
 .PHONY: test-bins
-test-bins: ## Build kube-apiserver, kubectl and etcd into bin/k8s (only when their pinned versions change).
+test-bins: $(PROMETHEUS) $(OPERATOR) ## Build the control plane (bin/k8s), Prometheus and the Prometheus Operator (only when their pinned versions change).
 	@test/tools/build.sh $(K8S_BIN)
+
+$(PROMETHEUS): test/tools/promtool/go.mod test/tools/promtool/go.sum
+	@echo "prometheus: building from test/tools/promtool (pinned Prometheus version)"
+	cd test/tools/promtool && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(PROMETHEUS) github.com/prometheus/prometheus/cmd/prometheus
+
+$(OPERATOR): test/tools/operator/go.mod test/tools/operator/go.sum
+	@echo "prometheus-operator: building from test/tools/operator (the version the e2e CRDs come from)"
+	cd test/tools/operator && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OPERATOR) github.com/prometheus-operator/prometheus-operator/cmd/operator
 
 $(PROMTOOL): test/tools/promtool/go.mod test/tools/promtool/go.sum
 	@echo "promtool: building from test/tools/promtool (pinned Prometheus version)"

@@ -33,6 +33,25 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
+// LogTails returns the last n lines of each log in LogDir, for failure
+// reports.
+func (c *Cluster) LogTails(n int) string {
+	var b strings.Builder
+	entries, _ := os.ReadDir(c.LogDir)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(c.LogDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "--- last %d lines of %s ---\n%s\n", len(lines), e.Name(), strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
 // Versions of the modules the CRDs come from (located with
 // `go mod download -json`, never copied into this repository).
 const (
@@ -71,6 +90,12 @@ type Cluster struct {
 	mu   sync.Mutex
 	proc *exec.Cmd
 	done chan struct{}
+
+	// LogDir holds the logs of the programs the monitoring stack runs.
+	LogDir  string
+	monOnce sync.Once
+	mon     *Monitoring
+	monErr  error
 }
 
 // RepoRoot finds the repository root from the working directory.
@@ -106,7 +131,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{Root: root, Dir: dir, opts: opts, certDir: filepath.Join(dir, "tls")}
+	c = &Cluster{Root: root, Dir: dir, opts: opts, certDir: filepath.Join(dir, "tls"), LogDir: filepath.Join(dir, "logs")}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -211,12 +236,9 @@ func crdPaths(ctx context.Context, scratch string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for _, r := range []string{"prometheusrules", "servicemonitors", "podmonitors", "prometheuses"} {
-		paths = append(paths, filepath.Join(op, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+r+".yaml"))
-	}
-	paths = append(paths, filepath.Join(cm, "deploy", "crds"))
-	return paths, nil
+	// Every monitoring.coreos.com CRD: the operator waits for each kind it
+	// watches.
+	return []string{filepath.Join(op, "example", "prometheus-operator-crd"), filepath.Join(cm, "deploy", "crds")}, nil
 }
 
 func moduleDir(ctx context.Context, scratch, modVersion string) (string, error) {
@@ -381,6 +403,7 @@ func (c *Cluster) Promenroll(ctx context.Context, args ...string) (stdout, stder
 // Stop stops promenroll and the control plane and removes the scratch
 // folder. Safe to call more than once.
 func (c *Cluster) Stop() {
+	c.mon.stop()
 	c.StopWebhook()
 	if c.env != nil {
 		_ = c.env.Stop()

@@ -1,6 +1,8 @@
-// Command demo runs promenroll against a real local control plane (etcd and
-// kube-apiserver built from their Go modules), applies examples/ with the
-// real kubectl, and tells what happened. `make demo`; `make demo
+// Command demo runs promenroll against a real local control plane (etcd,
+// kube-apiserver and kube-controller-manager built from their Go modules)
+// with the real Prometheus Operator and Prometheus, applies examples/ with
+// the real kubectl, and tells what happened, down to what Prometheus
+// scrapes and which rules it loaded. `make demo`; `make demo
 // ARGS=--once` exits after the account instead of waiting for Ctrl-C.
 package main
 
@@ -8,9 +10,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,7 +33,12 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *once); err != nil {
+	err := run(ctx, *once)
+	if left := cluster.Leftovers(); len(left) > 0 {
+		fmt.Fprintln(os.Stderr, "demo: left behind after stopping:", strings.Join(left, ", "))
+		os.Exit(1)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -56,7 +65,20 @@ func run(ctx context.Context, once bool) error {
 	defer c.Stop()
 	fmt.Printf("ready in %s: webhook configurations from deploy/base/webhooks.yaml, policy examples/policy.yaml\n", time.Since(start).Round(time.Second))
 
+	fmt.Println("starting kube-controller-manager, the Prometheus Operator and Prometheus (about 20 seconds)...")
+	m, err := c.Monitoring(ctx)
+	if err != nil {
+		return fmt.Errorf("%w (logs: %s)", err, c.LogDir)
+	}
+	for _, part := range slices.Sorted(maps.Keys(m.Started)) {
+		fmt.Printf("  %s: %s\n", part, m.Started[part].Round(100*time.Millisecond))
+	}
+	if m.PodNetworkNote != "" {
+		fmt.Printf("  Pod IPs are on 127.0.0.N, so Services get no endpoints: %s\n", m.PodNetworkNote)
+	}
+
 	d := &demo{ctx: ctx, c: c, root: root}
+	d.stepArgs("The enrollment monitors promenroll ships (deploy/base/monitors)", "apply", "-k", filepath.Join(root, "deploy", "base", "monitors"))
 	d.step("Namespaces: shop (monitoring: enabled, team: payments) and sandbox (annotated promenroll.io/mode: dry-run)", "namespaces.yaml")
 
 	d.step("A Deployment without any monitoring label", "deployment.yaml")
@@ -89,20 +111,34 @@ func run(ctx context.Context, once bool) error {
 		d.say("labels as stored: %s (dry-run: reported, not changed)", labels(exp.Labels))
 	}
 
+	d.step("An envoy gateway: the policy's envoy rule sets its scrape port and path", "gateway.yaml")
+	var gw appsv1.Deployment
+	if d.get(client.ObjectKey{Namespace: "shop", Name: "gateway"}, &gw) {
+		d.say("pod template annotations as stored: %s", labels(gw.Spec.Template.Annotations))
+	}
+
+	d.step("A workload whose Service names its metrics port http-metrics", "search.yaml")
+
+	d.prometheus(m)
+
 	fmt.Printf("\npromenroll's decision log (one JSON line per request): %s\n", logPath)
 	if once {
 		return nil
 	}
 	fmt.Printf(`
-The control plane keeps running. In another terminal:
+The control plane and Prometheus keep running. In another terminal:
 
   export KUBECONFIG=%s
   %s get deployments -A --show-labels
   %s apply -f examples/
+  curl -s '%s/api/v1/targets?state=active'
+  curl -s '%s/api/v1/query?query=up'
 
-Edit examples/policy.yaml and apply again: promenroll reloads it within seconds.
+Prometheus' HTTP API is at %s (its web UI pages need assets the Go
+module does not ship; the API, /metrics and /-/ready work). Edit
+examples/policy.yaml and apply again: promenroll reloads it within seconds.
 Press Ctrl-C to stop.
-`, c.Kubeconfig, filepath.Join("bin", "k8s", "kubectl"), filepath.Join("bin", "k8s", "kubectl"))
+`, c.Kubeconfig, filepath.Join("bin", "k8s", "kubectl"), filepath.Join("bin", "k8s", "kubectl"), m.PrometheusURL, m.PrometheusURL, m.PrometheusURL)
 	<-ctx.Done()
 	fmt.Println("\nstopping...")
 	return nil
@@ -116,14 +152,27 @@ type demo struct {
 }
 
 func (d *demo) step(title, file string) {
-	d.n++
-	fmt.Printf("\n%d. %s\n   $ kubectl apply -f examples/%s\n", d.n, title, file)
 	data, err := os.ReadFile(filepath.Join(d.root, "examples", file))
 	if err != nil {
-		d.say("cannot read: %v", err)
+		d.n++
+		fmt.Printf("\n%d. %s\n   cannot read examples/%s: %v\n", d.n, title, file, err)
 		return
 	}
-	out, errOut, err := d.c.Kubectl(d.ctx, string(data), "apply", "-f", "-")
+	d.run(title, "examples/"+file, string(data), "apply", "-f", "-")
+}
+
+// stepArgs runs kubectl with args (no input).
+func (d *demo) stepArgs(title string, args ...string) { d.run(title, "", "", args...) }
+
+// run shows and runs one kubectl command.
+func (d *demo) run(title, file, stdin string, args ...string) {
+	d.n++
+	shown := "kubectl " + strings.ReplaceAll(strings.Join(args, " "), d.root+string(filepath.Separator), "")
+	if file != "" {
+		shown = "kubectl apply -f " + file
+	}
+	fmt.Printf("\n%d. %s\n   $ %s\n", d.n, title, shown)
+	out, errOut, err := d.c.Kubectl(d.ctx, stdin, args...)
 	for _, line := range strings.Split(strings.TrimSpace(out+"\n"+errOut), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			fmt.Println("   " + line)
@@ -148,4 +197,48 @@ func (d *demo) say(format string, args ...any) {
 
 func labels(m map[string]string) string {
 	return strings.ReplaceAll(k8slabels.Set(m).String(), ",", ", ")
+}
+
+// prometheus waits (a minute at most) until Prometheus scrapes the
+// examples' workloads and loaded their rules, then shows what it sees.
+func (d *demo) prometheus(m *cluster.Monitoring) {
+	d.n++
+	fmt.Printf("\n%d. What Prometheus itself sees (%s/api/v1/targets and /api/v1/rules)\n", d.n, m.PrometheusURL)
+	want := map[string]int{"checkout-": 2, "gateway-": 1}
+	if m.ServicesHaveEndpoints() {
+		want["search-"] = 1
+	}
+	var active []cluster.Target
+	var groups []cluster.RuleGroup
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && d.ctx.Err() == nil {
+		active, _, _ = m.AllTargets(d.ctx)
+		groups, _ = m.RuleGroups(d.ctx)
+		up := map[string]int{}
+		for _, t := range active {
+			for prefix := range want {
+				if t.Health == "up" && strings.HasPrefix(t.Labels["pod"], prefix) {
+					up[prefix]++
+				}
+			}
+		}
+		if maps.Equal(up, want) && len(groups) > 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	for _, t := range active {
+		if t.Labels["namespace"] == "" || t.Labels["namespace"] == cluster.Namespace {
+			continue
+		}
+		monitor := strings.Join(strings.Split(t.ScrapePool, "/")[:3], " ")
+		d.say("%-4s %-44s %s/%s  (%s)", t.Health, t.ScrapeURL, t.Labels["namespace"], t.Labels["pod"], monitor)
+	}
+	d.say("no target for sandbox/experiment (dry-run: not enrolled), and none for checkout's Service port http-metrics (its pods' metrics port is the PodMonitor's: the pod wins)")
+	for _, g := range groups {
+		d.say("rule group loaded: %s (%d rules, from %s)", g.Name, len(g.Rules), filepath.Base(filepath.Dir(g.File)))
+	}
+	if len(groups) == 0 {
+		d.say("no rule group loaded yet (see %s)", d.c.LogDir)
+	}
 }

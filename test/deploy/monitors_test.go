@@ -95,6 +95,25 @@ func process(cfgs []*relabel.Config, meta map[string]string) *scrape {
 	return &scrape{Path: lb.Get(model.MetricsPathLabel), Scheme: lb.Get(model.SchemeLabel), Endpoint: lb.Get("endpoint")}
 }
 
+// scrapeCase is a discovered target's meta labels and what the relabelings
+// make of it.
+type scrapeCase struct {
+	name string
+	meta map[string]string
+	want *scrape
+}
+
+func runScrapeCases(t *testing.T, cfgs []*relabel.Config, tests []scrapeCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, process(cfgs, tt.meta)); diff != "" {
+				t.Errorf("scrape (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 const (
 	podAnn     = "__meta_kubernetes_pod_annotation_prometheus_io_"
 	podAnnPres = "__meta_kubernetes_pod_annotationpresent_prometheus_io_"
@@ -130,11 +149,7 @@ func TestPodMonitorPortConventions(t *testing.T) {
 		return map[string]string{portName: name, portNumber: number, "__address__": "10.0.0.1:" + number}
 	}
 	metricsAt := func(path, scheme, endpoint string) *scrape { return &scrape{path, scheme, endpoint} }
-	tests := []struct {
-		name string
-		meta map[string]string
-		want *scrape
-	}{
+	tests := []scrapeCase{
 		{"a port named metrics is scraped at /metrics", port("metrics", "9090"), metricsAt("/metrics", "http", "metrics")},
 		{"a port named http-metrics is scraped at /metrics", port("http-metrics", "9090"), metricsAt("/metrics", "http", "http-metrics")},
 		{"any other port name is not scraped", port("web", "8080"), nil},
@@ -154,13 +169,7 @@ func TestPodMonitorPortConventions(t *testing.T) {
 		{"prometheus.io/scrape true changes nothing", with(port("metrics", "9090"), podAnn, podAnnPres, "scrape", "true"), metricsAt("/metrics", "http", "metrics")},
 		{"port, path and scheme together", with(port("web", "8443"), podAnn, podAnnPres, "port", "web", "path", "/stats", "scheme", "https"), metricsAt("/stats", "https", "web")},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, process(cfgs, tt.meta)); diff != "" {
-				t.Errorf("scrape (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runScrapeCases(t, cfgs, tests)
 }
 
 func TestServiceMonitorPortConventionsAndThePodWins(t *testing.T) {
@@ -179,11 +188,7 @@ func TestServiceMonitorPortConventionsAndThePodWins(t *testing.T) {
 	}
 	enrolled := []string{podEnroll, "true"}
 	at := func(path, scheme, endpoint string) *scrape { return &scrape{path, scheme, endpoint} }
-	tests := []struct {
-		name string
-		meta map[string]string
-		want *scrape
-	}{
+	tests := []scrapeCase{
 		{"a Service port named http-metrics is scraped", ep("http-metrics", "8080", "web"), at("/metrics", "http", "http-metrics")},
 		{"a Service port named metrics is scraped", ep("metrics", "8080", "web"), at("/metrics", "http", "metrics")},
 		{"any other Service port is not scraped", ep("http", "8080", "web"), nil},
@@ -204,13 +209,7 @@ func TestServiceMonitorPortConventionsAndThePodWins(t *testing.T) {
 		{"a Service path without a leading slash is ignored", with(ep("metrics", "9090", "web"), svcAnn, svcAnnPres, "path", "stats"), at("/metrics", "http", "metrics")},
 		{"prometheus.io/scrape false on the Service turns it off", with(ep("metrics", "9090", "web"), svcAnn, svcAnnPres, "scrape", "false"), nil},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, process(cfgs, tt.meta)); diff != "" {
-				t.Errorf("scrape (-want +got):\n%s", diff)
-			}
-		})
-	}
+	runScrapeCases(t, cfgs, tests)
 }
 
 // TestAPodPortIsScrapedOnce runs both monitors over the targets one pod

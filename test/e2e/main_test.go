@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,14 @@ enroll:
     monitoring.promenroll.io/scrape: "true"
   podTemplateLabels:
     monitoring.promenroll.io/scrape: "true"
+- name: envoy
+  kinds: [Deployment]
+  selector: {matchLabels: {app.kubernetes.io/name: envoy}}
+  labels:
+    monitoring.promenroll.io/scrape: "true"
+  podTemplateLabels:
+    monitoring.promenroll.io/scrape: "true"
+  scrape: {port: admin, path: /stats/prometheus}
 monitors:
   labels: {release: kube-prometheus-stack}
 rules:
@@ -72,10 +81,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
-	c.Stop()
 	if code != 0 {
 		fmt.Fprintln(os.Stderr, "--- promenroll and control plane output ---")
 		fmt.Fprintln(os.Stderr, logs.String())
+		fmt.Fprintln(os.Stderr, c.LogTails(200))
+	}
+	c.Stop()
+	if left := cluster.Leftovers(); len(left) > 0 {
+		fmt.Fprintln(os.Stderr, "e2e: left behind after Stop:", strings.Join(left, ", "))
+		return 1
 	}
 	return code
 }
