@@ -64,6 +64,8 @@ func newPodNetwork() (n *podNetwork, why string) {
 		{"link", "set", n.hostIf, "up"},
 		{"-n", n.netns, "link", "set", "lo", "up"},
 		{"-n", n.netns, "link", "set", n.podIf, "up"},
+		// Pod IPs are /32s: the way back to the host side needs a route.
+		{"-n", n.netns, "route", "add", n.prefix + "0/24", "dev", n.podIf},
 	}
 	for _, s := range steps {
 		if err := ip(s...); err != nil {
@@ -118,8 +120,9 @@ func (n *podNetwork) allocate() (string, error) {
 
 // listen opens a TCP listener on addr inside the namespace. The listening
 // socket belongs to the namespace it was created in, so one OS thread
-// switches into it, listens, and ends (it is never unlocked, so Go retires
-// it instead of reusing a thread in the wrong namespace).
+// switches into it, listens, and switches back before it is unlocked. The
+// thread must not end instead: the kernel sends a child's Pdeathsig when the
+// thread that started it ends, and any thread may have started one.
 func (n *podNetwork) listen(addr string) (net.Listener, error) {
 	if n.netns == "" {
 		return net.Listen("tcp", addr)
@@ -131,21 +134,41 @@ func (n *podNetwork) listen(addr string) (net.Listener, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + n.netns)
-		if err != nil {
-			ch <- result{err: err}
-			return
+		r, restored := n.listenLocked(addr)
+		if restored {
+			runtime.UnlockOSThread()
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", n.netns, err)}
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		ch <- result{l, err}
+		ch <- r
 	}()
 	r := <-ch
 	return r.l, r.err
+}
+
+// listenLocked runs on a locked thread; it reports whether the thread is
+// back in its own network namespace (if not, it stays locked and Go retires
+// it with the goroutine).
+func (n *podNetwork) listenLocked(addr string) (r struct {
+	l   net.Listener
+	err error
+}, restored bool) {
+	own, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		r.err = err
+		return r, true
+	}
+	defer own.Close()
+	target, err := os.Open("/var/run/netns/" + n.netns)
+	if err != nil {
+		r.err = err
+		return r, true
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		r.err = fmt.Errorf("setns %s: %w", n.netns, err)
+		return r, true
+	}
+	r.l, r.err = net.Listen("tcp", addr)
+	return r, unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil
 }
 
 // close removes the namespace (and with it the veth pair and every Pod IP).
