@@ -208,13 +208,17 @@ func (c *Cluster) ensureNode(ctx context.Context) error {
 	return c.Client.Status().Update(ctx, node)
 }
 
-// createPrometheus creates the monitoring namespace and a Prometheus styled
+// createPrometheus creates the monitoring and promenroll namespaces and a
+// Prometheus styled
 // on kube-prometheus-stack's: release selectors, every namespace, a short
 // interval, and Kubernetes discovery pointed at the local API server.
 func (c *Cluster) createPrometheus(ctx context.Context, creds credentials) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: MonitoringNamespace}}
-	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
+	// promenroll's namespace too: deploy/base/monitors installs there.
+	for _, name := range []string{MonitoringNamespace, Namespace} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
 	}
 	release := &metav1.LabelSelector{MatchLabels: map[string]string{"release": ReleaseLabel}}
 	all := &metav1.LabelSelector{}

@@ -231,7 +231,11 @@ func (d *demo) prometheus(m *cluster.Monitoring) {
 		if t.Labels["namespace"] == "" || t.Labels["namespace"] == cluster.Namespace {
 			continue
 		}
-		monitor := strings.Join(strings.Split(t.ScrapePool, "/")[:3], " ")
+		// A scrape pool is kind/namespace/name/endpoint.
+		monitor := t.ScrapePool
+		if parts := strings.Split(t.ScrapePool, "/"); len(parts) == 4 {
+			monitor = strings.ToUpper(parts[0][:1]) + parts[0][1:] + " " + parts[1] + "/" + parts[2]
+		}
 		d.say("%-4s %-44s %s/%s  (%s)", t.Health, t.ScrapeURL, t.Labels["namespace"], t.Labels["pod"], monitor)
 	}
 	d.say("no target for sandbox/experiment (dry-run: not enrolled), and none for checkout's Service port http-metrics (its pods' metrics port is the PodMonitor's: the pod wins)")

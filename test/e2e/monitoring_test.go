@@ -41,10 +41,6 @@ func monitoringStack(t *testing.T) *cluster.Monitoring {
 		t.Fatalf("monitoring stack: %v\n%s", err, c.LogTails(40))
 	}
 	installMonitors.Do(func() {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cluster.Namespace}}
-		if err := c.Client.Create(t.Context(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
 		kubectl(t, "", "apply", "-k", filepath.Join(c.Root, "deploy", "base", "monitors"))
 		for part, d := range m.Started {
 			t.Logf("started: %s in %s", part, d.Round(time.Millisecond))
