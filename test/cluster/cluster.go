@@ -88,8 +88,7 @@ type Cluster struct {
 	binary  string
 
 	mu   sync.Mutex
-	proc *exec.Cmd
-	done chan struct{}
+	proc *process // promenroll serve
 
 	// LogDir holds the logs of the programs the monitoring stack runs.
 	LogDir  string
@@ -276,7 +275,7 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 	if c.metrics, err = freeAddr(); err != nil {
 		return err
 	}
-	cmd := exec.Command(c.binary, "serve",
+	args := []string{"serve",
 		"--policy", c.opts.PolicyFile,
 		"--cert-dir", c.certDir,
 		"--bind-host", "127.0.0.1",
@@ -286,25 +285,19 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 		"--kubeconfig", c.Kubeconfig,
 		"--namespace", Namespace,
 		"--shutdown-delay", "1ms",
-	)
-	cmd.Args = append(cmd.Args, extraArgs...)
-	cmd.Stdout, cmd.Stderr = c.opts.Log, c.opts.Log
-	// Its own process group: a test's interrupt reaches it through Stop.
-	// Pdeathsig: if the test process dies (a timeout, a panic) without
-	// running Stop, the kernel kills promenroll too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start promenroll: %w", err)
 	}
-	c.proc, c.done = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.done)
+	p, err := startProcess(c.LogDir, "promenroll", c.binary, append(args, extraArgs...), c.opts.Log)
+	if err != nil {
+		return err
+	}
+	c.proc = p
 
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-c.done:
+		case <-p.done:
 			c.proc = nil
-			return fmt.Errorf("promenroll exited during start-up: %v", cmd.ProcessState)
+			return fmt.Errorf("promenroll exited during start-up: %v", p.cmd.ProcessState)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
@@ -327,25 +320,25 @@ func (c *Cluster) StopWebhook() { c.BeginStopWebhook()() }
 // killed, or not running). In between, promenroll is shutting down.
 func (c *Cluster) BeginStopWebhook() func() int {
 	c.mu.Lock()
-	proc, done := c.proc, c.done
+	proc := c.proc
 	c.mu.Unlock()
 	if proc == nil {
 		return func() int { return -1 }
 	}
-	_ = proc.Process.Signal(syscall.SIGTERM)
+	_ = proc.cmd.Process.Signal(syscall.SIGTERM)
 	return func() int {
 		select {
-		case <-done:
+		case <-proc.done:
 		case <-time.After(20 * time.Second):
-			_ = proc.Process.Kill()
-			<-done
+			_ = proc.cmd.Process.Kill()
+			<-proc.done
 		}
 		c.mu.Lock()
 		if c.proc == proc {
 			c.proc = nil
 		}
 		c.mu.Unlock()
-		return proc.ProcessState.ExitCode()
+		return proc.cmd.ProcessState.ExitCode()
 	}
 }
 

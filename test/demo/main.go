@@ -68,7 +68,7 @@ func run(ctx context.Context, once bool) error {
 	fmt.Println("starting kube-controller-manager, the Prometheus Operator and Prometheus (about 20 seconds)...")
 	m, err := c.Monitoring(ctx)
 	if err != nil {
-		return fmt.Errorf("%w (logs: %s)", err, c.LogDir)
+		return fmt.Errorf("%w\n%s", err, c.LogTails(30))
 	}
 	for _, part := range slices.Sorted(maps.Keys(m.Started)) {
 		fmt.Printf("  %s: %s\n", part, m.Started[part].Round(100*time.Millisecond))
