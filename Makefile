@@ -60,9 +60,10 @@ bench: ## Run the Go benchmarks (policy decisions, rule gate, /mutate and /valid
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./webhook/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the decoders and validators, 30s each.
+fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mutate), 30s each.
 	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime 30s ./policy
 	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime 30s ./policy
+	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime 30s ./policy
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./webhook
 
 .PHONY: lint

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"sigs.k8s.io/yaml"
 )
 
 // FuzzParsePolicy: no policy document may panic or hang the loader.
@@ -53,6 +55,48 @@ func FuzzCheckPrometheusRule(f *testing.F) {
 		}
 		if json.Unmarshal(raw, &spec) == nil {
 			CoerceRuleValues(spec.Spec)
+		}
+	})
+}
+
+// FuzzCheckMonitor: no ServiceMonitor, PodMonitor, Probe or ScrapeConfig
+// may panic or hang the monitor gate, and the verdict is the same every
+// time. Seeded with the testdata monitors.
+func FuzzCheckMonitor(f *testing.F) {
+	for _, c := range monitorCases(f) {
+		if raw, err := yaml.YAMLToJSON(c.data); err == nil {
+			f.Add(raw)
+		}
+	}
+	p := mustParse(f, minimalPolicy)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var meta struct{ Kind string }
+		if json.Unmarshal(raw, &meta) != nil {
+			return
+		}
+		check := func() Report {
+			ns := Namespace{Name: "shop"}
+			switch meta.Kind {
+			case "PodMonitor":
+				var o monv1.PodMonitor
+				_ = json.Unmarshal(raw, &o)
+				return p.CheckPodMonitor(&o, ns)
+			case "Probe":
+				var o monv1.Probe
+				_ = json.Unmarshal(raw, &o)
+				return p.CheckProbe(&o, ns)
+			case "ScrapeConfig":
+				var o monv1alpha1.ScrapeConfig
+				_ = json.Unmarshal(raw, &o)
+				return p.CheckScrapeConfig(&o, ns)
+			default:
+				var o monv1.ServiceMonitor
+				_ = json.Unmarshal(raw, &o)
+				return p.CheckServiceMonitor(&o, ns)
+			}
+		}
+		if a, b := check(), check(); len(a.Findings) != len(b.Findings) {
+			t.Fatalf("verdict varies: %d vs %d findings", len(a.Findings), len(b.Findings))
 		}
 	})
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // Checks reported by the rule gate (the check label of
-// promenroll_rule_violations_total).
+// promenroll_gate_findings_total).
 const (
 	CheckStructure    = "structure"
 	CheckPromQL       = "promql"

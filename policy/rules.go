@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Finding is one problem the rule gate found in a PrometheusRule.
+// Finding is one problem a gate found in a PrometheusRule or a monitor.
 type Finding struct {
 	// Check names the check (the metric label), e.g. promql.
 	Check string
@@ -23,25 +23,25 @@ type Finding struct {
 	Err   *field.Error
 }
 
-// RuleReport is the verdict on one PrometheusRule.
-type RuleReport struct {
+// Report is a gate's verdict on one PrometheusRule or monitor.
+type Report struct {
 	// Mode is the effective mode: in dry-run nothing is denied.
 	Mode Mode
 	// Findings in field order: structural problems first per rule.
 	Findings []Finding
 	// Reason says why the gate did not look, when it did not.
 	Reason string
-	// Rules counts the rules checked.
-	Rules int
+	// Checked counts what was checked: rules, or a monitor's endpoints.
+	Checked int
 }
 
 // Denials returns the findings that deny the object (in enforce mode).
-func (r RuleReport) Denials() field.ErrorList { return r.errors(LevelDeny) }
+func (r Report) Denials() field.ErrorList { return r.errors(LevelDeny) }
 
 // Warnings returns the findings that only warn.
-func (r RuleReport) Warnings() field.ErrorList { return r.errors(LevelWarn) }
+func (r Report) Warnings() field.ErrorList { return r.errors(LevelWarn) }
 
-func (r RuleReport) errors(l Level) field.ErrorList {
+func (r Report) errors(l Level) field.ErrorList {
 	var out field.ErrorList
 	for _, f := range r.Findings {
 		if f.Level == l {
@@ -66,8 +66,8 @@ var recordNameRE = regexp.MustCompile(`^[a-zA-Z0-9_]*(:[a-zA-Z0-9_]+)+$`)
 // CheckPrometheusRule validates a PrometheusRule the way Prometheus will
 // when it loads the rule file the operator generates from it, then applies
 // the policy's conventions. size is the object's size in bytes as received.
-func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Namespace) RuleReport {
-	rep := RuleReport{Mode: p.RulesMode(ns)}
+func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Namespace) Report {
+	rep := Report{Mode: p.RulesMode(ns)}
 	// The enrollment opt-out label does not apply: it must not be a way
 	// around the gate.
 	if reason, ok := p.ExcludedNamespace(ns); ok {
@@ -114,7 +114,7 @@ func (p *Policy) CheckPrometheusRule(pr *monv1.PrometheusRule, size int, ns Name
 		for j := range g.Rules {
 			r := &g.Rules[j]
 			rp := gp.Child("rules").Index(j)
-			rep.Rules++
+			rep.Checked++
 			rf := rulefmt.Rule{Record: r.Record, Alert: r.Alert, Expr: r.Expr.String(), Labels: r.Labels, Annotations: r.Annotations}
 			var forDur model.Duration
 			if r.For != nil {

@@ -13,7 +13,7 @@ type Metrics struct {
 	Duration        *prometheus.HistogramVec
 	Decisions       *prometheus.CounterVec
 	LabelsInjected  *prometheus.CounterVec
-	RuleViolations  *prometheus.CounterVec
+	GateFindings    *prometheus.CounterVec
 	PolicyReloads   *prometheus.CounterVec
 	PolicyInfo      *prometheus.GaugeVec
 	LabelsCoerced   prometheus.Counter
@@ -42,10 +42,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promenroll_labels_injected_total",
 			Help: "Labels added (mode enforce) or that would have been added (mode dry-run), by kind, target, rule and mode.",
 		}, []string{"kind", "target", "rule", "mode"}),
-		RuleViolations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "promenroll_rule_violations_total",
-			Help: "Problems found in PrometheusRules, by check, level (deny, warn) and mode.",
-		}, []string{"check", "level", "mode"}),
+		GateFindings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promenroll_gate_findings_total",
+			Help: "Problems the gates found in PrometheusRules and monitors, by kind, check, level (deny, warn) and mode.",
+		}, []string{"kind", "check", "level", "mode"}),
 		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promenroll_policy_reloads_total",
 			Help: "Policy loads by result (success, error). On error the last good policy stays in force.",
@@ -64,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Duration, m.Decisions, m.LabelsInjected, m.RuleViolations,
+		reg.MustRegister(m.Requests, m.Duration, m.Decisions, m.LabelsInjected, m.GateFindings,
 			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors)
 	}
 	return m

@@ -153,7 +153,7 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 	case len(denials) > 0:
 		fmt.Fprintf(out, "%s: would be denied, but the rule gate is in dry-run\n", id)
 	default:
-		fmt.Fprintf(out, "%s: %d rules valid\n", id, rep.Rules)
+		fmt.Fprintf(out, "%s: %d rules valid\n", id, rep.Checked)
 	}
 	return false, nil
 }

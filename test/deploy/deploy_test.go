@@ -108,10 +108,27 @@ func TestWebhookConfigurations(t *testing.T) {
 	if w := mut.Webhooks[0]; w.ObjectSelector == nil || !slices.Contains(excludedValues(w.ObjectSelector.MatchExpressions), "false") {
 		t.Errorf("%s: objectSelector does not honour %s=false", w.Name, policy.OptOutLabel)
 	}
+	if len(val.Webhooks) != 2 {
+		t.Fatalf("%d validating webhooks, want 2 (rules, monitors)", len(val.Webhooks))
+	}
 	for _, w := range val.Webhooks {
-		check(w.Name, w.FailurePolicy, admissionregistrationv1.Fail, w.TimeoutSeconds, w.SideEffects, excludedValues(w.NamespaceSelector.MatchExpressions), *w.ClientConfig.Service.Path, "/validate")
-		if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Resources, []string{"prometheusrules"}) {
-			t.Errorf("%s: fails closed for more than PrometheusRules: %+v", w.Name, w.Rules)
+		var resources []string
+		for _, r := range w.Rules {
+			resources = append(resources, r.Resources...)
+		}
+		switch w.Name {
+		case "rules.promenroll.io":
+			check(w.Name, w.FailurePolicy, admissionregistrationv1.Fail, w.TimeoutSeconds, w.SideEffects, excludedValues(w.NamespaceSelector.MatchExpressions), *w.ClientConfig.Service.Path, "/validate")
+			if !slices.Equal(resources, []string{"prometheusrules"}) {
+				t.Errorf("%s: fails closed for more than PrometheusRules: %v", w.Name, resources)
+			}
+		case "monitors.promenroll.io":
+			check(w.Name, w.FailurePolicy, admissionregistrationv1.Ignore, w.TimeoutSeconds, w.SideEffects, excludedValues(w.NamespaceSelector.MatchExpressions), *w.ClientConfig.Service.Path, "/validate")
+			if !slices.Equal(resources, []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs"}) {
+				t.Errorf("%s: resources %v", w.Name, resources)
+			}
+		default:
+			t.Errorf("unexpected validating webhook %s", w.Name)
 		}
 	}
 	for _, a := range []map[string]string{mut.Annotations, val.Annotations} {

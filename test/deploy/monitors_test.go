@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -37,33 +36,15 @@ func enrollmentMonitors(t *testing.T, objs map[string][][]byte) (*monv1.PodMonit
 }
 
 // relabelConfigs converts the monitor's relabelings as the operator writes
-// them into the Prometheus configuration (pkg/prometheus/promcfg.go,
-// generateRelabelConfig: an empty regex is left out, so Prometheus' default
-// applies) and validates them with Prometheus' own code.
+// them into the Prometheus configuration (policy.RelabelConfig, the monitor
+// gate's conversion) and validates them with Prometheus' own code.
 func relabelConfigs(t *testing.T, rcs []monv1.RelabelConfig) []*relabel.Config {
 	t.Helper()
 	var out []*relabel.Config
 	for i, rc := range rcs {
-		c := relabel.DefaultRelabelConfig
-		for _, l := range rc.SourceLabels {
-			c.SourceLabels = append(c.SourceLabels, model.LabelName(l))
-		}
-		if rc.Separator != nil {
-			c.Separator = *rc.Separator
-		}
-		c.TargetLabel = rc.TargetLabel
-		if rc.Regex != "" {
-			re, err := relabel.NewRegexp(rc.Regex)
-			if err != nil {
-				t.Fatalf("relabelings[%d].regex %q: %v", i, rc.Regex, err)
-			}
-			c.Regex = re
-		}
-		if rc.Replacement != nil {
-			c.Replacement = *rc.Replacement
-		}
-		if rc.Action != "" {
-			c.Action = relabel.Action(strings.ToLower(rc.Action))
+		c, err := policy.RelabelConfig(rc)
+		if err != nil {
+			t.Fatalf("relabelings[%d]: %v", i, err)
 		}
 		if err := c.Validate(model.UTF8Validation); err != nil {
 			t.Fatalf("relabelings[%d]: Prometheus refuses it: %v", i, err)
@@ -73,7 +54,7 @@ func relabelConfigs(t *testing.T, rcs []monv1.RelabelConfig) []*relabel.Config {
 		default:
 			t.Fatalf("relabelings[%d]: action %s is not one the enrollment monitors may use", i, c.Action)
 		}
-		out = append(out, &c)
+		out = append(out, c)
 	}
 	return out
 }
@@ -290,6 +271,27 @@ func TestEnrollmentMonitorsSelectWhatThePolicyAdds(t *testing.T) {
 		d := p.MonitorLabels(policy.Object{Kind: "PodMonitor", Name: m.Name, Namespace: m.Namespace, Labels: m.Labels}, policy.Namespace{Name: m.Namespace})
 		if len(d.Changes) > 0 || len(d.Warnings) > 0 {
 			t.Errorf("%s lacks the labels monitors.labels asks for (changes %v, warnings %v): change deploy/base/monitors/kustomization.yaml and the policy together", m.Name, d.Changes, d.Warnings)
+		}
+	}
+}
+
+// TestShippedMonitorsPassTheMonitorGate: promenroll's own monitors pass the
+// gate it applies to everyone else's.
+func TestShippedMonitorsPassTheMonitorGate(t *testing.T) {
+	objs := render(t, "base")
+	p := policyFrom(t, objs)
+	ns := policy.Namespace{Name: "promenroll-system"}
+	pm := one[monv1.PodMonitor](t, objs, "PodMonitor")
+	if d := p.CheckPodMonitor(pm, ns).Denials(); len(d) > 0 {
+		t.Errorf("PodMonitor %s: %v", pm.Name, d.ToAggregate())
+	}
+	for _, doc := range objs["ServiceMonitor"] {
+		var sm monv1.ServiceMonitor
+		if err := yaml.UnmarshalStrict(doc, &sm); err != nil {
+			t.Fatal(err)
+		}
+		if d := p.CheckServiceMonitor(&sm, ns).Denials(); len(d) > 0 {
+			t.Errorf("ServiceMonitor %s: %v", sm.Name, d.ToAggregate())
 		}
 	}
 }

@@ -364,3 +364,37 @@ spec:
 		t.Errorf("target labels %v", tg.Labels)
 	}
 }
+
+func TestMonitorGate(t *testing.T) {
+	t.Run("a ServiceMonitor with a broken regex is refused and kubectl names the field", func(t *testing.T) {
+		bad := `apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: broken-regex, namespace: default}
+spec:
+  selector: {matchLabels: {app: shop}}
+  endpoints:
+  - port: metrics
+    relabelings:
+    - {sourceLabels: [__meta_kubernetes_pod_name], regex: "([a-z", action: keep}
+`
+		_, errOut, err := c.Kubectl(t.Context(), bad, "apply", "-f", "-")
+		if err == nil {
+			t.Fatal("the broken ServiceMonitor was admitted")
+		}
+		for _, want := range []string{`The ServiceMonitor "broken-regex" is invalid`, "spec.endpoints[0].relabelings[0].regex", "not a valid RE2 regular expression"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("kubectl's message does not contain %q:\n%s", want, errOut)
+			}
+		}
+	})
+	t.Run("kube-prometheus' ServiceMonitors are admitted", func(t *testing.T) {
+		// They live in monitoring, which TestRuleGate may have made.
+		if err := c.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		out, _ := kubectl(t, "", "apply", "--dry-run=server", "-f", filepath.Join(c.Root, "policy", "testdata", "monitors", "kube-prometheus"))
+		if n := strings.Count(out, "servicemonitor.monitoring.coreos.com/"); n != 13 {
+			t.Errorf("%d ServiceMonitors admitted, want 13:\n%s", n, out)
+		}
+	})
+}

@@ -230,3 +230,64 @@ func TestMutateWarnsWhenNoPrometheusWillLoadAMonitor(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateMonitors(t *testing.T) {
+	s := newServer(t, testPolicy)
+	gvk := func(version, kind string) metav1.GroupVersionKind {
+		return metav1.GroupVersionKind{Group: "monitoring.coreos.com", Version: version, Kind: kind}
+	}
+	tests := []struct {
+		name       string
+		gvk        metav1.GroupVersionKind
+		obj        string
+		wantCauses []string
+	}{{
+		name:       "a ServiceMonitor with a broken relabel regex is refused with the field path",
+		gvk:        gvk("v1", "ServiceMonitor"),
+		obj:        `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"shop","namespace":"shop"},"spec":{"selector":{},"endpoints":[{"port":"web","relabelings":[{"action":"keep","regex":"([a-z"}]}]}}`,
+		wantCauses: []string{"spec.endpoints[0].relabelings[0].regex"},
+	}, {
+		name:       "a PodMonitor whose scrapeTimeout exceeds its interval is refused",
+		gvk:        gvk("v1", "PodMonitor"),
+		obj:        `{"apiVersion":"monitoring.coreos.com/v1","kind":"PodMonitor","metadata":{"name":"shop","namespace":"shop"},"spec":{"selector":{},"podMetricsEndpoints":[{"port":"web","interval":"10s","scrapeTimeout":"20s"}]}}`,
+		wantCauses: []string{"spec.podMetricsEndpoints[0].scrapeTimeout"},
+	}, {
+		name:       "a Probe without targets is refused",
+		gvk:        gvk("v1", "Probe"),
+		obj:        `{"apiVersion":"monitoring.coreos.com/v1","kind":"Probe","metadata":{"name":"shop","namespace":"shop"},"spec":{"prober":{"url":"bb:9115"}}}`,
+		wantCauses: []string{"spec.targets"},
+	}, {
+		name:       "a ScrapeConfig (v1alpha1) with an unknown relabel action is refused",
+		gvk:        gvk("v1alpha1", "ScrapeConfig"),
+		obj:        `{"apiVersion":"monitoring.coreos.com/v1alpha1","kind":"ScrapeConfig","metadata":{"name":"shop","namespace":"shop"},"spec":{"relabelings":[{"action":"delete"}]}}`,
+		wantCauses: []string{"spec.relabelings[0].action"},
+	}, {
+		name: "a valid ServiceMonitor is admitted",
+		gvk:  gvk("v1", "ServiceMonitor"),
+		obj:  `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"shop","namespace":"shop"},"spec":{"selector":{},"endpoints":[{"port":"web","interval":"30s","scrapeTimeout":"10s"}]}}`,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.admit(t, ValidatePath, review(tt.gvk, admissionv1.Create, "shop", tt.obj, nil))
+			if len(tt.wantCauses) == 0 {
+				if !r.Allowed {
+					t.Fatalf("denied: %v", r.Result)
+				}
+				return
+			}
+			if r.Allowed || r.Result.Code != http.StatusUnprocessableEntity {
+				t.Fatalf("allowed %v, result %v: want a 422 denial", r.Allowed, r.Result)
+			}
+			var fields []string
+			for _, c := range r.Result.Details.Causes {
+				fields = append(fields, c.Field)
+			}
+			if diff := cmp.Diff(tt.wantCauses, fields); diff != "" {
+				t.Errorf("causes (-want +got):\n%s", diff)
+			}
+			if r.Result.Details.Kind != tt.gvk.Kind || !strings.HasPrefix(r.Result.Message, tt.gvk.Kind+` "shop" is invalid: 1 problem(s): `+tt.wantCauses[0]) {
+				t.Errorf("details kind %s, message %q", r.Result.Details.Kind, r.Result.Message)
+			}
+		})
+	}
+}

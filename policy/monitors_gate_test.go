@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"sigs.k8s.io/yaml"
+)
+
+// monitorCase is one testdata monitor and the problems expected in its
+// "# expect:" lines (a field path and a part of the message).
+type monitorCase struct {
+	path    string
+	good    bool
+	expects []expectation
+	data    []byte
+}
+
+func monitorCases(tb testing.TB) []monitorCase {
+	tb.Helper()
+	var cases []monitorCase
+	err := filepath.WalkDir("testdata/monitors", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".good.yaml") || strings.HasSuffix(path, ".bad.yaml")) {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		c := monitorCase{path: path, good: strings.HasSuffix(path, ".good.yaml"), data: data}
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "# expect: "); ok {
+				f, m, _ := strings.Cut(rest, ": ")
+				c.expects = append(c.expects, expectation{field: f, msg: m})
+			}
+		}
+		cases = append(cases, c)
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cases
+}
+
+// checkMonitor decodes a testdata file by kind and runs its gate.
+func checkMonitor(tb testing.TB, p *Policy, data []byte) Report {
+	tb.Helper()
+	var meta struct{ Kind string }
+	if err := yaml.Unmarshal(data, &meta); err != nil {
+		tb.Fatal(err)
+	}
+	ns := Namespace{Name: "shop"}
+	decode := func(v any) {
+		if err := yaml.UnmarshalStrict(data, v); err != nil {
+			tb.Fatalf("%s: %v", meta.Kind, err)
+		}
+	}
+	switch meta.Kind {
+	case "ServiceMonitor":
+		var o monv1.ServiceMonitor
+		decode(&o)
+		return p.CheckServiceMonitor(&o, ns)
+	case "PodMonitor":
+		var o monv1.PodMonitor
+		decode(&o)
+		return p.CheckPodMonitor(&o, ns)
+	case "Probe":
+		var o monv1.Probe
+		decode(&o)
+		return p.CheckProbe(&o, ns)
+	case "ScrapeConfig":
+		var o monv1alpha1.ScrapeConfig
+		decode(&o)
+		return p.CheckScrapeConfig(&o, ns)
+	}
+	tb.Fatalf("kind %q is not a monitor", meta.Kind)
+	return Report{}
+}
+
+func TestMonitorGateTestdata(t *testing.T) {
+	p := mustParse(t, minimalPolicy)
+	bad := 0
+	for _, c := range monitorCases(t) {
+		if !c.good {
+			bad++
+		}
+		t.Run(c.path, func(t *testing.T) {
+			rep := checkMonitor(t, p, c.data)
+			denials := rep.Denials()
+			if c.good {
+				if len(denials) > 0 {
+					t.Fatalf("a good monitor was denied: %v", denials.ToAggregate())
+				}
+				return
+			}
+			if len(c.expects) == 0 {
+				t.Fatal("a bad file without # expect: lines")
+			}
+			matchExpectations(t, c.expects, denials)
+		})
+	}
+	if bad < 25 {
+		t.Errorf("%d bad monitor files, want at least 25 (one per failure kind)", bad)
+	}
+}
+
+func TestMonitorGateDryRunDeniesNothing(t *testing.T) {
+	p := mustParse(t, minimalPolicy+"monitors: {mode: dry-run}\n")
+	data, err := os.ReadFile("testdata/monitors/sm-invalid-regex.bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := checkMonitor(t, p, data)
+	if rep.Mode != ModeDryRun || len(rep.Denials()) == 0 {
+		t.Errorf("mode %s with %d findings: want dry-run reporting what it would deny", rep.Mode, len(rep.Denials()))
+	}
+}

@@ -1,0 +1,181 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// MaxListedProblems is how many problems a denial's message lists before
+// "and N more": kubectl and Argo CD show only the message, so it must name
+// the problems, but a 300-problem wall helps nobody. Every problem is still
+// a cause in the status details.
+const MaxListedProblems = 8
+
+// maxProblemChars caps one problem in the message (a PromQL error quotes
+// the expression).
+const maxProblemChars = 400
+
+// Validator is the /validate handler: the PrometheusRule gate and the
+// monitor gate.
+type Validator struct {
+	Policies   *PolicyStore
+	Namespaces NamespaceGetter
+	Metrics    *Metrics
+}
+
+var _ admission.Handler = (*Validator)(nil)
+
+// gate decodes one kind's object and runs its check, returning the
+// object's name and the report.
+type gate func(p *policy.Policy, raw []byte, ns policy.Namespace) (string, policy.Report, error)
+
+// gateFor makes the gate of a kind from its typed check. size is the
+// object's size in bytes as received.
+func gateFor[T any, PT interface {
+	*T
+	GetName() string
+}](check func(p *policy.Policy, obj PT, size int, ns policy.Namespace) policy.Report) gate {
+	return func(p *policy.Policy, raw []byte, ns policy.Namespace) (string, policy.Report, error) {
+		obj := PT(new(T))
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, obj); err != nil {
+			return "", policy.Report{}, err
+		}
+		return obj.GetName(), check(p, obj, len(raw), ns), nil
+	}
+}
+
+// gates is /validate's one dispatch table, by group and kind (shared/STYLE.md
+// 16): a new kind is one entry here and one rule in the webhook
+// configuration.
+var gates = map[schema.GroupKind]gate{
+	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *policy.Policy, o *monv1.PrometheusRule, size int, ns policy.Namespace) policy.Report {
+		return p.CheckPrometheusRule(o, size, ns)
+	}),
+	{Group: groupMonitoring, Kind: "ServiceMonitor"}: gateFor(func(p *policy.Policy, o *monv1.ServiceMonitor, _ int, ns policy.Namespace) policy.Report {
+		return p.CheckServiceMonitor(o, ns)
+	}),
+	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *policy.Policy, o *monv1.PodMonitor, _ int, ns policy.Namespace) policy.Report {
+		return p.CheckPodMonitor(o, ns)
+	}),
+	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *policy.Policy, o *monv1.Probe, _ int, ns policy.Namespace) policy.Report {
+		return p.CheckProbe(o, ns)
+	}),
+	{Group: groupMonitoring, Kind: "ScrapeConfig"}: gateFor(func(p *policy.Policy, o *monv1alpha1.ScrapeConfig, _ int, ns policy.Namespace) policy.Report {
+		return p.CheckScrapeConfig(o, ns)
+	}),
+}
+
+// Handle implements admission.Handler.
+func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	return instrumented(ctx, req, v.Metrics, "validate", func() outcome { return v.decide(ctx, req) })
+}
+
+func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
+	if out, done := screen(req); done {
+		return out
+	}
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	check, ok := gates[gk]
+	if !ok {
+		return skip(fmt.Sprintf("kind %s is not handled by /validate: check the webhook configuration's rules", gvkString(req)))
+	}
+	if len(req.Object.Raw) == 0 {
+		return errored(http.StatusBadRequest, fmt.Errorf("the admission request has no object"))
+	}
+	ns, err := lookupNamespace(ctx, v.Namespaces, v.Metrics, req)
+	if err != nil {
+		return errored(http.StatusInternalServerError, err)
+	}
+	name, rep, err := check(v.Policies.Policy(), req.Object.Raw, ns)
+	if err != nil {
+		st := apierrors.NewBadRequest(fmt.Sprintf("%s %s/%s cannot be decoded: %v", gk.Kind, req.Namespace, req.Name, err)).ErrStatus
+		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}
+	}
+	if name == "" {
+		name = req.Name
+	}
+	return gateOutcome(gk, name, rep, v.Metrics)
+}
+
+// gateOutcome turns a gate's report into a response: a 422 Invalid denial
+// whose message lists the problems, or an admission with warnings.
+func gateOutcome(gk schema.GroupKind, name string, rep policy.Report, metrics *Metrics) outcome {
+	out := outcome{mode: rep.Mode, reason: rep.Reason}
+	if rep.Reason != "" {
+		out.resp, out.decision = admission.Allowed(rep.Reason), "skip"
+		return out
+	}
+	for _, f := range rep.Findings {
+		metrics.GateFindings.WithLabelValues(gk.Kind, f.Check, string(f.Level), string(rep.Mode)).Inc()
+	}
+	denials, warns := rep.Denials(), rep.Warnings()
+	var warnings []string
+	for _, e := range warns {
+		warnings = append(warnings, e.Error())
+	}
+	switch {
+	case len(denials) > 0 && rep.Mode == policy.ModeEnforce:
+		st := apierrors.NewInvalid(gk, name, denials).ErrStatus
+		st.Message = denialMessage(gk.Kind, name, denials)
+		out.resp = admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}
+		out.decision, out.reason = "deny", st.Message
+	case len(denials) > 0:
+		dry := make([]string, 0, len(denials)+1)
+		dry = append(dry, fmt.Sprintf("%swould deny %s %s: %d problem(s)", policy.DryRunPrefix, gk.Kind, name, len(denials)))
+		for _, e := range denials {
+			dry = append(dry, policy.DryRunPrefix+e.Error())
+		}
+		warnings = append(dry, warnings...)
+		out.resp, out.decision = admission.Allowed(""), "warn"
+		out.resp.AuditAnnotations = map[string]string{"dry-run": truncate(denialMessage(gk.Kind, name, denials), 1024)}
+	case len(warnings) > 0:
+		out.resp, out.decision = admission.Allowed(""), "warn"
+	default:
+		what := "endpoints"
+		if gk.Kind == "PrometheusRule" {
+			what = "rules"
+		}
+		out.resp, out.decision = admission.Allowed(fmt.Sprintf("%d %s valid", rep.Checked, what)), "allow"
+	}
+	out.resp.Warnings = policy.LimitWarnings(warnings)
+	return out
+}
+
+// denialMessage is the top-level message of a denial. kubectl and Argo CD
+// print only this, so it lists the problems (at most MaxListedProblems).
+func denialMessage(kind, name string, errs field.ErrorList) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %q is invalid: %d problem(s): ", kind, name, len(errs))
+	for i, e := range errs {
+		if i == MaxListedProblems {
+			fmt.Fprintf(&b, "; and %d more", len(errs)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(truncate(e.Error(), maxProblemChars))
+	}
+	return b.String()
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n-3], "") + "..."
+}
