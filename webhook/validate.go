@@ -6,14 +6,11 @@ import (
 	"net/http"
 	"strings"
 
-	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	admissionv1 "k8s.io/api/admission/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -38,46 +35,6 @@ type Validator struct {
 
 var _ admission.Handler = (*Validator)(nil)
 
-// gate decodes one kind's object and runs its check, returning the
-// object's name and the report.
-type gate func(p *policy.Policy, raw []byte, ns policy.Namespace) (string, policy.Report, error)
-
-// gateFor makes the gate of a kind from its typed check. size is the
-// object's size in bytes as received.
-func gateFor[T any, PT interface {
-	*T
-	GetName() string
-}](check func(p *policy.Policy, obj PT, size int, ns policy.Namespace) policy.Report) gate {
-	return func(p *policy.Policy, raw []byte, ns policy.Namespace) (string, policy.Report, error) {
-		obj := PT(new(T))
-		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, obj); err != nil {
-			return "", policy.Report{}, err
-		}
-		return obj.GetName(), check(p, obj, len(raw), ns), nil
-	}
-}
-
-// gates is /validate's one dispatch table, by group and kind (shared/STYLE.md
-// 16): a new kind is one entry here and one rule in the webhook
-// configuration.
-var gates = map[schema.GroupKind]gate{
-	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *policy.Policy, o *monv1.PrometheusRule, size int, ns policy.Namespace) policy.Report {
-		return p.CheckPrometheusRule(o, size, ns)
-	}),
-	{Group: groupMonitoring, Kind: "ServiceMonitor"}: gateFor(func(p *policy.Policy, o *monv1.ServiceMonitor, _ int, ns policy.Namespace) policy.Report {
-		return p.CheckServiceMonitor(o, ns)
-	}),
-	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *policy.Policy, o *monv1.PodMonitor, _ int, ns policy.Namespace) policy.Report {
-		return p.CheckPodMonitor(o, ns)
-	}),
-	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *policy.Policy, o *monv1.Probe, _ int, ns policy.Namespace) policy.Report {
-		return p.CheckProbe(o, ns)
-	}),
-	{Group: groupMonitoring, Kind: "ScrapeConfig"}: gateFor(func(p *policy.Policy, o *monv1alpha1.ScrapeConfig, _ int, ns policy.Namespace) policy.Report {
-		return p.CheckScrapeConfig(o, ns)
-	}),
-}
-
 // Handle implements admission.Handler.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	return instrumented(ctx, req, v.Metrics, "validate", func() outcome { return v.decide(ctx, req) })
@@ -88,8 +45,7 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 		return out
 	}
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-	check, ok := gates[gk]
-	if !ok {
+	if !policy.Gated(gk) {
 		return skip(fmt.Sprintf("kind %s is not handled by /validate: check the webhook configuration's rules", gvkString(req)))
 	}
 	if len(req.Object.Raw) == 0 {
@@ -99,20 +55,21 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)
 	}
-	name, rep, err := check(v.Policies.Policy(), req.Object.Raw, ns)
+	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns)
 	if err != nil {
 		st := apierrors.NewBadRequest(fmt.Sprintf("%s %s/%s cannot be decoded: %v", gk.Kind, req.Namespace, req.Name, err)).ErrStatus
 		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}
 	}
-	if name == "" {
-		name = req.Name
+	if res.Name == "" {
+		res.Name = req.Name
 	}
-	return gateOutcome(gk, name, rep, v.Metrics)
+	return gateOutcome(gk, res, v.Metrics)
 }
 
 // gateOutcome turns a gate's report into a response: a 422 Invalid denial
 // whose message lists the problems, or an admission with warnings.
-func gateOutcome(gk schema.GroupKind, name string, rep policy.Report, metrics *Metrics) outcome {
+func gateOutcome(gk schema.GroupKind, res policy.GateResult, metrics *Metrics) outcome {
+	rep, name := res.Report, res.Name
 	out := outcome{mode: rep.Mode, reason: rep.Reason}
 	if rep.Reason != "" {
 		out.resp, out.decision = admission.Allowed(rep.Reason), "skip"
@@ -144,11 +101,7 @@ func gateOutcome(gk schema.GroupKind, name string, rep policy.Report, metrics *M
 	case len(warnings) > 0:
 		out.resp, out.decision = admission.Allowed(""), "warn"
 	default:
-		what := "endpoints"
-		if gk.Kind == "PrometheusRule" {
-			what = "rules"
-		}
-		out.resp, out.decision = admission.Allowed(fmt.Sprintf("%d %s valid", rep.Checked, what)), "allow"
+		out.resp, out.decision = admission.Allowed(fmt.Sprintf("%d %s valid", rep.Checked, res.Noun(gk))), "allow"
 	}
 	out.resp.Warnings = policy.LimitWarnings(warnings)
 	return out

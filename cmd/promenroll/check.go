@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -26,8 +26,8 @@ var errCheckFailed = errors.New("check failed")
 
 // check runs the webhook's engine offline over a policy and manifests (files,
 // folders, or - for stdin), for CI and GitOps pipelines: the policy must
-// load, and every PrometheusRule must pass the rule gate as the webhook
-// would judge it. Lint findings at warn are printed and do not fail.
+// load, and every PrometheusRule, ServiceMonitor, PodMonitor, Probe and
+// ScrapeConfig must pass its gate as the webhook would judge it. Lint findings at warn are printed and do not fail.
 func check(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -113,8 +113,9 @@ func eachManifest(arg string, fn func(name string, doc []byte) error) error {
 	})
 }
 
-// checkDocument judges one document. It reports whether the webhook would
-// deny it; an error is a document that is not YAML.
+// checkDocument judges one document with the webhook's gates (one dispatch
+// table, in policy). It reports whether the webhook would deny it; an error
+// is a document that is not YAML. Kinds without a gate pass untouched.
 func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bool, error) {
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {
@@ -123,19 +124,30 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 	var head struct {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
+		Metadata   struct {
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
 	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil || head.Kind != "PrometheusRule" || !strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
 		return false, nil
 	}
-	var pr monv1.PrometheusRule
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &pr); err != nil {
-		fmt.Fprintf(out, "%s: PrometheusRule cannot be decoded: %v\n", name, err)
+	gv, err := schema.ParseGroupVersion(head.APIVersion)
+	if err != nil {
+		return false, nil
+	}
+	gk := schema.GroupKind{Group: gv.Group, Kind: head.Kind}
+	if !policy.Gated(gk) {
+		return false, nil
+	}
+	res, err := p.Gate(gk, js, policy.Namespace{Name: head.Metadata.Namespace})
+	if err != nil {
+		fmt.Fprintf(out, "%s: %s cannot be decoded: %v\n", name, gk.Kind, err)
 		return true, nil
 	}
-	rep := p.CheckPrometheusRule(&pr, len(js), policy.Namespace{Name: pr.Namespace})
-	id := fmt.Sprintf("%s: PrometheusRule %s", name, pr.Name)
-	if pr.Namespace != "" {
-		id = fmt.Sprintf("%s: PrometheusRule %s/%s", name, pr.Namespace, pr.Name)
+	rep := res.Report
+	id := fmt.Sprintf("%s: %s %s", name, gk.Kind, res.Name)
+	if res.Namespace != "" {
+		id = fmt.Sprintf("%s: %s %s/%s", name, gk.Kind, res.Namespace, res.Name)
 	}
 	for _, e := range rep.Warnings() {
 		fmt.Fprintf(out, "%s: warning: %s\n", id, e)
@@ -151,9 +163,9 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 	case rep.Reason != "":
 		fmt.Fprintf(out, "%s: not checked: %s\n", id, rep.Reason)
 	case len(denials) > 0:
-		fmt.Fprintf(out, "%s: would be denied, but the rule gate is in dry-run\n", id)
+		fmt.Fprintf(out, "%s: would be denied, but the gate is in dry-run\n", id)
 	default:
-		fmt.Fprintf(out, "%s: %d rules valid\n", id, rep.Checked)
+		fmt.Fprintf(out, "%s: %d %s valid\n", id, rep.Checked, res.Noun(gk))
 	}
 	return false, nil
 }

@@ -82,3 +82,18 @@ spec:
 		t.Errorf("the rule is not reported as document 2:\n%s", out.String())
 	}
 }
+
+func TestCheckRunsTheMonitorGate(t *testing.T) {
+	var out, errOut bytes.Buffer
+	dir := filepath.Join("..", "..", "policy", "testdata", "monitors")
+	err := run(t.Context(), []string{"check", "--policy", "../../examples/policy.yaml", filepath.Join(dir, "sm-invalid-regex.bad.yaml"), filepath.Join(dir, "kube-prometheus")}, &out, &errOut)
+	if !errors.Is(err, errCheckFailed) {
+		t.Fatalf("err = %v, want a failed check\n%s", err, out.String())
+	}
+	if want := `sm-invalid-regex.bad.yaml#1: ServiceMonitor shop/invalid-regex: spec.endpoints[0].relabelings[0].regex: Invalid value: "([a-z": not a valid RE2 regular expression`; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	if got := strings.Count(out.String(), "endpoints valid"); got != 13 {
+		t.Errorf("%d kube-prometheus ServiceMonitors reported valid, want 13:\n%s", got, out.String())
+	}
+}

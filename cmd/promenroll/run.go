@@ -22,11 +22,11 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-const usage = `promenroll: Prometheus enrollment and PrometheusRule gate for Kubernetes.
+const usage = `promenroll: Prometheus enrollment and the PrometheusRule and monitor gates for Kubernetes.
 
 Usage:
   promenroll serve   [flags]                        run the admission webhook server
-  promenroll check   --policy FILE [PATH | -]...    check a policy and PrometheusRule manifests offline
+  promenroll check   --policy FILE [PATH | -]...    check a policy, PrometheusRules and monitors offline
   promenroll audit   --policy FILE [--kubeconfig F]   scan a live cluster, read-only, with the same engine
   promenroll version                                 print the version
 
