@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -156,7 +157,12 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 	srv := mgr.GetWebhookServer()
 	srv.Register(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
-	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Metrics: metrics}, LogConstructor: logConstructor})
+	// Services: the monitor gate's warnings (a port no Service declares).
+	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {
+		return fmt.Errorf("service informer: %w", err)
+	}
+	services := CachedServices{Cache: mgr.GetCache()}
+	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Metrics: metrics}, LogConstructor: logConstructor})
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -255,6 +261,7 @@ func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Mana
 			CertDir: cfg.CertDir,
 			TLSOpts: tlsOpts,
 		}),
+		Cache:                   serviceCacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress:  cfg.HealthProbeBindAddress,
 		GracefulShutdownTimeout: &cfg.GracefulShutdownTimeout,

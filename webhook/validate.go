@@ -30,7 +30,9 @@ const maxProblemChars = 400
 type Validator struct {
 	Policies   *PolicyStore
 	Namespaces NamespaceGetter
-	Metrics    *Metrics
+	// Services backs the monitor gate's warnings; nil skips them.
+	Services policy.ServiceReader
+	Metrics  *Metrics
 }
 
 var _ admission.Handler = (*Validator)(nil)
@@ -55,7 +57,7 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)
 	}
-	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns)
+	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns, policy.ClusterState{Services: v.Services})
 	if err != nil {
 		st := apierrors.NewBadRequest(fmt.Sprintf("%s %s/%s cannot be decoded: %v", gk.Kind, req.Namespace, req.Name, err)).ErrStatus
 		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}

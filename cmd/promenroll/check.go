@@ -139,7 +139,7 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 	if !policy.Gated(gk) {
 		return false, nil
 	}
-	res, err := p.Gate(gk, js, policy.Namespace{Name: head.Metadata.Namespace})
+	res, err := p.Gate(gk, js, policy.Namespace{Name: head.Metadata.Namespace}, policy.ClusterState{})
 	if err != nil {
 		fmt.Fprintf(out, "%s: %s cannot be decoded: %v\n", name, gk.Kind, err)
 		return true, nil

@@ -387,6 +387,52 @@ spec:
 			}
 		}
 	})
+	t.Run("a ServiceMonitor whose port names no Service port is admitted with a warning naming the ports", func(t *testing.T) {
+		kubectl(t, `apiVersion: v1
+kind: Service
+metadata: {name: gate-svc, namespace: default, labels: {app: gate}}
+spec:
+  selector: {app: gate}
+  ports: [{name: http, port: 80}]
+`, "apply", "-f", "-")
+		sm := `apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: gate-port, namespace: default}
+spec:
+  selector: {matchLabels: {app: gate}}
+  endpoints: [{port: metrics}]
+`
+		want := `Warning: spec.endpoints[0].port: Invalid value: "metrics": names no port of the selected Services (Service gate-svc: http)`
+		// promenroll reads Services from its informer cache: wait (bounded)
+		// until it has seen the new one.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, errOut := kubectl(t, sm, "apply", "--dry-run=server", "-f", "-")
+			if strings.Contains(errOut, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no warning %q within 20s:\n%s", want, errOut)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		out, _ := kubectl(t, sm, "apply", "-f", "-")
+		if !strings.Contains(out, "servicemonitor.monitoring.coreos.com/gate-port created") {
+			t.Errorf("the ServiceMonitor was not stored: %s", out)
+		}
+	})
+	t.Run("a ServiceMonitor created before its Service gets only a warning", func(t *testing.T) {
+		out, errOut := kubectl(t, `apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: gate-early, namespace: default}
+spec:
+  selector: {matchLabels: {app: not-yet}}
+  endpoints: [{port: metrics}]
+`, "apply", "-f", "-")
+		if !strings.Contains(out, "created") || !strings.Contains(errOut, `Warning: spec.selector: Invalid value: "app=not-yet": matches no Service in namespace default`) {
+			t.Errorf("want stored with a warning; stdout %q stderr %q", out, errOut)
+		}
+	})
 	t.Run("kube-prometheus' ServiceMonitors are admitted", func(t *testing.T) {
 		// They live in monitoring, which TestRuleGate may have made.
 		if err := c.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -1,0 +1,116 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Check of the warnings that need cluster state.
+const CheckTargetsFound = "targets-found"
+
+// Service is what the ServiceMonitor checks read of a Service.
+type Service struct {
+	Namespace, Name string
+	Labels          map[string]string
+	Ports           []Port
+}
+
+// ServiceReader gives the Services of some namespaces (all of them when
+// all is true), from a cache: it is called on the request path.
+type ServiceReader interface {
+	Services(namespaces []string, all bool) []Service
+}
+
+// MonitorNamespaces resolves a monitor's namespaceSelector as the operator
+// does (pkg/prometheus/promcfg.go, getNamespacesFromNamespaceSelector, with
+// the Prometheus' ignoreNamespaceSelectors off): any means every
+// namespace, matchNames those, and neither the monitor's own namespace.
+func MonitorNamespaces(sel monv1.NamespaceSelector, own string) (names []string, all bool) {
+	switch {
+	case sel.Any:
+		return nil, true
+	case len(sel.MatchNames) > 0:
+		return sel.MatchNames, false
+	default:
+		return []string{own}, false
+	}
+}
+
+// ServiceMonitorTargetWarnings says what will make a ServiceMonitor yield
+// no target, judged on the Services its selector reaches now: no Service
+// matches, an endpoint port names no port of those Services, a targetPort
+// that is a Service port's name. They are warnings, never denials: Helm and
+// Argo CD often create the Service after the monitor.
+func ServiceMonitorTargetWarnings(sm *monv1.ServiceMonitor, services ServiceReader) []Finding {
+	if services == nil {
+		return nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+	if err != nil {
+		return nil // the gate denies it
+	}
+	names, all := MonitorNamespaces(sm.Spec.NamespaceSelector, sm.Namespace)
+	var matched []Service
+	for _, s := range services.Services(names, all) {
+		if sel.Matches(labels.Set(s.Labels)) {
+			matched = append(matched, s)
+		}
+	}
+	spec := field.NewPath("spec")
+	warn := func(err *field.Error) Finding { return Finding{Check: CheckTargetsFound, Level: LevelWarn, Err: err} }
+	where := "in namespace " + sm.Namespace
+	switch {
+	case all:
+		where = "in any namespace"
+	case len(sm.Spec.NamespaceSelector.MatchNames) > 0:
+		where = "in namespaces " + strings.Join(names, ", ")
+	}
+	if len(matched) == 0 {
+		return []Finding{warn(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&sm.Spec.Selector),
+			fmt.Sprintf("matches no Service %s: no target until one exists with these labels (fine if it is created next)", where)))}
+	}
+	var out []Finding
+	for i, ep := range sm.Spec.Endpoints {
+		f := spec.Child("endpoints").Index(i)
+		if ep.Port != "" && !slices.ContainsFunc(matched, func(s Service) bool { return hasPortNamed(s, ep.Port) }) {
+			out = append(out, warn(field.Invalid(f.Child("port"), ep.Port, "names no port of the selected Services ("+describePorts(matched)+"): this endpoint yields no target; use one of those names")))
+		}
+		if ep.Port == "" && ep.TargetPort != nil && ep.TargetPort.StrVal != "" && slices.ContainsFunc(matched, func(s Service) bool { return hasPortNamed(s, ep.TargetPort.StrVal) }) {
+			out = append(out, warn(field.Invalid(f.Child("targetPort"), ep.TargetPort.StrVal,
+				"is the name of a Service port, but targetPort names a container port of the Pods: write port: "+ep.TargetPort.StrVal+" instead")))
+		}
+	}
+	return out
+}
+
+func hasPortNamed(s Service, name string) bool {
+	return slices.ContainsFunc(s.Ports, func(p Port) bool { return p.Name == name })
+}
+
+// describePorts lists the matched Services' ports, saying when a Service's
+// only port is unnamed (endpoints[].port cannot select it).
+func describePorts(services []Service) string {
+	var parts []string
+	for i, s := range services {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more Services", len(services)-i))
+			break
+		}
+		var ports []string
+		for _, p := range s.Ports {
+			if p.Name == "" {
+				ports = append(ports, fmt.Sprintf("an unnamed port %d, which endpoints[].port cannot select: name it", p.Number))
+			} else {
+				ports = append(ports, p.Name)
+			}
+		}
+		parts = append(parts, fmt.Sprintf("Service %s: %s", s.Name, strings.Join(ports, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}

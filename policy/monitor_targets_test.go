@@ -1,0 +1,73 @@
+package policy
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// fakeServices serves Services from a slice, as a cache would.
+type fakeServices []Service
+
+func (f fakeServices) Services(namespaces []string, all bool) []Service {
+	var out []Service
+	for _, s := range f {
+		for _, ns := range namespaces {
+			if all || s.Namespace == ns {
+				out = append(out, s)
+				break
+			}
+		}
+		if all && len(namespaces) == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func TestServiceMonitorTargetWarnings(t *testing.T) {
+	services := fakeServices{
+		{Namespace: "shop", Name: "api", Labels: map[string]string{"app": "api"}, Ports: []Port{{Name: "http", Number: 80}, {Name: "metrics", Number: 9090}}},
+		{Namespace: "shop", Name: "legacy", Labels: map[string]string{"app": "legacy"}, Ports: []Port{{Number: 8080}}},
+		{Namespace: "billing", Name: "api", Labels: map[string]string{"app": "billing"}, Ports: []Port{{Name: "web", Number: 8080}}},
+	}
+	sm := func(selector map[string]string, nsSel monv1.NamespaceSelector, eps ...monv1.Endpoint) *monv1.ServiceMonitor {
+		return &monv1.ServiceMonitor{ObjectMeta: metav1.ObjectMeta{Name: "m", Namespace: "shop"},
+			Spec: monv1.ServiceMonitorSpec{Selector: metav1.LabelSelector{MatchLabels: selector}, NamespaceSelector: nsSel, Endpoints: eps}}
+	}
+	target := intstr.FromString("metrics")
+	tests := []struct {
+		name string
+		sm   *monv1.ServiceMonitor
+		want []string
+	}{
+		{"a port the selected Service declares: nothing to say", sm(map[string]string{"app": "api"}, monv1.NamespaceSelector{}, monv1.Endpoint{Port: "metrics"}), nil},
+		{"a port no selected Service declares names the ports that exist", sm(map[string]string{"app": "api"}, monv1.NamespaceSelector{}, monv1.Endpoint{Port: "web"}),
+			[]string{`spec.endpoints[0].port: Invalid value: "web": names no port of the selected Services (Service api: http, metrics): this endpoint yields no target; use one of those names`}},
+		{"a Service whose only port is unnamed is called out", sm(map[string]string{"app": "legacy"}, monv1.NamespaceSelector{}, monv1.Endpoint{Port: "metrics"}),
+			[]string{`spec.endpoints[0].port: Invalid value: "metrics": names no port of the selected Services (Service legacy: an unnamed port 8080, which endpoints[].port cannot select: name it): this endpoint yields no target; use one of those names`}},
+		{"a targetPort that is a Service port's name is the usual confusion", sm(map[string]string{"app": "api"}, monv1.NamespaceSelector{}, monv1.Endpoint{TargetPort: &target}),
+			[]string{`spec.endpoints[0].targetPort: Invalid value: "metrics": is the name of a Service port, but targetPort names a container port of the Pods: write port: metrics instead`}},
+		{"a selector matching no Service in its own namespace (the Service may come next)", sm(map[string]string{"app": "billing"}, monv1.NamespaceSelector{}, monv1.Endpoint{Port: "web"}),
+			[]string{`spec.selector: Invalid value: "app=billing": matches no Service in namespace shop: no target until one exists with these labels (fine if it is created next)`}},
+		{"matchNames reaches other namespaces", sm(map[string]string{"app": "billing"}, monv1.NamespaceSelector{MatchNames: []string{"billing"}}, monv1.Endpoint{Port: "web"}), nil},
+		{"any reaches every namespace", sm(map[string]string{"app": "billing"}, monv1.NamespaceSelector{Any: true}, monv1.Endpoint{Port: "web"}), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, f := range ServiceMonitorTargetWarnings(tt.sm, services) {
+				if f.Level != LevelWarn {
+					t.Errorf("%v is a %s, want a warning", f.Err, f.Level)
+				}
+				got = append(got, f.Err.Error())
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

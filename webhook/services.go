@@ -1,0 +1,68 @@
+package webhook
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// CachedServices reads Services from the manager's informer cache for the
+// monitor gate's warnings (list/watch services); never the API server.
+type CachedServices struct {
+	Cache client.Reader
+}
+
+// Services implements policy.ServiceReader. A cache error reads as no
+// Services in that namespace: the checks only warn.
+func (c CachedServices) Services(namespaces []string, all bool) []policy.Service {
+	ctx := context.Background()
+	var out []policy.Service
+	list := func(opts ...client.ListOption) {
+		var l corev1.ServiceList
+		if err := c.Cache.List(ctx, &l, opts...); err != nil {
+			return
+		}
+		for _, s := range l.Items {
+			ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
+			for _, p := range s.Spec.Ports {
+				ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+			}
+			out = append(out, ps)
+		}
+	}
+	if all {
+		list()
+		return out
+	}
+	for _, ns := range namespaces {
+		list(client.InNamespace(ns))
+	}
+	return out
+}
+
+// trimService keeps of a Service only what the checks read (name,
+// namespace, labels, ports), so the cache costs a few hundred bytes per
+// Service, not its whole spec, status and managed fields.
+func trimService(obj any) (any, error) {
+	s, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	trimmed := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: s.Labels, ResourceVersion: s.ResourceVersion, UID: s.UID},
+	}
+	for _, p := range s.Spec.Ports {
+		trimmed.Spec.Ports = append(trimmed.Spec.Ports, corev1.ServicePort{Name: p.Name, Port: p.Port, TargetPort: p.TargetPort})
+	}
+	return trimmed, nil
+}
+
+// serviceCacheOptions registers the trimming transform for Services.
+func serviceCacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Service{}: {Transform: trimService}}}
+}
