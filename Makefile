@@ -8,6 +8,7 @@ K8S_BIN   := $(BIN)/k8s
 PROMTOOL  := $(BIN)/promtool
 PROMETHEUS := $(BIN)/prometheus
 OPERATOR  := $(BIN)/prometheus-operator
+VERDICTS  := $(BIN)/operator-verdicts
 IMG       ?= promenroll:dev
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
@@ -25,7 +26,7 @@ build: ## Build bin/promenroll.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/promenroll ./cmd/promenroll
 
 .PHONY: test
-test: test-bins $(PROMTOOL) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus).
+test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus).
 	$(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: test-unit
@@ -47,6 +48,10 @@ $(PROMETHEUS): test/tools/promtool/go.mod test/tools/promtool/go.sum
 $(OPERATOR): test/tools/operator/go.mod test/tools/operator/go.sum
 	@echo "prometheus-operator: building from test/tools/operator (the version the e2e CRDs come from)"
 	cd test/tools/operator && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OPERATOR) github.com/prometheus-operator/prometheus-operator/cmd/operator
+
+# The operator's own verdict on monitors, for policy's agreement test.
+$(VERDICTS): test/tools/operator/go.mod test/tools/operator/go.sum test/tools/operator/verdicts/main.go
+	cd test/tools/operator && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(VERDICTS) ./verdicts
 
 $(PROMTOOL): test/tools/promtool/go.mod test/tools/promtool/go.sum
 	@echo "promtool: building from test/tools/promtool (pinned Prometheus version)"

@@ -1,0 +1,200 @@
+// Command verdicts prints prometheus-operator's own verdict on every
+// *.good.yaml and *.bad.yaml monitor under a folder, one line each:
+// path, "valid" or "invalid", and the operator's error. It runs the
+// operator's ResourceSelector (pkg/prometheus/resource_selector.go:
+// checkServiceMonitor, checkPodMonitor, checkProbe, checkScrapeConfig), the
+// code that silently skips an invalid monitor when the operator builds the
+// Prometheus configuration, with every Secret the testdata references
+// present, so only the object itself decides. policy's operator agreement
+// test compares promenroll's monitor gate with it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/prometheus-operator/prometheus-operator/pkg/assets"
+	"github.com/prometheus-operator/prometheus-operator/pkg/operator"
+	"github.com/prometheus-operator/prometheus-operator/pkg/prometheus"
+	promclient "github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/yaml"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: verdicts FOLDER")
+		os.Exit(2)
+	}
+	if err := run(os.Args[1], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "verdicts:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir string, out io.Writer) error {
+	secrets, err := testSecrets()
+	if err != nil {
+		return err
+	}
+	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".good.yaml") || strings.HasSuffix(path, ".bad.yaml")) {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		verr, err := verdict(data, secrets)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if verr == nil {
+			fmt.Fprintf(out, "%s\tvalid\t\n", rel)
+		} else {
+			fmt.Fprintf(out, "%s\tinvalid\t%s\n", rel, strings.ReplaceAll(verr.Error(), "\n", " "))
+		}
+		return nil
+	})
+}
+
+// verdict returns the operator's reason to reject the monitor in data (nil:
+// it is valid).
+func verdict(data []byte, secrets []any) (error, error) {
+	var meta struct {
+		Kind     string
+		Metadata struct{ Namespace string }
+	}
+	if err := yaml.Unmarshal(data, &meta); err != nil {
+		return nil, err
+	}
+	ns := meta.Metadata.Namespace
+	p := &monitoringv1.Prometheus{ObjectMeta: metav1.ObjectMeta{Name: "k8s", Namespace: ns}}
+	rs, err := prometheus.NewResourceSelector(slog.New(slog.NewTextHandler(io.Discard, nil)), p,
+		assets.NewStoreBuilder(fake.NewClientset().CoreV1(), fake.NewClientset(secretsIn(secrets, ns)...).CoreV1()),
+		nil, operator.NewMetrics(promclient.NewPedanticRegistry()), operator.NewFakeRecorder(10, p))
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	list := func(obj any) prometheus.ListAllByNamespaceFn {
+		return func(_ string, _ labels.Selector, appendFn cache.AppendFunc) error { appendFn(obj); return nil }
+	}
+	switch meta.Kind {
+	case "ServiceMonitor":
+		var o monitoringv1.ServiceMonitor
+		if err := yaml.UnmarshalStrict(data, &o); err != nil {
+			return nil, err
+		}
+		res, err := rs.SelectServiceMonitors(ctx, list(&o))
+		if err != nil {
+			return nil, err
+		}
+		return rejection(res), nil
+	case "PodMonitor":
+		var o monitoringv1.PodMonitor
+		if err := yaml.UnmarshalStrict(data, &o); err != nil {
+			return nil, err
+		}
+		res, err := rs.SelectPodMonitors(ctx, list(&o))
+		if err != nil {
+			return nil, err
+		}
+		return rejection(res), nil
+	case "Probe":
+		var o monitoringv1.Probe
+		if err := yaml.UnmarshalStrict(data, &o); err != nil {
+			return nil, err
+		}
+		res, err := rs.SelectProbes(ctx, list(&o))
+		if err != nil {
+			return nil, err
+		}
+		return rejection(res), nil
+	case "ScrapeConfig":
+		var o monitoringv1alpha1.ScrapeConfig
+		if err := yaml.UnmarshalStrict(data, &o); err != nil {
+			return nil, err
+		}
+		res, err := rs.SelectScrapeConfigs(ctx, list(&o))
+		if err != nil {
+			return nil, err
+		}
+		return rejection(res), nil
+	}
+	return nil, fmt.Errorf("kind %q is not a monitor", meta.Kind)
+}
+
+// rejection is the operator's reason to reject the selected object, from
+// the Accepted condition it would write.
+func rejection[T operator.ConfigurationResource](res operator.TypedResourcesSelection[T]) error {
+	for _, r := range res {
+		for _, c := range r.Conditions() {
+			if c.Status == monitoringv1.ConditionFalse {
+				return errors.New(c.Message)
+			}
+		}
+	}
+	return nil
+}
+
+// testSecrets are the Secrets the testdata monitors reference (creds, ca,
+// oauth, proxy), with a real CA certificate.
+func testSecrets() ([]any, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	var ca bytes.Buffer
+	_ = pem.Encode(&ca, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	data := map[string]map[string][]byte{
+		"creds": {"user": []byte("u"), "password": []byte("p"), "token": []byte("t")},
+		"ca":    {"ca.crt": ca.Bytes()},
+		"oauth": {"id": []byte("i"), "secret": []byte("s")},
+		"proxy": {"team": []byte("shop")},
+	}
+	var out []any
+	for name, d := range data {
+		out = append(out, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: d})
+	}
+	return out, nil
+}
+
+func secretsIn(secrets []any, ns string) []runtime.Object {
+	var out []runtime.Object
+	for _, s := range secrets {
+		c := s.(*corev1.Secret).DeepCopy()
+		c.Namespace = ns
+		out = append(out, c)
+	}
+	return out
+}
