@@ -63,13 +63,7 @@ func (p *Policy) CheckServiceMonitor(sm *monv1.ServiceMonitor, ns Namespace) Rep
 	}
 	for i := range sm.Spec.Endpoints {
 		ep := &sm.Spec.Endpoints[i]
-		f := eps.Index(i)
-		g.timeout(ep.Interval, ep.ScrapeTimeout, f)
-		g.relabelings(ep.RelabelConfigs, f.Child("relabelings"))
-		g.relabelings(ep.MetricRelabelConfigs, f.Child("metricRelabelings"))
-		if err := ep.Validate(); err != nil {
-			g.deny(CheckHTTPConfig, invalid(f, err))
-		}
+		g.endpoint(eps.Index(i), ep.Interval, ep.ScrapeTimeout, ep.RelabelConfigs, ep.MetricRelabelConfigs, ep.Validate)
 	}
 	g.rep.Checked = len(sm.Spec.Endpoints)
 	return g.rep
@@ -86,13 +80,7 @@ func (p *Policy) CheckPodMonitor(pm *monv1.PodMonitor, ns Namespace) Report {
 	}
 	for i := range pm.Spec.PodMetricsEndpoints {
 		ep := &pm.Spec.PodMetricsEndpoints[i]
-		f := eps.Index(i)
-		g.timeout(ep.Interval, ep.ScrapeTimeout, f)
-		g.relabelings(ep.RelabelConfigs, f.Child("relabelings"))
-		g.relabelings(ep.MetricRelabelConfigs, f.Child("metricRelabelings"))
-		if err := ep.Validate(); err != nil {
-			g.deny(CheckHTTPConfig, invalid(f, err))
-		}
+		g.endpoint(eps.Index(i), ep.Interval, ep.ScrapeTimeout, ep.RelabelConfigs, ep.MetricRelabelConfigs, ep.Validate)
 	}
 	g.rep.Checked = len(pm.Spec.PodMetricsEndpoints)
 	return g.rep
@@ -133,6 +121,18 @@ func (p *Policy) CheckScrapeConfig(sc *monv1alpha1.ScrapeConfig, ns Namespace) R
 	g.relabelings(sc.Spec.MetricRelabelConfigs, spec.Child("metricRelabelings"))
 	g.rep.Checked = 1
 	return g.rep
+}
+
+// endpoint checks what ServiceMonitor and PodMonitor endpoints share:
+// interval and timeout, both relabel lists, and the API type's own
+// Validate of the HTTP client settings.
+func (g *monitorGate) endpoint(f *field.Path, interval, timeout monv1.Duration, relabelings, metricRelabelings []monv1.RelabelConfig, validate func() error) {
+	g.timeout(interval, timeout, f)
+	g.relabelings(relabelings, f.Child("relabelings"))
+	g.relabelings(metricRelabelings, f.Child("metricRelabelings"))
+	if err := validate(); err != nil {
+		g.deny(CheckHTTPConfig, invalid(f, err))
+	}
 }
 
 // invalid is an Invalid error whose detail is err and whose value is left

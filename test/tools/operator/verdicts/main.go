@@ -99,53 +99,33 @@ func verdict(data []byte, secrets []any) (error, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx := context.Background()
-	list := func(obj any) prometheus.ListAllByNamespaceFn {
-		return func(_ string, _ labels.Selector, appendFn cache.AppendFunc) error { appendFn(obj); return nil }
-	}
 	switch meta.Kind {
 	case "ServiceMonitor":
-		var o monitoringv1.ServiceMonitor
-		if err := yaml.UnmarshalStrict(data, &o); err != nil {
-			return nil, err
-		}
-		res, err := rs.SelectServiceMonitors(ctx, list(&o))
-		if err != nil {
-			return nil, err
-		}
-		return rejection(res), nil
+		return judge(data, &monitoringv1.ServiceMonitor{}, rs.SelectServiceMonitors)
 	case "PodMonitor":
-		var o monitoringv1.PodMonitor
-		if err := yaml.UnmarshalStrict(data, &o); err != nil {
-			return nil, err
-		}
-		res, err := rs.SelectPodMonitors(ctx, list(&o))
-		if err != nil {
-			return nil, err
-		}
-		return rejection(res), nil
+		return judge(data, &monitoringv1.PodMonitor{}, rs.SelectPodMonitors)
 	case "Probe":
-		var o monitoringv1.Probe
-		if err := yaml.UnmarshalStrict(data, &o); err != nil {
-			return nil, err
-		}
-		res, err := rs.SelectProbes(ctx, list(&o))
-		if err != nil {
-			return nil, err
-		}
-		return rejection(res), nil
+		return judge(data, &monitoringv1.Probe{}, rs.SelectProbes)
 	case "ScrapeConfig":
-		var o monitoringv1alpha1.ScrapeConfig
-		if err := yaml.UnmarshalStrict(data, &o); err != nil {
-			return nil, err
-		}
-		res, err := rs.SelectScrapeConfigs(ctx, list(&o))
-		if err != nil {
-			return nil, err
-		}
-		return rejection(res), nil
+		return judge(data, &monitoringv1alpha1.ScrapeConfig{}, rs.SelectScrapeConfigs)
 	}
 	return nil, fmt.Errorf("kind %q is not a monitor", meta.Kind)
+}
+
+// judge decodes data into obj and has the operator select it: the
+// selection runs the operator's check of that kind.
+func judge[T operator.ConfigurationResource](data []byte, obj T, sel func(context.Context, prometheus.ListAllByNamespaceFn) (operator.TypedResourcesSelection[T], error)) (error, error) {
+	if err := yaml.UnmarshalStrict(data, any(obj)); err != nil {
+		return nil, err
+	}
+	res, err := sel(context.Background(), func(_ string, _ labels.Selector, appendFn cache.AppendFunc) error {
+		appendFn(any(obj))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rejection(res), nil
 }
 
 // rejection is the operator's reason to reject the selected object, from
