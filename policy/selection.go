@@ -7,8 +7,14 @@ package policy
 // the object's namespace, namespace labels and labels.
 
 import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 )
 
 // PrometheusSelectors are the selectors of one monitoring.coreos.com/v1
@@ -56,4 +62,101 @@ func selectorMatches(s *metav1.LabelSelector, l map[string]string) bool {
 	}
 	sel, err := metav1.LabelSelectorAsSelector(s)
 	return err == nil && sel.Matches(labels.Set(l))
+}
+
+// selectorsFor returns the object and namespace selectors a Prometheus uses
+// for kind, and the field names that hold them.
+func (p PrometheusSelectors) selectorsFor(kind string) (sel, nsSel *metav1.LabelSelector, selField, nsField string, ok bool) {
+	switch kind {
+	case "ServiceMonitor":
+		return p.ServiceMonitor, p.ServiceMonitorNamespace, "serviceMonitorSelector", "serviceMonitorNamespaceSelector", true
+	case "PodMonitor":
+		return p.PodMonitor, p.PodMonitorNamespace, "podMonitorSelector", "podMonitorNamespaceSelector", true
+	case "PrometheusRule":
+		return p.Rule, p.RuleNamespace, "ruleSelector", "ruleNamespaceSelector", true
+	}
+	return nil, nil, "", "", false
+}
+
+// WhyNotSelected explains, for the Prometheus nearest to loading obj (the
+// fewest unmet requirements), exactly what keeps it from loading it: the
+// labels its selector requires and the object lacks or has otherwise, and
+// the namespace it does not reach. "" when some Prometheus loads obj or
+// there is none to compare with.
+func WhyNotSelected(proms []PrometheusSelectors, obj Object, ns Namespace) string {
+	if len(proms) == 0 || len(SelectingPrometheuses(proms, obj, ns)) > 0 {
+		return ""
+	}
+	best, bestN := "", -1
+	for _, p := range proms {
+		sel, nsSel, selField, nsField, ok := p.selectorsFor(obj.Kind)
+		if !ok {
+			continue
+		}
+		var why []string
+		who := fmt.Sprintf("Prometheus %s/%s", p.Namespace, p.Name)
+		switch {
+		case sel == nil:
+			why = append(why, fmt.Sprintf("%s selects no %ss (%s is not set)", who, obj.Kind, selField))
+		default:
+			why = append(why, unmet(sel, obj.Labels, fmt.Sprintf("%s selects %ss with", who, obj.Kind), "this one has")...)
+		}
+		switch {
+		case nsSel == nil && obj.Namespace != p.Namespace:
+			why = append(why, fmt.Sprintf("%s loads %ss from its own namespace %s only (%s is not set)", who, obj.Kind, p.Namespace, nsField))
+		case nsSel != nil:
+			why = append(why, unmet(nsSel, ns.Labels, fmt.Sprintf("%s's %s requires", who, nsField), fmt.Sprintf("namespace %s has", ns.Name))...)
+		}
+		if bestN < 0 || len(why) < bestN {
+			best, bestN = strings.Join(why, "; "), len(why)
+		}
+	}
+	return best
+}
+
+// unmet lists the requirements of sel that l does not meet, each as
+// "<lead> k=v; <have> k=w" (or "has no label k").
+func unmet(sel *metav1.LabelSelector, l map[string]string, lead, have string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(sel.MatchLabels)) {
+		want := sel.MatchLabels[k]
+		got, ok := l[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s %s=%s; %s no label %s", lead, k, want, have, k))
+		case got != want:
+			out = append(out, fmt.Sprintf("%s %s=%s; %s %s=%s", lead, k, want, have, k, got))
+		}
+	}
+	for _, e := range sel.MatchExpressions {
+		r, err := labels.NewRequirement(e.Key, selectionOperator(e.Operator), e.Values)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s an invalid expression on %s: %v", lead, e.Key, err))
+			continue
+		}
+		if !r.Matches(labels.Set(l)) {
+			out = append(out, fmt.Sprintf("%s %s; %s %s", lead, r.String(), have, describeLabel(l, e.Key)))
+		}
+	}
+	return out
+}
+
+func describeLabel(l map[string]string, k string) string {
+	if v, ok := l[k]; ok {
+		return k + "=" + v
+	}
+	return "no label " + k
+}
+
+func selectionOperator(op metav1.LabelSelectorOperator) selection.Operator {
+	switch op {
+	case metav1.LabelSelectorOpIn:
+		return selection.In
+	case metav1.LabelSelectorOpNotIn:
+		return selection.NotIn
+	case metav1.LabelSelectorOpExists:
+		return selection.Exists
+	default:
+		return selection.DoesNotExist
+	}
 }

@@ -36,3 +36,48 @@ func TestSelectingPrometheuses(t *testing.T) {
 		})
 	}
 }
+
+// TestWhyNotSelected: the explanation names the nearest Prometheus and the
+// exact difference, with the operator's semantics (a null object selector
+// selects nothing; a null namespace selector means the Prometheus' own
+// namespace; matchExpressions are requirements like any other).
+func TestWhyNotSelected(t *testing.T) {
+	release := &metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}}
+	enabled := &metav1.LabelSelector{MatchLabels: map[string]string{"monitoring": "enabled"}}
+	teamExpr := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpIn, Values: []string{"a", "b"}}}}
+	kps := PrometheusSelectors{Namespace: "monitoring", Name: "k8s", ServiceMonitor: release, ServiceMonitorNamespace: &metav1.LabelSelector{}, Rule: release, RuleNamespace: enabled}
+	team := PrometheusSelectors{Namespace: "team-a", Name: "team", ServiceMonitor: teamExpr}
+	sm := func(ns string, l map[string]string) Object { return Object{Kind: "ServiceMonitor", Namespace: ns, Labels: l} }
+	tests := []struct {
+		name  string
+		proms []PrometheusSelectors
+		obj   Object
+		ns    Namespace
+		want  string
+	}{
+		{"selected: nothing to say", []PrometheusSelectors{kps}, sm("shop", map[string]string{"release": "kube-prometheus-stack"}), Namespace{Name: "shop"}, ""},
+		{"no Prometheus at all: nothing to compare with", nil, sm("shop", nil), Namespace{Name: "shop"}, ""},
+		{"a different release value", []PrometheusSelectors{kps}, sm("shop", map[string]string{"release": "prom"}), Namespace{Name: "shop"},
+			"Prometheus monitoring/k8s selects ServiceMonitors with release=kube-prometheus-stack; this one has release=prom"},
+		{"a missing release label", []PrometheusSelectors{kps}, sm("shop", nil), Namespace{Name: "shop"},
+			"Prometheus monitoring/k8s selects ServiceMonitors with release=kube-prometheus-stack; this one has no label release"},
+		{"a namespace the namespace selector does not reach", []PrometheusSelectors{kps},
+			Object{Kind: "PrometheusRule", Namespace: "team-a", Labels: map[string]string{"release": "kube-prometheus-stack"}}, Namespace{Name: "team-a"},
+			"Prometheus monitoring/k8s's ruleNamespaceSelector requires monitoring=enabled; namespace team-a has no label monitoring"},
+		{"a null namespace selector: only the Prometheus' own namespace", []PrometheusSelectors{team}, sm("shop", map[string]string{"team": "a"}), Namespace{Name: "shop"},
+			"Prometheus team-a/team loads ServiceMonitors from its own namespace team-a only (serviceMonitorNamespaceSelector is not set)"},
+		{"a matchExpressions requirement", []PrometheusSelectors{team}, sm("team-a", map[string]string{"team": "c"}), Namespace{Name: "team-a"},
+			"Prometheus team-a/team selects ServiceMonitors with team in (a,b); this one has team=c"},
+		{"a null object selector selects nothing", []PrometheusSelectors{kps}, Object{Kind: "PodMonitor", Namespace: "shop"}, Namespace{Name: "shop"},
+			"Prometheus monitoring/k8s selects no PodMonitors (podMonitorSelector is not set); Prometheus monitoring/k8s loads PodMonitors from its own namespace monitoring only (podMonitorNamespaceSelector is not set)"},
+		{"the nearest of two is named", []PrometheusSelectors{team, kps}, sm("shop", map[string]string{"release": "prom"}), Namespace{Name: "shop"},
+			"Prometheus monitoring/k8s selects ServiceMonitors with release=kube-prometheus-stack; this one has release=prom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, WhyNotSelected(tt.proms, tt.obj, tt.ns)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -60,10 +60,11 @@ func (m *Mutator) selectionWarnings(ctx context.Context, o policy.Object, d poli
 		after[c.Key] = c.Value
 	}
 	o.Labels = after
-	if len(policy.SelectingPrometheuses(proms, o, ns)) > 0 {
+	why := policy.WhyNotSelected(proms, o, ns)
+	if why == "" {
 		return nil
 	}
-	return []string{fmt.Sprintf("no Prometheus will load this %s: the selectors of the cluster's %d Prometheus object(s) match neither its labels nor its namespace", o.Kind, len(proms))}
+	return []string{fmt.Sprintf("no Prometheus will load this %s: %s", o.Kind, why)}
 }
 
 // coerce adds replace operations for non-string rule label and annotation

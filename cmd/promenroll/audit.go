@@ -226,7 +226,7 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 			if len(d.Changes) > 0 && len(policy.SelectingPrometheuses(sel, fixed, ns)) > 0 {
 				fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(d.Changes))
 			} else {
-				fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: compare its labels and namespace with the Prometheuses' selectors\n", id)
+				fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, policy.WhyNotSelected(sel, fixed, ns))
 			}
 			continue
 		}
