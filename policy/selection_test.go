@@ -47,7 +47,9 @@ func TestWhyNotSelected(t *testing.T) {
 	teamExpr := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpIn, Values: []string{"a", "b"}}}}
 	kps := PrometheusSelectors{Namespace: "monitoring", Name: "k8s", ServiceMonitor: release, ServiceMonitorNamespace: &metav1.LabelSelector{}, Rule: release, RuleNamespace: enabled}
 	team := PrometheusSelectors{Namespace: "team-a", Name: "team", ServiceMonitor: teamExpr}
-	sm := func(ns string, l map[string]string) Object { return Object{Kind: "ServiceMonitor", Namespace: ns, Labels: l} }
+	sm := func(ns string, l map[string]string) Object {
+		return Object{Kind: "ServiceMonitor", Namespace: ns, Labels: l}
+	}
 	tests := []struct {
 		name  string
 		proms []PrometheusSelectors
