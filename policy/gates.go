@@ -6,6 +6,7 @@ import (
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
 )
 
@@ -28,6 +29,9 @@ func (r GateResult) Noun(gk schema.GroupKind) string {
 // from caches (nil readers: offline, those checks are skipped).
 type ClusterState struct {
 	Services ServiceReader
+	// Prometheuses are the cluster's Prometheus objects' selectors (none:
+	// which Prometheus loads an object is not judged).
+	Prometheuses []PrometheusSelectors
 }
 
 // gate decodes one kind's object (JSON, as the API server sends it) and
@@ -51,22 +55,30 @@ func gateFor[T any, PT interface {
 
 const groupMonitoring = "monitoring.coreos.com"
 
+// CheckUnselected is the check of monitors.unselected denials.
+const CheckUnselected = "unselected"
+
 // gates is the one dispatch table of the validating gates, by group and
 // kind (shared/STYLE.md 16): the webhook's /validate and `promenroll check`
 // both go through it, so a new kind is one entry here.
 var gates = map[schema.GroupKind]gate{
-	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *Policy, o *monv1.PrometheusRule, size int, ns Namespace, _ ClusterState) Report {
-		return p.CheckPrometheusRule(o, size, ns)
+	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *Policy, o *monv1.PrometheusRule, size int, ns Namespace, cs ClusterState) Report {
+		rep := p.CheckPrometheusRule(o, size, ns)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "PrometheusRule", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		return rep
 	}),
 	{Group: groupMonitoring, Kind: "ServiceMonitor"}: gateFor(func(p *Policy, o *monv1.ServiceMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckServiceMonitor(o, ns)
 		if len(rep.Denials()) == 0 {
 			rep.Findings = append(rep.Findings, ServiceMonitorTargetWarnings(o, cs.Services)...)
 		}
+		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "ServiceMonitor", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
 		return rep
 	}),
-	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *Policy, o *monv1.PodMonitor, _ int, ns Namespace, _ ClusterState) Report {
-		return p.CheckPodMonitor(o, ns)
+	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *Policy, o *monv1.PodMonitor, _ int, ns Namespace, cs ClusterState) Report {
+		rep := p.CheckPodMonitor(o, ns)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		return rep
 	}),
 	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *Policy, o *monv1.Probe, _ int, ns Namespace, _ ClusterState) Report {
 		return p.CheckProbe(o, ns)
@@ -75,6 +87,32 @@ var gates = map[schema.GroupKind]gate{
 		return p.CheckScrapeConfig(o, ns)
 	}),
 }
+
+// unselectedDenial denies, when monitors.unselected is deny, a monitor or
+// rule that no Prometheus in cs loads. It sees the object after the
+// mutating webhook added monitors.labels, so the labels are final. (At warn
+// the mutating webhook says it; off says nothing.)
+func (p *Policy) unselectedDenial(obj Object, ns Namespace, cs ClusterState) []Finding {
+	if p.monitors.unselected != LevelDeny {
+		return nil
+	}
+	if _, ok := p.monitors.kinds[obj.Kind]; !ok {
+		return nil
+	}
+	if _, excluded := p.Excluded(ns, obj.Labels); excluded {
+		return nil
+	}
+	why := WhyNotSelected(cs.Prometheuses, obj, ns)
+	if why == "" {
+		return nil
+	}
+	return []Finding{{Check: CheckUnselected, Level: LevelDeny, Err: field.Invalid(field.NewPath("metadata", "labels"), field.OmitValueType{},
+		"no Prometheus will load this "+obj.Kind+": "+why+" (policy monitors.unselected: deny)")}}
+}
+
+// UnselectedWarns reports whether the mutating webhook should warn about a
+// monitor or rule no Prometheus loads (monitors.unselected: warn).
+func (p *Policy) UnselectedWarns() bool { return p.monitors.unselected == LevelWarn }
 
 // Gated reports whether a kind has a gate.
 func Gated(gk schema.GroupKind) bool { _, ok := gates[gk]; return ok }

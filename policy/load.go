@@ -73,9 +73,10 @@ type enrollRule struct {
 }
 
 type monitorsSection struct {
-	mode   Mode
-	kinds  map[string]struct{}
-	labels []labelTemplate
+	mode       Mode
+	kinds      map[string]struct{}
+	labels     []labelTemplate
+	unselected Level
 }
 
 type rulesSection struct {
@@ -328,6 +329,13 @@ func compileMonitors(m *Monitors, parent Mode, errs field.ErrorList) (monitorsSe
 		}
 		s.kinds[k] = struct{}{}
 	}
+	if m.Unselected == "" {
+		m.Unselected = LevelWarn
+	}
+	if m.Unselected != LevelOff && m.Unselected != LevelWarn && m.Unselected != LevelDeny {
+		errs = append(errs, field.NotSupported(fld.Child("unselected"), m.Unselected, []Level{LevelOff, LevelWarn, LevelDeny}))
+	}
+	s.unselected = m.Unselected
 	var lerrs field.ErrorList
 	s.labels, lerrs = compileLabels(m.Labels, fld.Child("labels"))
 	return s, append(errs, lerrs...)

@@ -101,7 +101,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 	p := mustParse(t, minimalPolicy)
 	want := File{
 		APIVersion: APIVersion, Kind: Kind, Mode: ModeEnforce,
-		Monitors: &Monitors{Kinds: MonitorKinds},
+		Monitors: &Monitors{Kinds: MonitorKinds, Unselected: LevelWarn},
 		Rules: &Rules{NameValidation: NameValidationUTF8, MaxBytes: DefaultRulesMaxBytes,
 			Lint: Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
 	}

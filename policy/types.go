@@ -128,6 +128,10 @@ type Monitors struct {
 	// Labels the cluster's Prometheus selects on (for kube-prometheus-stack,
 	// release: <helm release name>). Same substitutions as enroll labels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Unselected is what to do with a monitor or rule that no Prometheus in
+	// the cluster loads (after the labels above): off, warn or deny.
+	// Default warn.
+	Unselected Level `json:"unselected,omitempty"`
 }
 
 // Rules configures the PrometheusRule gate.

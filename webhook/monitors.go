@@ -45,7 +45,7 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 // objects' selectors. Nothing is said when the cluster has no Prometheus
 // objects (or promenroll cannot see them).
 func (m *Mutator) selectionWarnings(ctx context.Context, o policy.Object, d policy.Decision, ns policy.Namespace) []string {
-	if m.Prometheuses == nil {
+	if m.Prometheuses == nil || !m.Policies.Policy().UnselectedWarns() {
 		return nil
 	}
 	proms, err := m.Prometheuses.Prometheuses(ctx)

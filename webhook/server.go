@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		return fmt.Errorf("service informer: %w", err)
 	}
 	services := CachedServices{Cache: mgr.GetCache()}
-	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Metrics: metrics}, LogConstructor: logConstructor})
+	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

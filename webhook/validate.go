@@ -32,7 +32,9 @@ type Validator struct {
 	Namespaces NamespaceGetter
 	// Services backs the monitor gate's warnings; nil skips them.
 	Services policy.ServiceReader
-	Metrics  *Metrics
+	// Prometheuses backs monitors.unselected: deny; nil skips it.
+	Prometheuses PrometheusLister
+	Metrics      *Metrics
 }
 
 var _ admission.Handler = (*Validator)(nil)
@@ -57,7 +59,12 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)
 	}
-	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns, policy.ClusterState{Services: v.Services})
+	cs := policy.ClusterState{Services: v.Services}
+	if v.Prometheuses != nil {
+		// From the informer cache; an error means none to judge with.
+		cs.Prometheuses, _ = v.Prometheuses.Prometheuses(ctx)
+	}
+	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns, cs)
 	if err != nil {
 		st := apierrors.NewBadRequest(fmt.Sprintf("%s %s/%s cannot be decoded: %v", gk.Kind, req.Namespace, req.Name, err)).ErrStatus
 		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}

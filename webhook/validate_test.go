@@ -291,3 +291,36 @@ func TestValidateMonitors(t *testing.T) {
 		})
 	}
 }
+
+func TestUnselectedDenyRefusesAMonitorNoPrometheusLoads(t *testing.T) {
+	p, err := policy.Parse("policy.yaml", []byte(`apiVersion: promenroll.io/v1alpha1
+kind: Policy
+monitors:
+  labels: {release: kube-prometheus-stack}
+  unselected: deny
+`), policyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := &metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}}
+	proms := prometheusesFunc(func() []policy.PrometheusSelectors {
+		return []policy.PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", ServiceMonitor: release, ServiceMonitorNamespace: &metav1.LabelSelector{}}}
+	})
+	v := &Validator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: proms, Metrics: NewMetrics(nil)}
+	mux := http.NewServeMux()
+	mux.Handle(ValidatePath, &admission.Webhook{Handler: v})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	s := &server{Server: srv}
+	obj := func(release string) string {
+		return `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"shop","namespace":"shop","labels":{"release":"` + release + `"}},"spec":{"selector":{},"endpoints":[{"port":"web"}]}}`
+	}
+	r := s.admit(t, ValidatePath, review(serviceMonitorGVK, admissionv1.Create, "shop", obj("prom"), nil))
+	if r.Allowed || len(r.Result.Details.Causes) != 1 || r.Result.Details.Causes[0].Field != "metadata.labels" ||
+		!strings.Contains(r.Result.Message, "Prometheus monitoring/k8s selects ServiceMonitors with release=kube-prometheus-stack; this one has release=prom") {
+		t.Errorf("want a denial naming the difference at metadata.labels, got allowed=%v %v", r.Allowed, r.Result)
+	}
+	if r := s.admit(t, ValidatePath, review(serviceMonitorGVK, admissionv1.Create, "shop", obj("kube-prometheus-stack"), nil)); !r.Allowed {
+		t.Errorf("a selected ServiceMonitor was denied: %v", r.Result)
+	}
+}
