@@ -72,12 +72,24 @@ var gates = map[schema.GroupKind]gate{
 		if len(rep.Denials()) == 0 {
 			rep.Findings = append(rep.Findings, ServiceMonitorTargetWarnings(o, cs.Services)...)
 		}
-		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "ServiceMonitor", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		obj := Object{Kind: "ServiceMonitor", Namespace: o.Namespace, Labels: o.Labels}
+		var timings []endpointTiming
+		for i, ep := range o.Spec.Endpoints {
+			timings = append(timings, endpointTiming{field.NewPath("spec", "endpoints").Index(i), ep.Interval, ep.ScrapeTimeout})
+		}
+		rep.Findings = append(rep.Findings, timeoutAgainstLoaders(obj, ns, cs, timings)...)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
 	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *Policy, o *monv1.PodMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPodMonitor(o, ns)
-		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		obj := Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}
+		var timings []endpointTiming
+		for i, ep := range o.Spec.PodMetricsEndpoints {
+			timings = append(timings, endpointTiming{field.NewPath("spec", "podMetricsEndpoints").Index(i), ep.Interval, ep.ScrapeTimeout})
+		}
+		rep.Findings = append(rep.Findings, timeoutAgainstLoaders(obj, ns, cs, timings)...)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
 	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *Policy, o *monv1.Probe, _ int, ns Namespace, _ ClusterState) Report {

@@ -135,6 +135,39 @@ func (g *monitorGate) endpoint(f *field.Path, interval, timeout monv1.Duration, 
 	}
 }
 
+// endpointTiming is an endpoint's interval and scrapeTimeout, and its path.
+type endpointTiming struct {
+	fld               *field.Path
+	interval, timeout monv1.Duration
+}
+
+// timeoutAgainstLoaders warns about an endpoint that sets scrapeTimeout but
+// no interval when the timeout exceeds the scrapeInterval of a Prometheus
+// that loads the monitor: that Prometheus' operator rejects the whole
+// monitor (pkg/prometheus/resource_selector.go,
+// validateScrapeIntervalAndTimeout).
+func timeoutAgainstLoaders(obj Object, ns Namespace, cs ClusterState, eps []endpointTiming) []Finding {
+	var out []Finding
+	for _, ep := range eps {
+		if ep.timeout == "" || ep.interval != "" {
+			continue
+		}
+		t, err := model.ParseDuration(string(ep.timeout))
+		if err != nil {
+			continue
+		}
+		for _, p := range loaders(cs.Prometheuses, obj, ns) {
+			i, err := model.ParseDuration(p.ScrapeInterval)
+			if err != nil || p.ScrapeInterval == "" || t <= i {
+				continue
+			}
+			out = append(out, Finding{Check: CheckTimeout, Level: LevelWarn, Err: field.Invalid(ep.fld.Child("scrapeTimeout"), string(ep.timeout),
+				fmt.Sprintf("greater than the scrapeInterval %s of Prometheus %s/%s, which loads this monitor and will reject it: set interval on the endpoint or lower scrapeTimeout", p.ScrapeInterval, p.Namespace, p.Name))})
+		}
+	}
+	return out
+}
+
 // invalid is an Invalid error whose detail is err and whose value is left
 // out: the error is about several fields together.
 func invalid(fld *field.Path, err error) *field.Error {

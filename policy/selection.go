@@ -23,6 +23,8 @@ type PrometheusSelectors struct {
 	Namespace, Name                                      string
 	ServiceMonitor, ServiceMonitorNamespace              *metav1.LabelSelector
 	PodMonitor, PodMonitorNamespace, Rule, RuleNamespace *metav1.LabelSelector
+	// ScrapeInterval is spec.scrapeInterval (the CRD defaults it to 30s).
+	ScrapeInterval string
 }
 
 // SelectingPrometheuses returns, as namespace/name, the Prometheuses that
@@ -32,6 +34,15 @@ type PrometheusSelectors struct {
 // namespace only and an empty one every namespace.
 func SelectingPrometheuses(proms []PrometheusSelectors, obj Object, ns Namespace) []string {
 	var out []string
+	for _, p := range loaders(proms, obj, ns) {
+		out = append(out, p.Namespace+"/"+p.Name)
+	}
+	return out
+}
+
+// loaders returns the Prometheuses that load obj.
+func loaders(proms []PrometheusSelectors, obj Object, ns Namespace) []PrometheusSelectors {
+	var out []PrometheusSelectors
 	for _, p := range proms {
 		var sel, nsSel *metav1.LabelSelector
 		switch obj.Kind {
@@ -50,7 +61,7 @@ func SelectingPrometheuses(proms []PrometheusSelectors, obj Object, ns Namespace
 		if nsSel == nil && obj.Namespace != p.Namespace || nsSel != nil && !selectorMatches(nsSel, ns.Labels) {
 			continue
 		}
-		out = append(out, p.Namespace+"/"+p.Name)
+		out = append(out, p)
 	}
 	return out
 }

@@ -38,7 +38,8 @@ func PrometheusSelectorsOf(items []monv1.Prometheus) []policy.PrometheusSelector
 		out = append(out, policy.PrometheusSelectors{Namespace: p.Namespace, Name: p.Name,
 			ServiceMonitor: p.Spec.ServiceMonitorSelector, ServiceMonitorNamespace: p.Spec.ServiceMonitorNamespaceSelector,
 			PodMonitor: p.Spec.PodMonitorSelector, PodMonitorNamespace: p.Spec.PodMonitorNamespaceSelector,
-			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector})
+			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector,
+			ScrapeInterval: string(p.Spec.ScrapeInterval)})
 	}
 	return out
 }
