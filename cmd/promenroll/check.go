@@ -10,14 +10,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/policy"
+	"github.com/promenroll/promenroll/webhook"
 )
 
 // errCheckFailed is returned when check found a problem the webhook would
@@ -27,7 +31,9 @@ var errCheckFailed = errors.New("check failed")
 // check runs the webhook's engine offline over a policy and manifests (files,
 // folders, or - for stdin), for CI and GitOps pipelines: the policy must
 // load, and every PrometheusRule, ServiceMonitor, PodMonitor, Probe and
-// ScrapeConfig must pass its gate as the webhook would judge it. Lint findings at warn are printed and do not fail.
+// // ScrapeConfig must pass its gate as the webhook would judge it, against
+// the Services and Prometheus objects found in the same input. Lint
+// findings and warnings are printed and do not fail.
 func check(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -52,16 +58,38 @@ func check(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: policy valid (generation %s, mode %s, %d enrollment rules)\n", *policyPath, p.Generation, p.Source.Mode, len(p.Source.Enroll))
 
-	failed := false
+	// Read everything first: the Services and Prometheus objects in the
+	// input are the cluster state the gates judge monitors against, as the
+	// webhook does with its caches.
+	type document struct {
+		name string
+		doc  []byte
+	}
+	var docs []document
 	for _, arg := range fs.Args() {
 		err := eachManifest(arg, func(name string, doc []byte) error {
-			bad, err := checkDocument(p, name, doc, stdout)
-			failed = failed || bad
-			return err
+			docs = append(docs, document{name, doc})
+			return nil
 		})
 		if err != nil {
 			return err
 		}
+	}
+	var state inputState
+	for _, d := range docs {
+		state.add(d.doc)
+	}
+	cs := policy.ClusterState{Prometheuses: webhook.PrometheusSelectorsOf(state.prometheuses)}
+	if len(state.services) > 0 {
+		cs.Services = state.services
+	}
+	failed := false
+	for _, d := range docs {
+		bad, err := checkDocument(p, d.name, d.doc, cs, stdout)
+		if err != nil {
+			return err
+		}
+		failed = failed || bad
 	}
 	if failed {
 		return errCheckFailed
@@ -116,7 +144,7 @@ func eachManifest(arg string, fn func(name string, doc []byte) error) error {
 // checkDocument judges one document with the webhook's gates (one dispatch
 // table, in policy). It reports whether the webhook would deny it; an error
 // is a document that is not YAML. Kinds without a gate pass untouched.
-func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bool, error) {
+func checkDocument(p *policy.Policy, name string, doc []byte, cs policy.ClusterState, out io.Writer) (bool, error) {
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {
 		return false, fmt.Errorf("%s: not YAML: %w", name, err)
@@ -139,7 +167,7 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 	if !policy.Gated(gk) {
 		return false, nil
 	}
-	res, err := p.Gate(gk, js, policy.Namespace{Name: head.Metadata.Namespace}, policy.ClusterState{})
+	res, err := p.Gate(gk, js, policy.Namespace{Name: head.Metadata.Namespace}, cs)
 	if err != nil {
 		fmt.Fprintf(out, "%s: %s cannot be decoded: %v\n", name, gk.Kind, err)
 		return true, nil
@@ -168,4 +196,54 @@ func checkDocument(p *policy.Policy, name string, doc []byte, out io.Writer) (bo
 		fmt.Fprintf(out, "%s: %d %s valid\n", id, rep.Checked, res.Noun(gk))
 	}
 	return false, nil
+}
+
+// inputState is the cluster state found in check's input: Services and
+// Prometheus objects.
+type inputState struct {
+	services     staticServices
+	prometheuses []monv1.Prometheus
+}
+
+func (st *inputState) add(doc []byte) {
+	var head struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if yaml.Unmarshal(doc, &head) != nil {
+		return
+	}
+	switch {
+	case head.APIVersion == "v1" && head.Kind == "Service":
+		var s corev1.Service
+		if yaml.Unmarshal(doc, &s) == nil {
+			ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
+			for _, p := range s.Spec.Ports {
+				ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+			}
+			st.services = append(st.services, ps)
+		}
+	case strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") && head.Kind == "Prometheus":
+		var pr monv1.Prometheus
+		if yaml.Unmarshal(doc, &pr) == nil {
+			if pr.Spec.ScrapeInterval == "" {
+				pr.Spec.ScrapeInterval = "30s" // the CRD's default
+			}
+			st.prometheuses = append(st.prometheuses, pr)
+		}
+	}
+}
+
+// staticServices serves the input's Services. None at all means the input
+// says nothing about Services: the port checks are skipped.
+type staticServices []policy.Service
+
+func (s staticServices) Services(namespaces []string, all bool) []policy.Service {
+	var out []policy.Service
+	for _, svc := range s {
+		if all || slices.Contains(namespaces, svc.Namespace) {
+			out = append(out, svc)
+		}
+	}
+	return out
 }

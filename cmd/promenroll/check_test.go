@@ -97,3 +97,24 @@ func TestCheckRunsTheMonitorGate(t *testing.T) {
 		t.Errorf("%d kube-prometheus ServiceMonitors reported valid, want 13:\n%s", got, out.String())
 	}
 }
+
+// TestCheckJudgesMonitorsAgainstTheServicesInTheInput: kube-prometheus'
+// ServiceMonitors with the Services and the Prometheus object it ships all
+// pass, their ports name ports of their Services, and only the control-plane
+// monitors, whose Services the cluster creates, are warned about.
+func TestCheckJudgesMonitorsAgainstTheServicesInTheInput(t *testing.T) {
+	var out, errOut bytes.Buffer
+	dir := filepath.Join("..", "..", "policy", "testdata", "monitors", "kube-prometheus")
+	if err := run(t.Context(), []string{"check", "--policy", "../../examples/policy.yaml", dir}, &out, &errOut); err != nil {
+		t.Fatalf("kube-prometheus' monitors failed the check: %v\n%s", err, out.String())
+	}
+	if got := strings.Count(out.String(), "endpoints valid"); got != 13 {
+		t.Errorf("%d ServiceMonitors valid, want 13:\n%s", got, out.String())
+	}
+	if strings.Contains(out.String(), "names no port") {
+		t.Errorf("a kube-prometheus port was reported missing:\n%s", out.String())
+	}
+	if got := strings.Count(out.String(), "matches no Service in namespace"); got != 5 {
+		t.Errorf("%d monitors warned to match no Service, want the 5 control-plane ones (apiserver, coredns, kube-controller-manager, kube-scheduler, kubelet):\n%s", got, out.String())
+	}
+}
