@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -127,7 +128,7 @@ func (a *auditor) run() error {
 	if err := a.monitors(opts); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules checked, %d would be refused\n",
+	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules and monitors checked, %d would be refused\n",
 		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied)
 	if a.denied > 0 {
 		return errCheckFailed
@@ -235,18 +236,47 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 			fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(d.Changes))
 		}
 	}
+	// Every stored rule and monitor through the webhook's gates, against
+	// the cluster's Prometheuses and Services as the webhook sees them.
+	var svcs corev1.ServiceList
+	if err := a.c.List(a.ctx, &svcs); err != nil {
+		return fmt.Errorf("list Services: %w", err)
+	}
+	var services staticServices
+	for _, s := range svcs.Items {
+		ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
+		for _, p := range s.Spec.Ports {
+			ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+		}
+		services = append(services, ps)
+	}
+	cs := policy.ClusterState{Prometheuses: sel, Services: services}
+	var gated []client.Object
 	for i := range prs.Items {
-		pr := &prs.Items[i]
-		raw, err := json.Marshal(pr)
+		gated = append(gated, &prs.Items[i])
+	}
+	for i := range sms.Items {
+		gated = append(gated, &sms.Items[i])
+	}
+	for i := range pms.Items {
+		gated = append(gated, &pms.Items[i])
+	}
+	for _, obj := range gated {
+		gk := schema.GroupKind{Group: monv1.SchemeGroupVersion.Group, Kind: kindOf(obj)}
+		raw, err := json.Marshal(obj)
 		if err != nil {
 			return err
 		}
-		rep := a.p.CheckPrometheusRule(pr, len(raw), a.namespaces[pr.Namespace])
+		res, err := a.p.Gate(gk, raw, a.namespaces[obj.GetNamespace()], cs)
+		if err != nil {
+			return err
+		}
+		rep := res.Report
 		if rep.Reason != "" {
 			continue
 		}
 		a.checked++
-		id := fmt.Sprintf("PrometheusRule %s/%s", pr.Namespace, pr.Name)
+		id := fmt.Sprintf("%s %s/%s", gk.Kind, obj.GetNamespace(), obj.GetName())
 		if denials := rep.Denials(); len(denials) > 0 {
 			verdict := "would be refused today"
 			if rep.Mode == policy.ModeDryRun {
@@ -264,4 +294,18 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 		}
 	}
 	return nil
+}
+
+// kindOf names a gated object's kind (typed objects from a List carry no
+// TypeMeta).
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *monv1.PrometheusRule:
+		return "PrometheusRule"
+	case *monv1.ServiceMonitor:
+		return "ServiceMonitor"
+	case *monv1.PodMonitor:
+		return "PodMonitor"
+	}
+	return ""
 }

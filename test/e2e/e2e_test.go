@@ -627,7 +627,7 @@ spec:
 		"Deployment audit/api: not enrolled: would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads), spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
 		"PrometheusRule audit/terse: would be refused today (1 problem(s)):\n  spec.groups[0].rules[0].annotations[summary]: Required value: alert Terse needs annotation summary",
 		"ServiceMonitor audit/hidden: loaded by no Prometheus, and the policy's monitors.labels do not change that",
-		"audit: 1 workloads and Services scanned: 1 not fully enrolled, 0 with conflicting labels; monitors and rules: 1 loaded by no Prometheus, 0 without the policy's monitors.labels; 1 PrometheusRules checked, 1 would be refused",
+		"audit: 1 workloads and Services scanned: 1 not fully enrolled, 0 with conflicting labels; monitors and rules: 1 loaded by no Prometheus, 0 without the policy's monitors.labels; 2 PrometheusRules and monitors checked, 1 would be refused",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit output lacks %q:\n%s\n%s", want, out, errOut)
