@@ -27,12 +27,8 @@ func (c CachedServices) Services(namespaces []string, all bool) []policy.Service
 		if err := c.Cache.List(ctx, &l, opts...); err != nil {
 			return
 		}
-		for _, s := range l.Items {
-			ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
-			for _, p := range s.Spec.Ports {
-				ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
-			}
-			out = append(out, ps)
+		for i := range l.Items {
+			out = append(out, ServiceOf(&l.Items[i]))
 		}
 	}
 	if all {
@@ -43,6 +39,15 @@ func (c CachedServices) Services(namespaces []string, all bool) []policy.Service
 		list(client.InNamespace(ns))
 	}
 	return out
+}
+
+// ServiceOf is what the monitor gate reads of a Service.
+func ServiceOf(s *corev1.Service) policy.Service {
+	ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
+	for _, p := range s.Spec.Ports {
+		ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+	}
+	return ps
 }
 
 // trimService keeps of a Service only what the checks read (name,

@@ -243,12 +243,8 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 		return fmt.Errorf("list Services: %w", err)
 	}
 	var services staticServices
-	for _, s := range svcs.Items {
-		ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
-		for _, p := range s.Spec.Ports {
-			ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
-		}
-		services = append(services, ps)
+	for i := range svcs.Items {
+		services = append(services, webhook.ServiceOf(&svcs.Items[i]))
 	}
 	cs := policy.ClusterState{Prometheuses: sel, Services: services}
 	var gated []client.Object

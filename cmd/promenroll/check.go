@@ -217,11 +217,7 @@ func (st *inputState) add(doc []byte) {
 	case head.APIVersion == "v1" && head.Kind == "Service":
 		var s corev1.Service
 		if yaml.Unmarshal(doc, &s) == nil {
-			ps := policy.Service{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}
-			for _, p := range s.Spec.Ports {
-				ps.Ports = append(ps.Ports, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
-			}
-			st.services = append(st.services, ps)
+			st.services = append(st.services, webhook.ServiceOf(&s))
 		}
 	case strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") && head.Kind == "Prometheus":
 		var pr monv1.Prometheus
