@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setPolicy replaces the policy file as a ConfigMap volume does (a new file
+// renamed over) and waits until ready(), bounded, says it is in force.
+func setPolicy(t *testing.T, doc string, ready func() bool) {
+	t.Helper()
+	tmp := policyFile + ".new"
+	if err := os.WriteFile(tmp, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, policyFile); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("the policy change was not in force within 30s")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestSelectionAcrossTwoPrometheuses: with a kube-prometheus-stack style
+// Prometheus (release selector, every namespace) and a namespace-scoped
+// team Prometheus, a ServiceMonitor neither loads is warned about with the
+// nearest one's exact difference, and refused under monitors.unselected:
+// deny; one the team Prometheus loads passes.
+func TestSelectionAcrossTwoPrometheuses(t *testing.T) {
+	createNamespace(t, "sel-prom", nil, nil)
+	createNamespace(t, "sel-team", nil, nil)
+	createNamespace(t, "sel-apps", nil, nil)
+	kubectl(t, `apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+metadata: {name: kps, namespace: sel-prom}
+spec:
+  serviceMonitorSelector: {matchLabels: {release: kube-prometheus-stack}}
+  serviceMonitorNamespaceSelector: {}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+metadata: {name: team, namespace: sel-team}
+spec:
+  serviceMonitorSelector: {}
+`, "apply", "-f", "-")
+	// release: prom is kept (add-only), so the release selector misses it.
+	other := `apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: other-release, namespace: sel-apps, labels: {release: prom}}
+spec:
+  selector: {matchLabels: {app: api}}
+  endpoints: [{port: metrics}]
+`
+	const why = "Prometheus sel-prom/kps selects ServiceMonitors with release=kube-prometheus-stack; this one has release=prom"
+	dryRun := func(doc string) (string, error) {
+		_, errOut, err := c.Kubectl(t.Context(), doc, "apply", "--dry-run=server", "-f", "-")
+		return errOut, err
+	}
+
+	t.Run("warn: the nearest Prometheus and the exact difference", func(t *testing.T) {
+		// promenroll's Prometheus informer sees the new objects shortly.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			errOut, err := dryRun(other)
+			if err == nil && strings.Contains(errOut, "Warning: no Prometheus will load this ServiceMonitor: "+why) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no selection warning naming %q:\n%s (err %v)", why, errOut, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	t.Run("the team Prometheus loads a monitor in its own namespace: nothing said", func(t *testing.T) {
+		errOut, err := dryRun(strings.Replace(other, "namespace: sel-apps", "namespace: sel-team", 1))
+		if err != nil || strings.Contains(errOut, "no Prometheus will load") {
+			t.Errorf("err %v, stderr %s", err, errOut)
+		}
+	})
+
+	t.Run("deny: monitors.unselected refuses it with the same explanation", func(t *testing.T) {
+		denyPolicy := strings.Replace(basePolicy, "monitors:\n  labels: {release: kube-prometheus-stack}\n", "monitors:\n  labels: {release: kube-prometheus-stack}\n  unselected: deny\n", 1)
+		if denyPolicy == basePolicy {
+			t.Fatal("could not add monitors.unselected to the test policy")
+		}
+		t.Cleanup(func() {
+			setPolicy(t, basePolicy, func() bool { _, err := dryRun(other); return err == nil })
+		})
+		var errOut string
+		setPolicy(t, denyPolicy, func() bool {
+			var err error
+			errOut, err = dryRun(other)
+			return err != nil
+		})
+		for _, want := range []string{`The ServiceMonitor "other-release" is invalid`, "metadata.labels", why, "monitors.unselected: deny"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("the refusal does not contain %q:\n%s", want, errOut)
+			}
+		}
+		if errOut, err := dryRun(strings.Replace(other, "namespace: sel-apps", "namespace: sel-team", 1)); err != nil {
+			t.Errorf("a monitor the team Prometheus loads was refused: %s", errOut)
+		}
+	})
+}
