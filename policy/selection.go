@@ -99,7 +99,11 @@ func WhyNotSelected(proms []PrometheusSelectors, obj Object, ns Namespace) strin
 		return ""
 	}
 	best, bestN := "", -1
-	for _, p := range proms {
+	// Ties go to the first by namespace/name, so the message is stable.
+	sorted := slices.SortedFunc(slices.Values(proms), func(a, b PrometheusSelectors) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	for _, p := range sorted {
 		sel, nsSel, selField, nsField, ok := p.selectorsFor(obj.Kind)
 		if !ok {
 			continue
