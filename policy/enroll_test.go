@@ -266,11 +266,11 @@ monitors:
 		name: "a Deployment is not a monitor kind",
 		obj:  Object{Kind: "Deployment", Name: "web", Namespace: "shop"},
 		ns:   Namespace{Name: "shop"},
-		want: Decision{Reason: "monitors.labels does not apply to Deployment"},
+		want: Decision{Reason: "neither monitors.labels nor monitors.autoSelect applies to Deployment"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, p.MonitorLabels(tt.obj, tt.ns)); diff != "" {
+			if diff := cmp.Diff(tt.want, p.MonitorLabels(tt.obj, tt.ns, nil)); diff != "" {
 				t.Errorf("MonitorLabels() mismatch (-want +got):\n%s", diff)
 			}
 		})

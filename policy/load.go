@@ -73,10 +73,12 @@ type enrollRule struct {
 }
 
 type monitorsSection struct {
-	mode       Mode
-	kinds      map[string]struct{}
-	labels     []labelTemplate
-	unselected Level
+	// autoSelect is the Prometheus' namespace and name, or empty.
+	autoSelectNS, autoSelectName string
+	mode                         Mode
+	kinds                        map[string]struct{}
+	labels                       []labelTemplate
+	unselected                   Level
 }
 
 type rulesSection struct {
@@ -336,6 +338,13 @@ func compileMonitors(m *Monitors, parent Mode, errs field.ErrorList) (monitorsSe
 		errs = append(errs, field.NotSupported(fld.Child("unselected"), m.Unselected, []Level{LevelOff, LevelWarn, LevelDeny}))
 	}
 	s.unselected = m.Unselected
+	if m.AutoSelect != "" {
+		ns, name, ok := strings.Cut(m.AutoSelect, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			errs = append(errs, field.Invalid(fld.Child("autoSelect"), m.AutoSelect, "must be <namespace>/<name> of a Prometheus"))
+		}
+		s.autoSelectNS, s.autoSelectName = ns, name
+	}
 	var lerrs field.ErrorList
 	s.labels, lerrs = compileLabels(m.Labels, fld.Child("labels"))
 	return s, append(errs, lerrs...)

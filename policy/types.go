@@ -128,6 +128,12 @@ type Monitors struct {
 	// Labels the cluster's Prometheus selects on (for kube-prometheus-stack,
 	// release: <helm release name>). Same substitutions as enroll labels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// AutoSelect names the Prometheus (namespace/name) that monitors and
+	// rules should be loaded by: promenroll adds the labels its live
+	// serviceMonitorSelector, podMonitorSelector or ruleSelector requires
+	// (matchLabels, and In expressions with one value), add-only, besides
+	// Labels. What adding labels cannot satisfy is said in a warning.
+	AutoSelect string `json:"autoSelect,omitempty"`
 	// Unselected is what to do with a monitor or rule that no Prometheus in
 	// the cluster loads (after the labels above): off, warn or deny.
 	// Default warn.

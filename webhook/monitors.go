@@ -3,9 +3,11 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
@@ -23,12 +25,18 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 	}
 	pol := m.Policies.Policy()
 	o := obj.object(req.Kind.Kind, req.Namespace)
-	d := pol.MonitorLabels(o, ns)
+	var proms []policy.PrometheusSelectors
+	if m.Prometheuses != nil {
+		// From the informer cache; an error means none to judge with.
+		proms, _ = m.Prometheuses.Prometheuses(ctx)
+	}
+	m.logMissingAutoSelect(ctx, pol, proms)
+	d := pol.MonitorLabels(o, ns, proms)
 	out := labelOutcome(obj, d, m.Metrics, req.Kind.Kind)
 	// All warnings are limited together: label, selection and coercion ones.
 	warnings := policy.WarningsFor(d)
 	if _, excluded := pol.ExcludedNamespace(ns); !excluded {
-		warnings = append(warnings, m.selectionWarnings(ctx, o, d, ns)...)
+		warnings = append(warnings, m.selectionWarnings(proms, o, d, ns)...)
 		if req.Kind.Kind == "PrometheusRule" {
 			warnings = append(warnings, m.coerce(req, pol.RulesMode(ns), &out)...)
 		}
@@ -44,12 +52,8 @@ func (m *Mutator) monitor(ctx context.Context, req admission.Request) outcome {
 // labels it will have after this admission, judged by the Prometheus
 // objects' selectors. Nothing is said when the cluster has no Prometheus
 // objects (or promenroll cannot see them).
-func (m *Mutator) selectionWarnings(ctx context.Context, o policy.Object, d policy.Decision, ns policy.Namespace) []string {
-	if m.Prometheuses == nil || !m.Policies.Policy().UnselectedWarns() {
-		return nil
-	}
-	proms, err := m.Prometheuses.Prometheuses(ctx)
-	if err != nil || len(proms) == 0 {
+func (m *Mutator) selectionWarnings(proms []policy.PrometheusSelectors, o policy.Object, d policy.Decision, ns policy.Namespace) []string {
+	if len(proms) == 0 || !m.Policies.Policy().UnselectedWarns() {
 		return nil
 	}
 	after := make(map[string]string, len(o.Labels)+len(d.Changes))
@@ -65,6 +69,18 @@ func (m *Mutator) selectionWarnings(ctx context.Context, o policy.Object, d poli
 		return nil
 	}
 	return []string{fmt.Sprintf("no Prometheus will load this %s: %s", o.Kind, why)}
+}
+
+// logMissingAutoSelect logs, once per policy generation, that the
+// Prometheus monitors.autoSelect names is not in the cluster (yet).
+func (m *Mutator) logMissingAutoSelect(ctx context.Context, pol *policy.Policy, proms []policy.PrometheusSelectors) {
+	ns, name := pol.AutoSelectTarget()
+	if name == "" || slices.ContainsFunc(proms, func(p policy.PrometheusSelectors) bool { return p.Namespace == ns && p.Name == name }) {
+		return
+	}
+	if _, logged := m.autoSelectMissing.LoadOrStore(pol.Generation+"/"+ns+"/"+name, true); !logged {
+		logf.FromContext(ctx).Info("monitors.autoSelect: no such Prometheus in the cluster (yet); its selector's labels are not added until it exists", "prometheus", ns+"/"+name)
+	}
 }
 
 // coerce adds replace operations for non-string rule label and annotation

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -28,6 +29,10 @@ type Mutator struct {
 	// no Prometheus will load.
 	Prometheuses PrometheusLister
 	Metrics      *Metrics
+
+	// autoSelectMissing remembers the autoSelect targets already logged as
+	// missing, per policy generation, so the log says it once.
+	autoSelectMissing sync.Map
 }
 
 var _ admission.Handler = (*Mutator)(nil)

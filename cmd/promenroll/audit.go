@@ -212,7 +212,7 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	for _, m := range mons {
 		obj := policy.Object{Kind: m.kind, Name: m.name, Namespace: m.ns, Labels: m.labels}
 		ns := a.namespaces[m.ns]
-		d := a.p.MonitorLabels(obj, ns)
+		d := a.p.MonitorLabels(obj, ns, sel)
 		id := fmt.Sprintf("%s %s/%s", m.kind, m.ns, m.name)
 		if len(sel) > 0 && len(policy.SelectingPrometheuses(sel, obj, ns)) == 0 {
 			a.unselected++

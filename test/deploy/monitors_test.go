@@ -268,7 +268,7 @@ func TestEnrollmentMonitorsSelectWhatThePolicyAdds(t *testing.T) {
 		t.Errorf("the ServiceMonitor selector %v does not select the Service labels the policy adds: %v", sm.Spec.Selector, set)
 	}
 	for _, m := range []metav1.ObjectMeta{pm.ObjectMeta, sm.ObjectMeta} {
-		d := p.MonitorLabels(policy.Object{Kind: "PodMonitor", Name: m.Name, Namespace: m.Namespace, Labels: m.Labels}, policy.Namespace{Name: m.Namespace})
+		d := p.MonitorLabels(policy.Object{Kind: "PodMonitor", Name: m.Name, Namespace: m.Namespace, Labels: m.Labels}, policy.Namespace{Name: m.Namespace}, nil)
 		if len(d.Changes) > 0 || len(d.Warnings) > 0 {
 			t.Errorf("%s lacks the labels monitors.labels asks for (changes %v, warnings %v): change deploy/base/monitors/kustomization.yaml and the policy together", m.Name, d.Changes, d.Warnings)
 		}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -60,8 +61,10 @@ spec:
 	// Another test's Prometheus may be as near (same selectors): the
 	// difference is what must be named.
 	const why = "selects ServiceMonitors with release=kube-prometheus-stack; this one has release=prom"
+	// Not t.Context(): the subtests' cleanups use it after t's context is
+	// done.
 	dryRun := func(doc string) (string, error) {
-		_, errOut, err := c.Kubectl(t.Context(), doc, "apply", "--dry-run=server", "-f", "-")
+		_, errOut, err := c.Kubectl(context.Background(), doc, "apply", "--dry-run=server", "-f", "-")
 		return errOut, err
 	}
 
@@ -84,6 +87,42 @@ spec:
 		errOut, err := dryRun(strings.Replace(other, "namespace: sel-apps", "namespace: sel-team", 1))
 		if err != nil || strings.Contains(errOut, "no Prometheus will load") {
 			t.Errorf("err %v, stderr %s", err, errOut)
+		}
+	})
+
+	t.Run("autoSelect: the labels the named Prometheus' live selector requires are added", func(t *testing.T) {
+		kubectl(t, `apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+metadata: {name: platform, namespace: sel-prom}
+spec:
+  serviceMonitorSelector: {matchLabels: {prometheus: platform}}
+  serviceMonitorNamespaceSelector: {}
+`, "apply", "-f", "-")
+		auto := strings.Replace(basePolicy, "monitors:\n  labels: {release: kube-prometheus-stack}\n", "monitors:\n  labels: {release: kube-prometheus-stack}\n  autoSelect: sel-prom/platform\n", 1)
+		if auto == basePolicy {
+			t.Fatal("could not add monitors.autoSelect to the test policy")
+		}
+		plain := strings.NewReplacer("other-release", "auto", ", labels: {release: prom}", "").Replace(other)
+		t.Cleanup(func() {
+			// t.Context() is done when cleanups run.
+			setPolicy(t, basePolicy, func() bool {
+				out, _, err := c.Kubectl(context.Background(), plain, "apply", "--dry-run=server", "-o", "yaml", "-f", "-")
+				return err == nil && !strings.Contains(out, "prometheus: platform")
+			})
+		})
+		var out, errOut string
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("last dry-run:\n%s\n%s", out, errOut)
+			}
+		})
+		setPolicy(t, auto, func() bool {
+			var err error
+			out, errOut, err = c.Kubectl(t.Context(), plain, "apply", "--dry-run=server", "-o", "yaml", "-f", "-")
+			return err == nil && strings.Contains(out, "prometheus: platform")
+		})
+		if !strings.Contains(out, "release: kube-prometheus-stack") {
+			t.Errorf("monitors.labels were not added beside autoSelect's:\n%s", out)
 		}
 	})
 
