@@ -325,15 +325,7 @@ func TestPolicyHotReload(t *testing.T) {
 	createNamespace(t, "reload", nil, nil)
 	t.Cleanup(func() { _ = os.WriteFile(policyFile, []byte(basePolicy), 0o644) })
 	updated := strings.Replace(basePolicy, "  podTemplateLabels:\n", "    reloaded: \"yes\"\n  podTemplateLabels:\n", 1)
-	// A ConfigMap volume swaps a symlink; an editor renames. Both replace
-	// the file: write a new one and rename it over.
-	tmp := policyFile + ".new"
-	if err := os.WriteFile(tmp, []byte(updated), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, policyFile); err != nil {
-		t.Fatal(err)
-	}
+	replacePolicyFile(t, updated)
 	deadline := time.Now().Add(30 * time.Second)
 	for i := 0; ; i++ {
 		name := fmt.Sprintf("probe-%d", i)

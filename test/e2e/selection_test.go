@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// setPolicy replaces the policy file as a ConfigMap volume does (a new file
-// renamed over) and waits until ready(), bounded, says it is in force.
-func setPolicy(t *testing.T, doc string, ready func() bool) {
+// replacePolicyFile replaces the policy file as a ConfigMap volume swap or
+// an editor does: a new file renamed over the old one.
+func replacePolicyFile(t *testing.T, doc string) {
 	t.Helper()
 	tmp := policyFile + ".new"
 	if err := os.WriteFile(tmp, []byte(doc), 0o644); err != nil {
@@ -19,6 +19,13 @@ func setPolicy(t *testing.T, doc string, ready func() bool) {
 	if err := os.Rename(tmp, policyFile); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// setPolicy replaces the policy file and waits until ready(), bounded,
+// says it is in force.
+func setPolicy(t *testing.T, doc string, ready func() bool) {
+	t.Helper()
+	replacePolicyFile(t, doc)
 	deadline := time.Now().Add(30 * time.Second)
 	for !ready() {
 		if time.Now().After(deadline) {
