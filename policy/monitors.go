@@ -73,7 +73,7 @@ func (p *Policy) autoSelect(obj Object, ns Namespace, proms []PrometheusSelector
 	if !ok {
 		return
 	}
-	who := fmt.Sprintf("Prometheus %s/%s", pr.Namespace, pr.Name)
+	who := pr.who()
 	warn := func(format string, args ...any) {
 		pl.d.Warnings = append(pl.d.Warnings, prefix(mode)+AutoSelectRule+": "+fmt.Sprintf(format, args...))
 	}

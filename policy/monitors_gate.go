@@ -162,7 +162,7 @@ func timeoutAgainstLoaders(obj Object, ns Namespace, cs ClusterState, eps []endp
 				continue
 			}
 			out = append(out, Finding{Check: CheckTimeout, Level: LevelWarn, Err: field.Invalid(ep.fld.Child("scrapeTimeout"), string(ep.timeout),
-				fmt.Sprintf("greater than the scrapeInterval %s of Prometheus %s/%s, which loads this monitor and will reject it: set interval on the endpoint or lower scrapeTimeout", p.ScrapeInterval, p.Namespace, p.Name))})
+				fmt.Sprintf("greater than the scrapeInterval %s of %s, which loads this monitor and will reject it: set interval on the endpoint or lower scrapeTimeout", p.ScrapeInterval, p.who()))})
 		}
 	}
 	return out

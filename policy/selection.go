@@ -20,6 +20,9 @@ import (
 // PrometheusSelectors are the selectors of one monitoring.coreos.com/v1
 // Prometheus that decide which monitors and rules it loads.
 type PrometheusSelectors struct {
+	// Kind is Prometheus (the zero value) or PrometheusAgent, which loads
+	// monitors but no rules.
+	Kind                                                 string
 	Namespace, Name                                      string
 	ServiceMonitor, ServiceMonitorNamespace              *metav1.LabelSelector
 	PodMonitor, PodMonitorNamespace, Rule, RuleNamespace *metav1.LabelSelector
@@ -44,18 +47,8 @@ func SelectingPrometheuses(proms []PrometheusSelectors, obj Object, ns Namespace
 func loaders(proms []PrometheusSelectors, obj Object, ns Namespace) []PrometheusSelectors {
 	var out []PrometheusSelectors
 	for _, p := range proms {
-		var sel, nsSel *metav1.LabelSelector
-		switch obj.Kind {
-		case "ServiceMonitor":
-			sel, nsSel = p.ServiceMonitor, p.ServiceMonitorNamespace
-		case "PodMonitor":
-			sel, nsSel = p.PodMonitor, p.PodMonitorNamespace
-		case "PrometheusRule":
-			sel, nsSel = p.Rule, p.RuleNamespace
-		default:
-			continue
-		}
-		if !selectorMatches(sel, obj.Labels) {
+		sel, nsSel, _, _, ok := p.selectorsFor(obj.Kind)
+		if !ok || !selectorMatches(sel, obj.Labels) {
 			continue
 		}
 		if nsSel == nil && obj.Namespace != p.Namespace || nsSel != nil && !selectorMatches(nsSel, ns.Labels) {
@@ -84,9 +77,24 @@ func (p PrometheusSelectors) selectorsFor(kind string) (sel, nsSel *metav1.Label
 	case "PodMonitor":
 		return p.PodMonitor, p.PodMonitorNamespace, "podMonitorSelector", "podMonitorNamespaceSelector", true
 	case "PrometheusRule":
+		if p.Kind == KindPrometheusAgent {
+			return nil, nil, "", "", false
+		}
 		return p.Rule, p.RuleNamespace, "ruleSelector", "ruleNamespaceSelector", true
 	}
 	return nil, nil, "", "", false
+}
+
+// KindPrometheusAgent marks the selectors of a PrometheusAgent.
+const KindPrometheusAgent = "PrometheusAgent"
+
+// who names the loader in messages.
+func (p PrometheusSelectors) who() string {
+	kind := p.Kind
+	if kind == "" {
+		kind = "Prometheus"
+	}
+	return fmt.Sprintf("%s %s/%s", kind, p.Namespace, p.Name)
 }
 
 // WhyNotSelected explains, for the Prometheus nearest to loading obj (the
@@ -109,7 +117,7 @@ func WhyNotSelected(proms []PrometheusSelectors, obj Object, ns Namespace) strin
 			continue
 		}
 		var why []string
-		who := fmt.Sprintf("Prometheus %s/%s", p.Namespace, p.Name)
+		who := p.who()
 		switch {
 		case sel == nil:
 			why = append(why, fmt.Sprintf("%s selects no %ss (%s is not set)", who, obj.Kind, selField))

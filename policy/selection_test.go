@@ -83,3 +83,23 @@ func TestWhyNotSelected(t *testing.T) {
 		})
 	}
 }
+
+func TestPrometheusAgentsLoadMonitorsButNotRules(t *testing.T) {
+	all := &metav1.LabelSelector{}
+	agent := PrometheusSelectors{Kind: KindPrometheusAgent, Namespace: "agents", Name: "edge",
+		ServiceMonitor: all, ServiceMonitorNamespace: all, Rule: all, RuleNamespace: all}
+	sm := Object{Kind: "ServiceMonitor", Namespace: "shop"}
+	if got := SelectingPrometheuses([]PrometheusSelectors{agent}, sm, Namespace{Name: "shop"}); len(got) != 1 {
+		t.Errorf("a PrometheusAgent selecting every ServiceMonitor loads none: %v", got)
+	}
+	rule := Object{Kind: "PrometheusRule", Namespace: "shop"}
+	if got := SelectingPrometheuses([]PrometheusSelectors{agent}, rule, Namespace{Name: "shop"}); len(got) != 0 {
+		t.Errorf("a PrometheusAgent loads rules: %v", got)
+	}
+	withRelease := PrometheusSelectors{Kind: KindPrometheusAgent, Namespace: "agents", Name: "edge",
+		PodMonitor: &metav1.LabelSelector{MatchLabels: map[string]string{"release": "agent"}}, PodMonitorNamespace: all}
+	want := "PrometheusAgent agents/edge selects PodMonitors with release=agent; this one has no label release"
+	if got := WhyNotSelected([]PrometheusSelectors{withRelease}, Object{Kind: "PodMonitor", Namespace: "shop"}, Namespace{Name: "shop"}); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/promenroll/promenroll/policy"
@@ -15,10 +16,11 @@ type PrometheusLister interface {
 	Prometheuses(ctx context.Context) ([]policy.PrometheusSelectors, error)
 }
 
-// CachedPrometheuses lists Prometheus objects from the manager's informer
-// cache (list/watch prometheuses).
+// CachedPrometheuses lists Prometheus (and, with Agents, PrometheusAgent)
+// objects from the manager's informer cache (list/watch).
 type CachedPrometheuses struct {
-	Cache client.Reader
+	Cache  client.Reader
+	Agents bool
 }
 
 // Prometheuses implements PrometheusLister.
@@ -27,7 +29,28 @@ func (c CachedPrometheuses) Prometheuses(ctx context.Context) ([]policy.Promethe
 	if err := c.Cache.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list Prometheuses: %w", err)
 	}
-	return PrometheusSelectorsOf(list.Items), nil
+	out := PrometheusSelectorsOf(list.Items)
+	if c.Agents {
+		var agents monv1alpha1.PrometheusAgentList
+		if err := c.Cache.List(ctx, &agents); err != nil {
+			return nil, fmt.Errorf("list PrometheusAgents: %w", err)
+		}
+		out = append(out, AgentSelectorsOf(agents.Items)...)
+	}
+	return out, nil
+}
+
+// AgentSelectorsOf extracts what decides selection from PrometheusAgent
+// objects: they load ServiceMonitors and PodMonitors, never rules.
+func AgentSelectorsOf(items []monv1alpha1.PrometheusAgent) []policy.PrometheusSelectors {
+	out := make([]policy.PrometheusSelectors, 0, len(items))
+	for _, a := range items {
+		out = append(out, policy.PrometheusSelectors{Kind: policy.KindPrometheusAgent, Namespace: a.Namespace, Name: a.Name,
+			ServiceMonitor: a.Spec.ServiceMonitorSelector, ServiceMonitorNamespace: a.Spec.ServiceMonitorNamespaceSelector,
+			PodMonitor: a.Spec.PodMonitorSelector, PodMonitorNamespace: a.Spec.PodMonitorNamespaceSelector,
+			ScrapeInterval: string(a.Spec.ScrapeInterval)})
+	}
+	return out
 }
 
 // PrometheusSelectorsOf extracts what decides selection from Prometheus

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -235,7 +236,21 @@ func prometheusLister(ctx context.Context, mgr manager.Manager, log logr.Logger)
 	if _, err := mgr.GetCache().GetInformer(ctx, &monv1.Prometheus{}); err != nil {
 		return nil, fmt.Errorf("Prometheus informer: %w", err)
 	}
-	return CachedPrometheuses{Cache: mgr.GetCache()}, nil
+	// PrometheusAgents load ServiceMonitors and PodMonitors too.
+	agents := false
+	agk := monv1alpha1.SchemeGroupVersion.WithKind(monv1alpha1.PrometheusAgentsKind).GroupKind()
+	switch _, err := mgr.GetRESTMapper().RESTMapping(agk, monv1alpha1.SchemeGroupVersion.Version); {
+	case err == nil:
+		if _, err := mgr.GetCache().GetInformer(ctx, &monv1alpha1.PrometheusAgent{}); err != nil {
+			return nil, fmt.Errorf("PrometheusAgent informer: %w", err)
+		}
+		agents = true
+	case meta.IsNoMatchError(err):
+		log.Info("the PrometheusAgent CRD is not served: only Prometheus objects count as loaders")
+	default:
+		return nil, fmt.Errorf("look up the PrometheusAgent CRD: %w", err)
+	}
+	return CachedPrometheuses{Cache: mgr.GetCache(), Agents: agents}, nil
 }
 
 func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Manager, error) {
@@ -244,6 +259,9 @@ func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Mana
 		return nil, err
 	}
 	if err := monv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := monv1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) {

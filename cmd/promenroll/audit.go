@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -69,6 +70,9 @@ func auditClient(kubeconfig string) (client.Client, error) {
 		return nil, err
 	}
 	if err := monv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := monv1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	return client.New(cfg, client.Options{Scheme: scheme})
@@ -206,6 +210,12 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 		return fmt.Errorf("list Prometheuses: %w", err)
 	}
 	sel := webhook.PrometheusSelectorsOf(proms.Items)
+	var agents monv1alpha1.PrometheusAgentList
+	if err := a.c.List(a.ctx, &agents); err == nil {
+		sel = append(sel, webhook.AgentSelectorsOf(agents.Items)...)
+	} else if !meta.IsNoMatchError(err) {
+		return fmt.Errorf("list PrometheusAgents: %w", err)
+	}
 	if len(sel) == 0 {
 		fmt.Fprintln(a.out, "audit: no Prometheus objects found: which Prometheus loads each monitor and rule is not checked")
 	}

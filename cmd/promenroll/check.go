@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -79,7 +80,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 	for _, d := range docs {
 		state.add(d.doc)
 	}
-	cs := policy.ClusterState{Prometheuses: webhook.PrometheusSelectorsOf(state.prometheuses)}
+	cs := policy.ClusterState{Prometheuses: append(webhook.PrometheusSelectorsOf(state.prometheuses), webhook.AgentSelectorsOf(state.agents)...)}
 	if len(state.services) > 0 {
 		cs.Services = state.services
 	}
@@ -203,6 +204,7 @@ func checkDocument(p *policy.Policy, name string, doc []byte, cs policy.ClusterS
 type inputState struct {
 	services     staticServices
 	prometheuses []monv1.Prometheus
+	agents       []monv1alpha1.PrometheusAgent
 }
 
 func (st *inputState) add(doc []byte) {
@@ -226,6 +228,14 @@ func (st *inputState) add(doc []byte) {
 				pr.Spec.ScrapeInterval = "30s" // the CRD's default
 			}
 			st.prometheuses = append(st.prometheuses, pr)
+		}
+	case strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") && head.Kind == "PrometheusAgent":
+		var ag monv1alpha1.PrometheusAgent
+		if yaml.Unmarshal(doc, &ag) == nil {
+			if ag.Spec.ScrapeInterval == "" {
+				ag.Spec.ScrapeInterval = "30s" // the CRD's default
+			}
+			st.agents = append(st.agents, ag)
 		}
 	}
 }
