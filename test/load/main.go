@@ -67,6 +67,58 @@ const deployment = `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"nam
 "spec":{"replicas":2,"selector":{"matchLabels":{"app.kubernetes.io/name":"api"}},"template":{"metadata":{"labels":{"app.kubernetes.io/name":"api"}},
 "spec":{"containers":[{"name":"api","image":"registry.example/api:1.0","resources":{"requests":{"cpu":"100m","memory":"128Mi"}}}]}}}}`
 
+const serviceMonitor = `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"api","namespace":"shop"},
+"spec":{"selector":{"matchLabels":{"app.kubernetes.io/name":"api"}},"endpoints":[{"port":"metrics","interval":"30s",
+"relabelings":[{"action":"replace","sourceLabels":["__meta_kubernetes_pod_node_name"],"targetLabel":"node"}]}]}}`
+
+// staticPrometheuses stands for the webhook's Prometheus informer cache.
+type staticPrometheuses []policy.PrometheusSelectors
+
+func (s staticPrometheuses) Prometheuses(context.Context) ([]policy.PrometheusSelectors, error) {
+	return s, nil
+}
+
+// namespacedServices stands for the Service informer cache and its
+// namespace index.
+type namespacedServices map[string][]policy.Service
+
+func (s namespacedServices) Services(namespaces []string, all bool) []policy.Service {
+	var out []policy.Service
+	if all {
+		for _, l := range s {
+			out = append(out, l...)
+		}
+		return out
+	}
+	for _, ns := range namespaces {
+		out = append(out, s[ns]...)
+	}
+	return out
+}
+
+// clusterState makes nProm Prometheus objects (one selecting the release
+// label in every namespace, the others team-scoped) and nSvc Services
+// spread over nNS namespaces ("shop" among them).
+func clusterState(nProm, nSvc, nNS int) (staticPrometheuses, namespacedServices) {
+	release := &metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}}
+	proms := staticPrometheuses{{Namespace: "monitoring", Name: "k8s", ServiceMonitor: release, ServiceMonitorNamespace: &metav1.LabelSelector{}, ScrapeInterval: "30s"}}
+	for i := 1; i < nProm; i++ {
+		team := &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("team-%d", i)}}
+		proms = append(proms, policy.PrometheusSelectors{Namespace: fmt.Sprintf("team-%d", i), Name: "prometheus", ServiceMonitor: team, PodMonitor: team, Rule: team, ScrapeInterval: "30s"})
+	}
+	services := namespacedServices{}
+	for i := range nSvc {
+		ns := fmt.Sprintf("ns-%d", i%nNS)
+		if i%nNS == 0 {
+			ns = "shop"
+		}
+		services[ns] = append(services[ns], policy.Service{Namespace: ns, Name: fmt.Sprintf("svc-%d", i),
+			Labels: map[string]string{"app.kubernetes.io/name": "api", "app.kubernetes.io/instance": fmt.Sprintf("i-%d", i)},
+			Ports:  []policy.Port{{Name: "http", Number: 80}, {Name: "metrics", Number: 9090}}})
+	}
+	return proms, services
+}
+
 type scenario struct {
 	name, path string
 	body       []byte
@@ -90,9 +142,12 @@ func run(n, conc int, maxDur time.Duration) error {
 	enc := zap.NewProductionEncoderConfig()
 	logf.SetLogger(zapr.NewLogger(zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(io.Discard), zapcore.InfoLevel))))
 	metrics := webhook.NewMetrics(nil)
+	// A cluster's worth of cached state for the monitor scenarios: 50
+	// Prometheus objects and 5,000 Services in 1,000 namespaces.
+	proms, services := clusterState(50, 5000, 1000)
 	mux := http.NewServeMux()
-	mux.Handle(webhook.MutatePath, &admission.Webhook{Handler: &webhook.Mutator{Policies: store, Namespaces: namespaces, Metrics: metrics}})
-	mux.Handle(webhook.ValidatePath, &admission.Webhook{Handler: &webhook.Validator{Policies: store, Namespaces: namespaces, Metrics: metrics}})
+	mux.Handle(webhook.MutatePath, &admission.Webhook{Handler: &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}})
+	mux.Handle(webhook.ValidatePath, &admission.Webhook{Handler: &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}})
 	srv := httptest.NewUnstartedServer(mux) // 127.0.0.1
 	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	srv.StartTLS()
@@ -109,6 +164,8 @@ func run(n, conc int, maxDur time.Duration) error {
 	scenarios := []scenario{
 		{"mutate Deployment CREATE", webhook.MutatePath, review("apps", "Deployment", []byte(deployment)), true},
 		{"validate PrometheusRule (kube-prometheus control plane, 134 rules)", webhook.ValidatePath, review("monitoring.coreos.com", "PrometheusRule", ruleJSON), false},
+		{"mutate ServiceMonitor (50 Prometheus objects: labels and selection)", webhook.MutatePath, review("monitoring.coreos.com", "ServiceMonitor", []byte(serviceMonitor)), true},
+		{"validate ServiceMonitor (monitor gate; ports against 5,000 Services in 1,000 namespaces; 50 Prometheus objects)", webhook.ValidatePath, review("monitoring.coreos.com", "ServiceMonitor", []byte(serviceMonitor)), false},
 	}
 	fmt.Printf("load: %d requests per scenario, %d concurrent clients, HTTPS keep-alive on %s, GOMAXPROCS=%d\n\n", n, conc, srv.Listener.Addr(), goruntime.GOMAXPROCS(0))
 	client := srv.Client()
