@@ -16,8 +16,8 @@ import (
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -67,6 +67,10 @@ type Config struct {
 	// GracefulShutdownTimeout bounds waiting for in-flight requests.
 	// Default 30s.
 	GracefulShutdownTimeout time.Duration
+	// CRDCheckInterval is how often the Prometheus and PrometheusAgent CRDs
+	// are looked for (informers start when one appears, stop when it goes).
+	// Default CRDCheckInterval (30s).
+	CRDCheckInterval time.Duration
 	// Registry receives the metrics. Default: controller-runtime's registry,
 	// which the metrics server serves.
 	Registry prometheus.Registerer
@@ -91,6 +95,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.GracefulShutdownTimeout == 0 {
 		c.GracefulShutdownTimeout = 30 * time.Second
+	}
+	if c.CRDCheckInterval == 0 {
+		c.CRDCheckInterval = CRDCheckInterval
 	}
 	if c.Registry == nil {
 		c.Registry = DefaultRegistry
@@ -117,6 +124,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownDelay < 0 || c.GracefulShutdownTimeout < 0 {
 		errs = append(errs, errors.New("shutdown durations must not be negative"))
+	}
+	if c.CRDCheckInterval < 0 {
+		errs = append(errs, errors.New("--crd-check-interval must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -152,8 +162,18 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if _, err := mgr.GetCache().GetInformer(ctx, namespaceMeta()); err != nil {
 		return fmt.Errorf("namespace informer: %w", err)
 	}
-	prometheuses, err := prometheusLister(ctx, mgr, log)
+	// Prometheus and PrometheusAgent informers follow their CRDs: started
+	// now if served, later when they appear, removed when they go.
+	dc, err := discovery.NewDiscoveryClientForConfig(restCfg)
 	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	prometheuses := NewDynamicPrometheuses(mgr.GetCache(), dc, log.WithName("crds"))
+	prometheuses.Interval = cfg.CRDCheckInterval
+	if err := prometheuses.Sync(ctx); err != nil {
+		return fmt.Errorf("check the Prometheus CRDs: %w", err)
+	}
+	if err := mgr.Add(prometheuses); err != nil {
 		return err
 	}
 	srv := mgr.GetWebhookServer()
@@ -219,38 +239,6 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// prometheusLister watches Prometheus objects when their CRD is served, so
-// admission can warn about monitors and rules no Prometheus will load.
-// Without the CRD at start-up the warnings are off (restart to turn them on).
-func prometheusLister(ctx context.Context, mgr manager.Manager, log logr.Logger) (PrometheusLister, error) {
-	gk := monv1.SchemeGroupVersion.WithKind(monv1.PrometheusesKind).GroupKind()
-	if _, err := mgr.GetRESTMapper().RESTMapping(gk, monv1.SchemeGroupVersion.Version); err != nil {
-		if meta.IsNoMatchError(err) {
-			log.Info("the Prometheus CRD is not served: no warnings about monitors no Prometheus loads")
-			return nil, nil
-		}
-		return nil, fmt.Errorf("look up the Prometheus CRD: %w", err)
-	}
-	if _, err := mgr.GetCache().GetInformer(ctx, &monv1.Prometheus{}); err != nil {
-		return nil, fmt.Errorf("Prometheus informer: %w", err)
-	}
-	// PrometheusAgents load ServiceMonitors and PodMonitors too.
-	agents := false
-	agk := monv1alpha1.SchemeGroupVersion.WithKind(monv1alpha1.PrometheusAgentsKind).GroupKind()
-	switch _, err := mgr.GetRESTMapper().RESTMapping(agk, monv1alpha1.SchemeGroupVersion.Version); {
-	case err == nil:
-		if _, err := mgr.GetCache().GetInformer(ctx, &monv1alpha1.PrometheusAgent{}); err != nil {
-			return nil, fmt.Errorf("PrometheusAgent informer: %w", err)
-		}
-		agents = true
-	case meta.IsNoMatchError(err):
-		log.Info("the PrometheusAgent CRD is not served: only Prometheus objects count as loaders")
-	default:
-		return nil, fmt.Errorf("look up the PrometheusAgent CRD: %w", err)
-	}
-	return CachedPrometheuses{Cache: mgr.GetCache(), Agents: agents}, nil
 }
 
 func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Manager, error) {

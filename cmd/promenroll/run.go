@@ -94,6 +94,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Namespace, "namespace", "", "promenroll's own namespace, always excluded (default: $POD_NAMESPACE)")
 	fs.BoolVar(&cfg.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off: CVE-2023-44487)")
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "keep serving, unready, this long after a stop signal (default 5s)")
+	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", 0, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went (default 30s)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -240,6 +240,16 @@ func crdPaths(ctx context.Context, scratch string) ([]string, error) {
 	return []string{filepath.Join(op, "example", "prometheus-operator-crd"), filepath.Join(cm, "deploy", "crds")}, nil
 }
 
+// OperatorCRD is the path of one prometheus-operator CRD file (e.g.
+// "prometheusagents") at PrometheusOperatorVersion.
+func (c *Cluster) OperatorCRD(ctx context.Context, resource string) (string, error) {
+	op, err := moduleDir(ctx, c.Dir, "github.com/prometheus-operator/prometheus-operator@"+PrometheusOperatorVersion)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(op, "example", "prometheus-operator-crd", "monitoring.coreos.com_"+resource+".yaml"), nil
+}
+
 func moduleDir(ctx context.Context, scratch, modVersion string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", modVersion)
 	cmd.Dir = scratch // outside any module: nothing is added to a go.mod
@@ -285,6 +295,7 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 		"--kubeconfig", c.Kubeconfig,
 		"--namespace", Namespace,
 		"--shutdown-delay", "1ms",
+		"--crd-check-interval", "1s",
 	}
 	p, err := startProcess(c.LogDir, "promenroll", c.binary, append(args, extraArgs...), c.opts.Log)
 	if err != nil {
