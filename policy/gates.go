@@ -28,7 +28,8 @@ func (r GateResult) Noun(gk schema.GroupKind) string {
 // ClusterState is what the gates read of the cluster besides the object,
 // from caches (nil readers: offline, those checks are skipped).
 type ClusterState struct {
-	Services ServiceReader
+	Services  ServiceReader
+	Workloads WorkloadReader
 	// Prometheuses are the cluster's Prometheus objects' selectors (none:
 	// which Prometheus loads an object is not judged).
 	Prometheuses []PrometheusSelectors
@@ -83,6 +84,9 @@ var gates = map[schema.GroupKind]gate{
 	}),
 	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *Policy, o *monv1.PodMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPodMonitor(o, ns)
+		if len(rep.Denials()) == 0 {
+			rep.Findings = append(rep.Findings, PodMonitorTargetWarnings(o, cs.Workloads)...)
+		}
 		obj := Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming
 		for i, ep := range o.Spec.PodMetricsEndpoints {

@@ -114,3 +114,95 @@ func describePorts(services []Service) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// Workload is what the PodMonitor checks read of a Deployment, StatefulSet
+// or DaemonSet: its pod template's labels and container ports. The Pods a
+// PodMonitor selects come from such templates in most clusters, and there
+// are far fewer of them than Pods to cache.
+type Workload struct {
+	Kind, Namespace, Name string
+	PodLabels             map[string]string
+	Ports                 []Port
+}
+
+// WorkloadReader gives the workloads of some namespaces (all of them when
+// all is true), from a cache: it is called on the request path.
+type WorkloadReader interface {
+	Workloads(namespaces []string, all bool) []Workload
+}
+
+// PodMonitorTargetWarnings says what will make a PodMonitor yield no target,
+// judged on the pod templates its selector reaches now: none matches, or an
+// endpoint's port (a name) or portNumber that no matched template declares.
+// Warnings only: the Pods may come from elsewhere (a Job, an operator, a
+// bare Pod) or be created next.
+func PodMonitorTargetWarnings(pm *monv1.PodMonitor, workloads WorkloadReader) []Finding {
+	if workloads == nil {
+		return nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+	if err != nil {
+		return nil // the gate denies it
+	}
+	names, all := MonitorNamespaces(pm.Spec.NamespaceSelector, pm.Namespace)
+	var matched []Workload
+	for _, w := range workloads.Workloads(names, all) {
+		if sel.Matches(labels.Set(w.PodLabels)) {
+			matched = append(matched, w)
+		}
+	}
+	spec := field.NewPath("spec")
+	warn := func(err *field.Error) Finding { return Finding{Check: CheckTargetsFound, Level: LevelWarn, Err: err} }
+	if len(matched) == 0 {
+		where := "namespace " + pm.Namespace
+		switch {
+		case all:
+			where = "any namespace"
+		case len(pm.Spec.NamespaceSelector.MatchNames) > 0:
+			where = "namespaces " + strings.Join(names, ", ")
+		}
+		return []Finding{warn(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&pm.Spec.Selector),
+			fmt.Sprintf("matches the pod template of no Deployment, StatefulSet or DaemonSet in %s: no target unless its Pods come from elsewhere or are created next", where)))}
+	}
+	var out []Finding
+	for i, ep := range pm.Spec.PodMetricsEndpoints {
+		f := spec.Child("podMetricsEndpoints").Index(i)
+		declares := func(match func(Port) bool) bool {
+			return slices.ContainsFunc(matched, func(w Workload) bool { return slices.ContainsFunc(w.Ports, match) })
+		}
+		switch {
+		case ep.Port != nil && *ep.Port != "":
+			if !declares(func(p Port) bool { return p.Name == *ep.Port }) {
+				out = append(out, warn(field.Invalid(f.Child("port"), *ep.Port, "names no container port of the selected pod templates ("+describeWorkloadPorts(matched)+"): this endpoint yields no target; use one of those names")))
+			}
+		case ep.PortNumber != nil && *ep.PortNumber != 0:
+			if !declares(func(p Port) bool { return p.Number == *ep.PortNumber }) {
+				out = append(out, warn(field.Invalid(f.Child("portNumber"), *ep.PortNumber, "is no container port of the selected pod templates ("+describeWorkloadPorts(matched)+"): this endpoint yields no target")))
+			}
+		}
+	}
+	return out
+}
+
+func describeWorkloadPorts(ws []Workload) string {
+	var parts []string
+	for i, w := range ws {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ws)-i))
+			break
+		}
+		var ports []string
+		for _, p := range w.Ports {
+			if p.Name != "" {
+				ports = append(ports, fmt.Sprintf("%s (%d)", p.Name, p.Number))
+			} else {
+				ports = append(ports, fmt.Sprint(p.Number))
+			}
+		}
+		if len(ports) == 0 {
+			ports = []string{"no ports"}
+		}
+		parts = append(parts, fmt.Sprintf("%s %s: %s", w.Kind, w.Name, strings.Join(ports, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}

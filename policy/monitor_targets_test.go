@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -63,6 +64,57 @@ func TestServiceMonitorTargetWarnings(t *testing.T) {
 				if f.Level != LevelWarn {
 					t.Errorf("%v is a %s, want a warning", f.Err, f.Level)
 				}
+				got = append(got, f.Err.Error())
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// fakeWorkloads serves workloads from a slice, as a cache would.
+type fakeWorkloads []Workload
+
+func (f fakeWorkloads) Workloads(namespaces []string, all bool) []Workload {
+	var out []Workload
+	for _, w := range f {
+		if all || slices.Contains(namespaces, w.Namespace) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func TestPodMonitorTargetWarnings(t *testing.T) {
+	workloads := fakeWorkloads{
+		{Kind: "Deployment", Namespace: "shop", Name: "api", PodLabels: map[string]string{"app": "api"}, Ports: []Port{{Name: "http", Number: 8080}, {Name: "metrics", Number: 9090}}},
+		{Kind: "StatefulSet", Namespace: "shop", Name: "db", PodLabels: map[string]string{"app": "db"}},
+	}
+	name := func(s string) *string { return &s }
+	number := func(n int32) *int32 { return &n }
+	pm := func(selector map[string]string, eps ...monv1.PodMetricsEndpoint) *monv1.PodMonitor {
+		return &monv1.PodMonitor{ObjectMeta: metav1.ObjectMeta{Name: "m", Namespace: "shop"},
+			Spec: monv1.PodMonitorSpec{Selector: metav1.LabelSelector{MatchLabels: selector}, PodMetricsEndpoints: eps}}
+	}
+	tests := []struct {
+		name string
+		pm   *monv1.PodMonitor
+		want []string
+	}{
+		{"a port the selected pod template declares: nothing to say", pm(map[string]string{"app": "api"}, monv1.PodMetricsEndpoint{Port: name("metrics")}), nil},
+		{"a port number the template declares: nothing to say", pm(map[string]string{"app": "api"}, monv1.PodMetricsEndpoint{PortNumber: number(9090)}), nil},
+		{"a port no selected template declares names the ports that exist", pm(map[string]string{"app": "api"}, monv1.PodMetricsEndpoint{Port: name("web")}),
+			[]string{`spec.podMetricsEndpoints[0].port: Invalid value: "web": names no container port of the selected pod templates (Deployment api: http (8080), metrics (9090)): this endpoint yields no target; use one of those names`}},
+		{"a port number no template declares", pm(map[string]string{"app": "db"}, monv1.PodMetricsEndpoint{PortNumber: number(5432)}),
+			[]string{`spec.podMetricsEndpoints[0].portNumber: Invalid value: 5432: is no container port of the selected pod templates (StatefulSet db: no ports): this endpoint yields no target`}},
+		{"a selector matching no workload's pods", pm(map[string]string{"app": "cron"}, monv1.PodMetricsEndpoint{Port: name("metrics")}),
+			[]string{`spec.selector: Invalid value: "app=cron": matches the pod template of no Deployment, StatefulSet or DaemonSet in namespace shop: no target unless its Pods come from elsewhere or are created next`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, f := range PodMonitorTargetWarnings(tt.pm, workloads) {
 				got = append(got, f.Err.Error())
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {

@@ -15,12 +15,14 @@ import (
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -183,7 +185,14 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		return fmt.Errorf("service informer: %w", err)
 	}
 	services := CachedServices{Cache: mgr.GetCache()}
-	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
+	// Workloads' pod templates: the PodMonitor checks (a port no Pod declares).
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("%T informer: %w", obj, err)
+		}
+	}
+	workloads := CachedWorkloads{Cache: mgr.GetCache()}
+	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -267,7 +276,7 @@ func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Mana
 			CertDir: cfg.CertDir,
 			TLSOpts: tlsOpts,
 		}),
-		Cache:                   serviceCacheOptions(),
+		Cache:                   cacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress:  cfg.HealthProbeBindAddress,
 		GracefulShutdownTimeout: &cfg.GracefulShutdownTimeout,

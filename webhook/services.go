@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -67,7 +68,13 @@ func trimService(obj any) (any, error) {
 	return trimmed, nil
 }
 
-// serviceCacheOptions registers the trimming transform for Services.
-func serviceCacheOptions() cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Service{}: {Transform: trimService}}}
+// cacheOptions registers the trimming transforms of the caches the monitor
+// gate reads: Services and the workloads' pod templates.
+func cacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Service{}:     {Transform: trimService},
+		&appsv1.Deployment{}:  {Transform: trimWorkload},
+		&appsv1.StatefulSet{}: {Transform: trimWorkload},
+		&appsv1.DaemonSet{}:   {Transform: trimWorkload},
+	}}
 }

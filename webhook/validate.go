@@ -32,6 +32,8 @@ type Validator struct {
 	Namespaces NamespaceGetter
 	// Services backs the monitor gate's warnings; nil skips them.
 	Services policy.ServiceReader
+	// Workloads backs the PodMonitor warnings; nil skips them.
+	Workloads policy.WorkloadReader
 	// Prometheuses backs monitors.unselected: deny; nil skips it.
 	Prometheuses PrometheusLister
 	Metrics      *Metrics
@@ -59,7 +61,7 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)
 	}
-	cs := policy.ClusterState{Services: v.Services}
+	cs := policy.ClusterState{Services: v.Services, Workloads: v.Workloads}
 	if v.Prometheuses != nil {
 		// From the informer cache; an error means none to judge with.
 		cs.Prometheuses, _ = v.Prometheuses.Prometheuses(ctx)

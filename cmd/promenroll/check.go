@@ -16,6 +16,7 @@ import (
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
@@ -83,6 +84,9 @@ func check(args []string, stdout, stderr io.Writer) error {
 	cs := policy.ClusterState{Prometheuses: append(webhook.PrometheusSelectorsOf(state.prometheuses), webhook.AgentSelectorsOf(state.agents)...)}
 	if len(state.services) > 0 {
 		cs.Services = state.services
+	}
+	if len(state.workloads) > 0 {
+		cs.Workloads = state.workloads
 	}
 	failed := false
 	for _, d := range docs {
@@ -203,6 +207,7 @@ func checkDocument(p *policy.Policy, name string, doc []byte, cs policy.ClusterS
 // Prometheus objects.
 type inputState struct {
 	services     staticServices
+	workloads    staticWorkloads
 	prometheuses []monv1.Prometheus
 	agents       []monv1alpha1.PrometheusAgent
 }
@@ -216,6 +221,16 @@ func (st *inputState) add(doc []byte) {
 		return
 	}
 	switch {
+	case head.APIVersion == "apps/v1" && (head.Kind == "Deployment" || head.Kind == "StatefulSet" || head.Kind == "DaemonSet"):
+		var w struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     struct {
+				Template corev1.PodTemplateSpec `json:"template"`
+			} `json:"spec"`
+		}
+		if yaml.Unmarshal(doc, &w) == nil {
+			st.workloads = append(st.workloads, webhook.WorkloadOf(head.Kind, &w.Metadata, &w.Spec.Template))
+		}
 	case head.APIVersion == "v1" && head.Kind == "Service":
 		var s corev1.Service
 		if yaml.Unmarshal(doc, &s) == nil {
@@ -238,6 +253,20 @@ func (st *inputState) add(doc []byte) {
 			st.agents = append(st.agents, ag)
 		}
 	}
+}
+
+// staticWorkloads serves the input's Deployments, StatefulSets and
+// DaemonSets. None at all skips the PodMonitor checks.
+type staticWorkloads []policy.Workload
+
+func (s staticWorkloads) Workloads(namespaces []string, all bool) []policy.Workload {
+	var out []policy.Workload
+	for _, w := range s {
+		if all || slices.Contains(namespaces, w.Namespace) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // staticServices serves the input's Services. None at all means the input

@@ -118,3 +118,39 @@ func TestCheckJudgesMonitorsAgainstTheServicesInTheInput(t *testing.T) {
 		t.Errorf("%d monitors warned to match no Service, want the 5 control-plane ones (apiserver, coredns, kube-controller-manager, kube-scheduler, kubelet):\n%s", got, out.String())
 	}
 }
+
+func TestCheckJudgesPodMonitorsAgainstTheWorkloadsInTheInput(t *testing.T) {
+	dir := t.TempDir()
+	manifests := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: registry.example/api:1
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  podMetricsEndpoints: [{port: metrics}]
+`
+	path := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(path, []byte(manifests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"check", "--policy", "../../examples/policy.yaml", path}, &out, &errOut); err != nil {
+		t.Fatalf("a warning failed the check: %v\n%s", err, out.String())
+	}
+	want := `PodMonitor shop/api: warning: spec.podMetricsEndpoints[0].port: Invalid value: "metrics": names no container port of the selected pod templates (Deployment api: http (8080))`
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}

@@ -1,0 +1,93 @@
+package webhook
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/promenroll/promenroll/policy"
+)
+
+// CachedWorkloads reads Deployments, StatefulSets and DaemonSets from the
+// manager's informer cache for the PodMonitor checks (list/watch);
+// never the API server.
+type CachedWorkloads struct {
+	Cache client.Reader
+}
+
+// Workloads implements policy.WorkloadReader. A cache error reads as no
+// workloads there: the checks only warn.
+func (c CachedWorkloads) Workloads(namespaces []string, all bool) []policy.Workload {
+	ctx := context.Background()
+	var out []policy.Workload
+	list := func(opts ...client.ListOption) {
+		var ds appsv1.DeploymentList
+		if c.Cache.List(ctx, &ds, opts...) == nil {
+			for i := range ds.Items {
+				out = append(out, WorkloadOf("Deployment", &ds.Items[i].ObjectMeta, &ds.Items[i].Spec.Template))
+			}
+		}
+		var ss appsv1.StatefulSetList
+		if c.Cache.List(ctx, &ss, opts...) == nil {
+			for i := range ss.Items {
+				out = append(out, WorkloadOf("StatefulSet", &ss.Items[i].ObjectMeta, &ss.Items[i].Spec.Template))
+			}
+		}
+		var dss appsv1.DaemonSetList
+		if c.Cache.List(ctx, &dss, opts...) == nil {
+			for i := range dss.Items {
+				out = append(out, WorkloadOf("DaemonSet", &dss.Items[i].ObjectMeta, &dss.Items[i].Spec.Template))
+			}
+		}
+	}
+	if all {
+		list()
+		return out
+	}
+	for _, ns := range namespaces {
+		list(client.InNamespace(ns))
+	}
+	return out
+}
+
+// WorkloadOf is what the PodMonitor checks read of a workload.
+func WorkloadOf(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) policy.Workload {
+	w := policy.Workload{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, PodLabels: tmpl.Labels}
+	for _, c := range tmpl.Spec.Containers {
+		for _, p := range c.Ports {
+			w.Ports = append(w.Ports, policy.Port{Name: p.Name, Number: p.ContainerPort})
+		}
+	}
+	return w
+}
+
+// trimTemplate keeps of a pod template only its labels and the containers'
+// ports.
+func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	out := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: t.Labels}}
+	for _, c := range t.Spec.Containers {
+		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Ports: c.Ports})
+	}
+	return out
+}
+
+// trimWorkload keeps of a Deployment, StatefulSet or DaemonSet only what
+// the checks read (name, namespace, the pod template's labels and ports),
+// so the caches cost little per workload.
+func trimWorkload(obj any) (any, error) {
+	meta := func(m metav1.ObjectMeta) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, ResourceVersion: m.ResourceVersion, UID: m.UID}
+	}
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return &appsv1.Deployment{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.DeploymentSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+	case *appsv1.StatefulSet:
+		return &appsv1.StatefulSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.StatefulSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+	case *appsv1.DaemonSet:
+		return &appsv1.DaemonSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.DaemonSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+	}
+	return obj, nil
+}
