@@ -32,14 +32,20 @@ func (c CachedServices) Services(namespaces []string, all bool) []policy.Service
 			out = append(out, ServiceOf(&l.Items[i]))
 		}
 	}
+	eachNamespace(namespaces, all, list)
+	return out
+}
+
+// eachNamespace calls list once for all namespaces, or once per namespace
+// (the cache's namespace index serves each).
+func eachNamespace(namespaces []string, all bool, list func(opts ...client.ListOption)) {
 	if all {
 		list()
-		return out
+		return
 	}
 	for _, ns := range namespaces {
 		list(client.InNamespace(ns))
 	}
-	return out
 }
 
 // ServiceOf is what the monitor gate reads of a Service.

@@ -43,13 +43,7 @@ func (c CachedWorkloads) Workloads(namespaces []string, all bool) []policy.Workl
 			}
 		}
 	}
-	if all {
-		list()
-		return out
-	}
-	for _, ns := range namespaces {
-		list(client.InNamespace(ns))
-	}
+	eachNamespace(namespaces, all, list)
 	return out
 }
 

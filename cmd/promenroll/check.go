@@ -260,10 +260,15 @@ func (st *inputState) add(doc []byte) {
 type staticWorkloads []policy.Workload
 
 func (s staticWorkloads) Workloads(namespaces []string, all bool) []policy.Workload {
-	var out []policy.Workload
-	for _, w := range s {
-		if all || slices.Contains(namespaces, w.Namespace) {
-			out = append(out, w)
+	return inNamespaces(s, func(w policy.Workload) string { return w.Namespace }, namespaces, all)
+}
+
+// inNamespaces keeps the items in the given namespaces (all: every item).
+func inNamespaces[T any](items []T, namespaceOf func(T) string, namespaces []string, all bool) []T {
+	var out []T
+	for _, it := range items {
+		if all || slices.Contains(namespaces, namespaceOf(it)) {
+			out = append(out, it)
 		}
 	}
 	return out
@@ -274,11 +279,5 @@ func (s staticWorkloads) Workloads(namespaces []string, all bool) []policy.Workl
 type staticServices []policy.Service
 
 func (s staticServices) Services(namespaces []string, all bool) []policy.Service {
-	var out []policy.Service
-	for _, svc := range s {
-		if all || slices.Contains(namespaces, svc.Namespace) {
-			out = append(out, svc)
-		}
-	}
-	return out
+	return inNamespaces(s, func(svc policy.Service) string { return svc.Namespace }, namespaces, all)
 }
