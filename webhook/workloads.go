@@ -59,11 +59,18 @@ func WorkloadOf(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSp
 }
 
 // trimTemplate keeps of a pod template only its labels and the containers'
-// ports.
+// ports, gathered in one container (a Container is a large struct; which
+// container declares a port does not matter to the checks).
 func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 	out := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: t.Labels}}
+	var ports []corev1.ContainerPort
 	for _, c := range t.Spec.Containers {
-		out.Spec.Containers = append(out.Spec.Containers, corev1.Container{Name: c.Name, Ports: c.Ports})
+		for _, p := range c.Ports {
+			ports = append(ports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.ContainerPort})
+		}
+	}
+	if len(ports) > 0 {
+		out.Spec.Containers = []corev1.Container{{Name: "ports", Ports: ports}}
 	}
 	return out
 }
