@@ -14,6 +14,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
 TEST_FLAGS ?= -race -count=1 -timeout=20m
 ARGS      ?=
+FUZZTIME  ?= 30s
 
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 
@@ -65,11 +66,11 @@ bench: ## Run the Go benchmarks (policy decisions, rule gate, /mutate and /valid
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./webhook/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mutate), 30s each.
-	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime 30s ./policy
-	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime 30s ./policy
-	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime 30s ./policy
-	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime 30s ./webhook
+fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mutate), FUZZTIME (30s) each.
+	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime $(FUZZTIME) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime $(FUZZTIME) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime $(FUZZTIME) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime $(FUZZTIME) ./webhook
 
 .PHONY: lint
 lint: ## gofmt and go vet.

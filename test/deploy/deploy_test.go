@@ -195,6 +195,18 @@ func TestDeploymentIsHighlyAvailableAndRestricted(t *testing.T) {
 			t.Errorf("tls volume uses secret %s", v.Secret.SecretName)
 		}
 	}
+	// GOMEMLIMIT follows the container's memory limit, so the GC tightens
+	// before the kernel OOM-kills.
+	memLimit := false
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory" &&
+			(e.ValueFrom.ResourceFieldRef.Divisor.IsZero() || e.ValueFrom.ResourceFieldRef.Divisor.Value() == 1) {
+			memLimit = true
+		}
+	}
+	if !memLimit || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("GOMEMLIMIT must come from limits.memory in bytes, with a memory limit set: env %+v, limits %v", c.Env, c.Resources.Limits)
+	}
 }
 
 func TestRBACIsReadOnly(t *testing.T) {
