@@ -56,6 +56,9 @@ func ServiceMonitorTargetWarnings(sm *monv1.ServiceMonitor, services ServiceRead
 		return nil // the gate denies it
 	}
 	names, all := MonitorNamespaces(sm.Spec.NamespaceSelector, sm.Namespace)
+	if !all && slices.Contains(names, "") {
+		return nil // a manifest without a namespace: nothing to compare with
+	}
 	var matched []Service
 	for _, s := range services.Services(names, all) {
 		if sel.Matches(labels.Set(s.Labels)) {
@@ -145,6 +148,9 @@ func PodMonitorTargetWarnings(pm *monv1.PodMonitor, workloads WorkloadReader) []
 		return nil // the gate denies it
 	}
 	names, all := MonitorNamespaces(pm.Spec.NamespaceSelector, pm.Namespace)
+	if !all && slices.Contains(names, "") {
+		return nil // a manifest without a namespace: nothing to compare with
+	}
 	var matched []Workload
 	for _, w := range workloads.Workloads(names, all) {
 		if sel.Matches(labels.Set(w.PodLabels)) {

@@ -56,6 +56,11 @@ func TestServiceMonitorTargetWarnings(t *testing.T) {
 			[]string{`spec.selector: Invalid value: "app=billing": matches no Service in namespace shop: no target until one exists with these labels (fine if it is created next)`}},
 		{"matchNames reaches other namespaces", sm(map[string]string{"app": "billing"}, monv1.NamespaceSelector{MatchNames: []string{"billing"}}, monv1.Endpoint{Port: "web"}), nil},
 		{"any reaches every namespace", sm(map[string]string{"app": "billing"}, monv1.NamespaceSelector{Any: true}, monv1.Endpoint{Port: "web"}), nil},
+		{"a manifest without a namespace is not compared with every namespace's Services", func() *monv1.ServiceMonitor {
+			m := sm(map[string]string{"app": "api"}, monv1.NamespaceSelector{}, monv1.Endpoint{Port: "web"})
+			m.Namespace = ""
+			return m
+		}(), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
