@@ -42,6 +42,42 @@ func MonitorNamespaces(sel monv1.NamespaceSelector, own string) (names []string,
 	}
 }
 
+// reach is what a monitor's selectors reach: its parsed label selector,
+// the namespaces, and how to say where in a message.
+type reach struct {
+	sel   labels.Selector
+	names []string
+	all   bool
+	where string
+}
+
+// reachOf resolves a monitor's selector and namespace selector. ok is false
+// when there is nothing to compare with: a selector that does not parse
+// (the gate denies it) or a manifest without a namespace.
+func reachOf(selector *metav1.LabelSelector, nsSel monv1.NamespaceSelector, own string) (reach, bool) {
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return reach{}, false
+	}
+	names, all := MonitorNamespaces(nsSel, own)
+	if !all && slices.Contains(names, "") {
+		return reach{}, false
+	}
+	r := reach{sel: sel, names: names, all: all, where: "namespace " + own}
+	switch {
+	case all:
+		r.where = "any namespace"
+	case len(nsSel.MatchNames) > 0:
+		r.where = "namespaces " + strings.Join(names, ", ")
+	}
+	return r, true
+}
+
+// targetWarning is a warning of the target checks.
+func targetWarning(err *field.Error) Finding {
+	return Finding{Check: CheckTargetsFound, Level: LevelWarn, Err: err}
+}
+
 // ServiceMonitorTargetWarnings says what will make a ServiceMonitor yield
 // no target, judged on the Services its selector reaches now: no Service
 // matches, an endpoint port names no port of those Services, a targetPort
@@ -51,41 +87,29 @@ func ServiceMonitorTargetWarnings(sm *monv1.ServiceMonitor, services ServiceRead
 	if services == nil {
 		return nil
 	}
-	sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
-	if err != nil {
-		return nil // the gate denies it
-	}
-	names, all := MonitorNamespaces(sm.Spec.NamespaceSelector, sm.Namespace)
-	if !all && slices.Contains(names, "") {
-		return nil // a manifest without a namespace: nothing to compare with
+	r, ok := reachOf(&sm.Spec.Selector, sm.Spec.NamespaceSelector, sm.Namespace)
+	if !ok {
+		return nil
 	}
 	var matched []Service
-	for _, s := range services.Services(names, all) {
-		if sel.Matches(labels.Set(s.Labels)) {
+	for _, s := range services.Services(r.names, r.all) {
+		if r.sel.Matches(labels.Set(s.Labels)) {
 			matched = append(matched, s)
 		}
 	}
 	spec := field.NewPath("spec")
-	warn := func(err *field.Error) Finding { return Finding{Check: CheckTargetsFound, Level: LevelWarn, Err: err} }
-	where := "in namespace " + sm.Namespace
-	switch {
-	case all:
-		where = "in any namespace"
-	case len(sm.Spec.NamespaceSelector.MatchNames) > 0:
-		where = "in namespaces " + strings.Join(names, ", ")
-	}
 	if len(matched) == 0 {
-		return []Finding{warn(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&sm.Spec.Selector),
-			fmt.Sprintf("matches no Service %s: no target until one exists with these labels (fine if it is created next)", where)))}
+		return []Finding{targetWarning(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&sm.Spec.Selector),
+			fmt.Sprintf("matches no Service in %s: no target until one exists with these labels (fine if it is created next)", r.where)))}
 	}
 	var out []Finding
 	for i, ep := range sm.Spec.Endpoints {
 		f := spec.Child("endpoints").Index(i)
 		if ep.Port != "" && !slices.ContainsFunc(matched, func(s Service) bool { return hasPortNamed(s, ep.Port) }) {
-			out = append(out, warn(field.Invalid(f.Child("port"), ep.Port, "names no port of the selected Services ("+describePorts(matched)+"): this endpoint yields no target; use one of those names")))
+			out = append(out, targetWarning(field.Invalid(f.Child("port"), ep.Port, "names no port of the selected Services ("+describePorts(matched)+"): this endpoint yields no target; use one of those names")))
 		}
 		if ep.Port == "" && ep.TargetPort != nil && ep.TargetPort.StrVal != "" && slices.ContainsFunc(matched, func(s Service) bool { return hasPortNamed(s, ep.TargetPort.StrVal) }) {
-			out = append(out, warn(field.Invalid(f.Child("targetPort"), ep.TargetPort.StrVal,
+			out = append(out, targetWarning(field.Invalid(f.Child("targetPort"), ep.TargetPort.StrVal,
 				"is the name of a Service port, but targetPort names a container port of the Pods: write port: "+ep.TargetPort.StrVal+" instead")))
 		}
 	}
@@ -143,32 +167,20 @@ func PodMonitorTargetWarnings(pm *monv1.PodMonitor, workloads WorkloadReader) []
 	if workloads == nil {
 		return nil
 	}
-	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
-	if err != nil {
-		return nil // the gate denies it
-	}
-	names, all := MonitorNamespaces(pm.Spec.NamespaceSelector, pm.Namespace)
-	if !all && slices.Contains(names, "") {
-		return nil // a manifest without a namespace: nothing to compare with
+	r, ok := reachOf(&pm.Spec.Selector, pm.Spec.NamespaceSelector, pm.Namespace)
+	if !ok {
+		return nil
 	}
 	var matched []Workload
-	for _, w := range workloads.Workloads(names, all) {
-		if sel.Matches(labels.Set(w.PodLabels)) {
+	for _, w := range workloads.Workloads(r.names, r.all) {
+		if r.sel.Matches(labels.Set(w.PodLabels)) {
 			matched = append(matched, w)
 		}
 	}
 	spec := field.NewPath("spec")
-	warn := func(err *field.Error) Finding { return Finding{Check: CheckTargetsFound, Level: LevelWarn, Err: err} }
 	if len(matched) == 0 {
-		where := "namespace " + pm.Namespace
-		switch {
-		case all:
-			where = "any namespace"
-		case len(pm.Spec.NamespaceSelector.MatchNames) > 0:
-			where = "namespaces " + strings.Join(names, ", ")
-		}
-		return []Finding{warn(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&pm.Spec.Selector),
-			fmt.Sprintf("matches the pod template of no Deployment, StatefulSet or DaemonSet in %s: no target unless its Pods come from elsewhere or are created next", where)))}
+		return []Finding{targetWarning(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&pm.Spec.Selector),
+			fmt.Sprintf("matches the pod template of no Deployment, StatefulSet or DaemonSet in %s: no target unless its Pods come from elsewhere or are created next", r.where)))}
 	}
 	var out []Finding
 	for i, ep := range pm.Spec.PodMetricsEndpoints {
@@ -179,11 +191,11 @@ func PodMonitorTargetWarnings(pm *monv1.PodMonitor, workloads WorkloadReader) []
 		switch {
 		case ep.Port != nil && *ep.Port != "":
 			if !declares(func(p Port) bool { return p.Name == *ep.Port }) {
-				out = append(out, warn(field.Invalid(f.Child("port"), *ep.Port, "names no container port of the selected pod templates ("+describeWorkloadPorts(matched)+"): this endpoint yields no target; use one of those names")))
+				out = append(out, targetWarning(field.Invalid(f.Child("port"), *ep.Port, "names no container port of the selected pod templates ("+describeWorkloadPorts(matched)+"): this endpoint yields no target; use one of those names")))
 			}
 		case ep.PortNumber != nil && *ep.PortNumber != 0:
 			if !declares(func(p Port) bool { return p.Number == *ep.PortNumber }) {
-				out = append(out, warn(field.Invalid(f.Child("portNumber"), *ep.PortNumber, "is no container port of the selected pod templates ("+describeWorkloadPorts(matched)+"): this endpoint yields no target")))
+				out = append(out, targetWarning(field.Invalid(f.Child("portNumber"), *ep.PortNumber, "is no container port of the selected pod templates ("+describeWorkloadPorts(matched)+"): this endpoint yields no target")))
 			}
 		}
 	}

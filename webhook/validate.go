@@ -34,7 +34,8 @@ type Validator struct {
 	Services policy.ServiceReader
 	// Workloads backs the PodMonitor warnings; nil skips them.
 	Workloads policy.WorkloadReader
-	// Prometheuses backs monitors.unselected: deny; nil skips it.
+	// Prometheuses backs monitors.unselected: deny and the timeout-vs-
+	// scrapeInterval warning; nil skips them.
 	Prometheuses PrometheusLister
 	Metrics      *Metrics
 }
