@@ -18,6 +18,9 @@ type Metrics struct {
 	PolicyInfo      *prometheus.GaugeVec
 	LabelsCoerced   prometheus.Counter
 	NamespaceErrors prometheus.Counter
+	TLSIssued       *prometheus.CounterVec
+	TLSErrors       prometheus.Counter
+	CertExpiry      prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -62,10 +65,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promenroll_namespace_lookup_errors_total",
 			Help: "Namespace lookups that failed; the request got an error and the webhook's failurePolicy applied.",
 		}),
+		TLSIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promenroll_tls_certificates_issued_total",
+			Help: "Certificates written to the self-managed Secret by the leader, by certificate (ca, serving) and reason (missing, unusable, expired, not-yet-valid, wrong-name, untrusted, renewal, new-ca). Any reason but renewal and new-ca means the Secret was repaired.",
+		}, []string{"certificate", "reason"}),
+		TLSErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promenroll_tls_rotation_errors_total",
+			Help: "Failed steps of the self-managed certificate rotation (retried with backoff; see the log).",
+		}),
+		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promenroll_tls_serving_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate this replica serves expires (Unix time).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Duration, m.Decisions, m.LabelsInjected, m.GateFindings,
-			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors)
+			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors,
+			m.TLSIssued, m.TLSErrors, m.CertExpiry)
 	}
 	return m
 }

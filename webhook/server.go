@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -43,9 +45,31 @@ const (
 type Config struct {
 	// PolicyPath is the policy file (a mounted ConfigMap in cluster).
 	PolicyPath string
+	// TLSMode is where the serving certificate comes from: TLSSelfManaged
+	// (default) or, for TLSCertManager and TLSExistingSecret, CertDir.
+	TLSMode string
 	// CertDir holds tls.crt and tls.key (cert-manager's Secret layout);
-	// they are reloaded when they change.
+	// they are reloaded when they change. Not used in TLSSelfManaged.
 	CertDir string
+	// TLSSecret is the self-managed Secret's name in Namespace. Default
+	// "promenroll-tls".
+	TLSSecret string
+	// TLSService is the Service the API server calls; the certificate is
+	// valid for its names. Default "promenroll".
+	TLSService string
+	// TLSExtraNames are more DNS names or IPs for the certificate.
+	TLSExtraNames []string
+	// WebhookConfiguration names the mutating and validating webhook
+	// configurations whose caBundle is kept current. Default "promenroll".
+	WebhookConfiguration string
+	// CAValidity and CertValidity: self-managed lifetimes (defaults 10
+	// years and 1 year; renewed two thirds into their life).
+	CAValidity, CertValidity time.Duration
+	// TrustSettle: see SelfManagedTLS.Settle. Default 10s.
+	TrustSettle time.Duration
+	// ClientCAFile, if set, requires callers (the API server) to present a
+	// client certificate signed by one of its CAs.
+	ClientCAFile string
 	// Host is the webhook's bind host. Default: all interfaces.
 	Host string
 	// Port is the webhook's HTTPS port. Default 9443.
@@ -104,6 +128,18 @@ func (c *Config) SetDefaults() {
 	if c.Registry == nil {
 		c.Registry = DefaultRegistry
 	}
+	if c.TLSMode == "" {
+		c.TLSMode = TLSSelfManaged
+	}
+	if c.TLSSecret == "" {
+		c.TLSSecret = "promenroll-tls"
+	}
+	if c.TLSService == "" {
+		c.TLSService = "promenroll"
+	}
+	if c.WebhookConfiguration == "" {
+		c.WebhookConfiguration = "promenroll"
+	}
 }
 
 // Validate checks the configuration before anything starts.
@@ -112,13 +148,30 @@ func (c *Config) Validate() error {
 	if c.PolicyPath == "" {
 		errs = append(errs, errors.New("--policy is required: the path of the policy file"))
 	}
-	if c.CertDir == "" {
-		errs = append(errs, errors.New("--cert-dir is required: the folder holding tls.crt and tls.key"))
-	} else {
+	switch c.TLSMode {
+	case TLSSelfManaged:
+		if c.Namespace == "" {
+			errs = append(errs, errors.New("--tls-mode=selfManaged needs promenroll's namespace (--namespace or $POD_NAMESPACE) for its Secret and leader election"))
+		}
+		if c.CAValidity < 0 || c.CertValidity < 0 || (c.CAValidity > 0 && c.CertValidity > c.CAValidity) {
+			errs = append(errs, errors.New("--tls-cert-validity must be positive and not longer than --tls-ca-validity"))
+		}
+		errs = append(errs, ValidateNames(c.TLSExtraNames))
+	case TLSCertManager, TLSExistingSecret:
+		if c.CertDir == "" {
+			errs = append(errs, fmt.Errorf("--tls-mode=%s needs --cert-dir: the folder holding tls.crt and tls.key", c.TLSMode))
+		}
 		for _, f := range []string{"tls.crt", "tls.key"} {
-			if _, err := os.Stat(filepath.Join(c.CertDir, f)); err != nil {
-				errs = append(errs, fmt.Errorf("--cert-dir %s: %w (cert-manager writes tls.crt and tls.key; see deploy/)", c.CertDir, err))
+			if _, err := os.Stat(filepath.Join(c.CertDir, f)); c.CertDir != "" && err != nil {
+				errs = append(errs, fmt.Errorf("--cert-dir %s: %w (the mounted Secret must hold tls.crt and tls.key; see deploy/)", c.CertDir, err))
 			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--tls-mode %q: use selfManaged, certManager or existingSecret", c.TLSMode))
+	}
+	if c.ClientCAFile != "" {
+		if _, err := loadClientCAs(c.ClientCAFile); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Port <= 0 || c.Port > 65535 {
@@ -154,9 +207,33 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client config: %w", err)
 	}
-	mgr, err := newManager(restCfg, cfg, log)
+	var selfTLS *SelfManagedTLS
+	if cfg.TLSMode == TLSSelfManaged {
+		selfTLS = &SelfManagedTLS{
+			Secret:               types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.TLSSecret},
+			Names:                ServingNames(cfg.TLSService, cfg.Namespace, cfg.TLSExtraNames),
+			WebhookConfiguration: cfg.WebhookConfiguration,
+			CAValidity:           cfg.CAValidity,
+			CertValidity:         cfg.CertValidity,
+			Settle:               cfg.TrustSettle,
+		}
+		selfTLS.SetDefaults()
+	}
+	mgr, err := newManager(restCfg, cfg, selfTLS, log)
 	if err != nil {
 		return fmt.Errorf("set up manager: %w", err)
+	}
+	if selfTLS != nil {
+		selfTLS.Cache, selfTLS.Reader, selfTLS.Client, selfTLS.Metrics, selfTLS.Log = mgr.GetCache(), mgr.GetCache(), mgr.GetClient(), metrics, log.WithName("tls")
+		if err := selfTLS.Watch(ctx); err != nil {
+			return err
+		}
+		if err := mgr.Add(selfTLS.Rotator()); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("tls", selfTLS.Ready); err != nil {
+			return err
+		}
 	}
 	namespaces := CachedNamespaces{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
 	// Register the informer now so the cache lists namespaces at start and
@@ -175,7 +252,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if err := prometheuses.Sync(ctx); err != nil {
 		return fmt.Errorf("check the Prometheus CRDs: %w", err)
 	}
-	if err := mgr.Add(prometheuses); err != nil {
+	if err := mgr.Add(everyReplica{prometheuses}); err != nil {
 		return err
 	}
 	srv := mgr.GetWebhookServer()
@@ -219,9 +296,9 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 			return err
 		}
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(everyReplica{manager.RunnableFunc(func(ctx context.Context) error {
 		return store.Watch(ctx, log.WithName("policy"))
-	})); err != nil {
+	})}); err != nil {
 		return err
 	}
 
@@ -242,7 +319,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		case <-mgrCtx.Done():
 		}
 	}()
-	log.Info("serving", "port", cfg.Port, "certDir", cfg.CertDir, "metrics", cfg.MetricsBindAddress, "probes", cfg.HealthProbeBindAddress)
+	log.Info("serving", "port", cfg.Port, "tlsMode", cfg.TLSMode, "certDir", cfg.CertDir, "metrics", cfg.MetricsBindAddress, "probes", cfg.HealthProbeBindAddress)
 	if err := mgr.Start(mgrCtx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -250,7 +327,29 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	return nil
 }
 
-func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Manager, error) {
+// everyReplica marks a runnable that runs on every replica, not only on
+// the leader (controller-runtime's default for plain runnables).
+type everyReplica struct{ manager.Runnable }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
+
+func loadClientCAs(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca: %w", err)
+	}
+	certs, err := parseCerts(data)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca %s: %w (want PEM certificates)", path, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+func newManager(restCfg *rest.Config, cfg Config, selfTLS *SelfManagedTLS, log logr.Logger) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -267,6 +366,26 @@ func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Mana
 			c.NextProtos = []string{"http/1.1"}
 		}
 	}}
+	if selfTLS != nil {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = selfTLS.GetCertificate })
+	}
+	if cfg.ClientCAFile != "" {
+		pool, err := loadClientCAs(cfg.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsOpts = append(tlsOpts, func(c *tls.Config) {
+			c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		})
+	}
+	cacheOpts := cacheOptions()
+	leaderElection := false
+	if selfTLS != nil {
+		for obj, by := range selfTLS.CacheOptions() {
+			cacheOpts.ByObject[obj] = by
+		}
+		leaderElection = true
+	}
 	return manager.New(restCfg, manager.Options{
 		Scheme: scheme,
 		Logger: log,
@@ -276,10 +395,18 @@ func newManager(restCfg *rest.Config, cfg Config, log logr.Logger) (manager.Mana
 			CertDir: cfg.CertDir,
 			TLSOpts: tlsOpts,
 		}),
-		Cache:                   cacheOptions(),
-		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
-		HealthProbeBindAddress:  cfg.HealthProbeBindAddress,
-		GracefulShutdownTimeout: &cfg.GracefulShutdownTimeout,
+		Cache: cacheOpts,
+		// Self-managed TLS: exactly one replica writes the Secret and the
+		// caBundle; the lease is released on a clean stop so the other
+		// replica takes over at once.
+		LeaderElection:                leaderElection,
+		LeaderElectionID:              cfg.TLSSecret,
+		LeaderElectionNamespace:       cfg.Namespace,
+		LeaderElectionResourceLock:    "leases",
+		LeaderElectionReleaseOnCancel: true,
+		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		HealthProbeBindAddress:        cfg.HealthProbeBindAddress,
+		GracefulShutdownTimeout:       &cfg.GracefulShutdownTimeout,
 	})
 }
 

@@ -37,7 +37,7 @@ func TestServeRefusesAnInvalidPolicyNamingTheField(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), []string{"serve", "--policy", policyPath, "--cert-dir", certDir, "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0"}, &out, &errOut)
+	err := run(context.Background(), []string{"serve", "--tls-mode", "existingSecret", "--policy", policyPath, "--cert-dir", certDir, "--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0"}, &out, &errOut)
 	if err == nil {
 		t.Fatal("serve started with an invalid policy")
 	}
@@ -53,7 +53,7 @@ func TestServeRefusesAnInvalidPolicyNamingTheField(t *testing.T) {
 
 func TestServeRefusesAMissingCertDir(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := run(t.Context(), []string{"serve", "--policy", "/nonexistent/policy.yaml", "--cert-dir", "/nonexistent/tls"}, &out, &errOut)
+	err := run(t.Context(), []string{"serve", "--tls-mode", "certManager", "--policy", "/nonexistent/policy.yaml", "--cert-dir", "/nonexistent/tls"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "--cert-dir /nonexistent/tls") {
 		t.Errorf("err = %v", err)
 	}

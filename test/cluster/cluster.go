@@ -287,6 +287,7 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 	}
 	args := []string{"serve",
 		"--policy", c.opts.PolicyFile,
+		"--tls-mode", "existingSecret",
 		"--cert-dir", c.certDir,
 		"--bind-host", "127.0.0.1",
 		"--port", fmt.Sprint(c.port),
