@@ -13,14 +13,24 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/policy"
+	"github.com/promenroll/promenroll/test/manifests"
 )
 
-// enrollmentMonitors returns the shipped PodMonitor and ServiceMonitor.
-func enrollmentMonitors(t *testing.T, objs map[string][][]byte) (*monv1.PodMonitor, *monv1.ServiceMonitor) {
+func one[T any](t *testing.T, in *manifests.Install, kind string) *T {
 	t.Helper()
-	pm := one[monv1.PodMonitor](t, objs, "PodMonitor")
+	v, err := manifests.One[T](in, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// enrollmentMonitors returns the shipped PodMonitor and ServiceMonitor.
+func enrollmentMonitors(t *testing.T, in *manifests.Install) (*monv1.PodMonitor, *monv1.ServiceMonitor) {
+	t.Helper()
+	pm := one[monv1.PodMonitor](t, in, "PodMonitor")
 	var sm *monv1.ServiceMonitor
-	for _, doc := range objs["ServiceMonitor"] {
+	for _, doc := range in.ByKind["ServiceMonitor"] {
 		var m monv1.ServiceMonitor
 		if err := yaml.UnmarshalStrict(doc, &m); err != nil {
 			t.Fatal(err)
@@ -285,7 +295,7 @@ func TestShippedMonitorsPassTheMonitorGate(t *testing.T) {
 	if d := p.CheckPodMonitor(pm, ns).Denials(); len(d) > 0 {
 		t.Errorf("PodMonitor %s: %v", pm.Name, d.ToAggregate())
 	}
-	for _, doc := range objs["ServiceMonitor"] {
+	for _, doc := range objs.ByKind["ServiceMonitor"] {
 		var sm monv1.ServiceMonitor
 		if err := yaml.UnmarshalStrict(doc, &sm); err != nil {
 			t.Fatal(err)

@@ -444,19 +444,24 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 }
 
 func TestDeployManifestsAreAcceptedByTheAPIServer(t *testing.T) {
-	// Server-side dry-run of the whole install (cert-manager and dry-run
-	// overlays over base): every object validated by the real API server
-	// against the real CRDs, nothing stored.
+	// Server-side dry-run of the whole install (base, which manages its
+	// own TLS, and the cert-manager and dry-run overlays): every object
+	// validated by the real API server against the real CRDs, nothing
+	// stored.
 	// The webhook configurations are renamed: the suite runs the same ones,
 	// pointed at the local promenroll, under their real names.
 	createNamespace(t, "promenroll-system", nil, nil)
-	for _, overlay := range []string{"cert-manager", "dry-run"} {
+	for overlay, extra := range map[string][]string{
+		"base":         {"secret/promenroll-tls", "role.rbac.authorization.k8s.io/promenroll-tls", "clusterrole.rbac.authorization.k8s.io/promenroll-tls"},
+		"dry-run":      {"secret/promenroll-tls"},
+		"cert-manager": {"certificate.cert-manager.io/promenroll", "issuer.cert-manager.io/promenroll-selfsigned"},
+	} {
 		rendered, _ := kubectl(t, "", "kustomize", filepath.Join(c.Root, "deploy", overlay))
 		rendered = strings.ReplaceAll(rendered, "  name: promenroll\nwebhooks:", "  name: promenroll-manifest-check\nwebhooks:")
 		out, _ := kubectl(t, rendered, "apply", "--dry-run=server", "-f", "-")
-		for _, kind := range []string{"deployment.apps/promenroll", "certificate.cert-manager.io/promenroll", "issuer.cert-manager.io/promenroll-selfsigned",
+		for _, kind := range append(extra, "deployment.apps/promenroll",
 			"mutatingwebhookconfiguration.admissionregistration.k8s.io/promenroll-manifest-check", "validatingwebhookconfiguration.admissionregistration.k8s.io/promenroll-manifest-check",
-			"servicemonitor.monitoring.coreos.com/promenroll", "prometheusrule.monitoring.coreos.com/promenroll", "poddisruptionbudget.policy/promenroll"} {
+			"servicemonitor.monitoring.coreos.com/promenroll", "prometheusrule.monitoring.coreos.com/promenroll", "poddisruptionbudget.policy/promenroll") {
 			if !strings.Contains(out, kind) {
 				t.Errorf("%s: %s not applied:\n%s", overlay, kind, out)
 			}
