@@ -27,8 +27,13 @@ build: ## Build bin/promenroll.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/promenroll ./cmd/promenroll
 
 .PHONY: test
-test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus).
+test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus), the Helm chart.
 	$(GO) test $(TEST_FLAGS) ./...
+	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
+
+.PHONY: test-chart
+test-chart: test-bins ## Test the Helm chart with Helm's SDK: lint, renders, safety, agreement with deploy/, install with self-managed TLS.
+	cd test/chart && $(GO) test $(TEST_FLAGS) -v ./...
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control plane).
@@ -76,6 +81,7 @@ fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mut
 lint: ## gofmt and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd test/chart && $(GO) vet ./...
 
 .PHONY: demo
 demo: test-bins build ## Run promenroll against a local control plane and show what it does (ARGS=--once to exit).

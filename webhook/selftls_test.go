@@ -244,10 +244,12 @@ func TestSelfManagedTLSRepairsAndCounts(t *testing.T) {
 				d[k] = []byte("garbage")
 			}
 		}, "ca", "unusable"},
-		"garbage serving certificate": {func(d, _ map[string][]byte) { d[SecretCert] = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n") }, "serving", "unusable"},
-		"key of another certificate":  {func(d, o map[string][]byte) { d[SecretKey] = o[SecretKey] }, "serving", "unusable"},
-		"certificate of another CA":   {func(d, o map[string][]byte) { d[SecretCert], d[SecretKey] = o[SecretCert], o[SecretKey] }, "serving", "untrusted"},
-		"CA key removed":              {func(d, _ map[string][]byte) { delete(d, SecretCAKey) }, "ca", "missing"},
+		"garbage serving certificate": {func(d, _ map[string][]byte) {
+			d[SecretCert] = []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+		}, "serving", "unusable"},
+		"key of another certificate": {func(d, o map[string][]byte) { d[SecretKey] = o[SecretKey] }, "serving", "unusable"},
+		"certificate of another CA":  {func(d, o map[string][]byte) { d[SecretCert], d[SecretKey] = o[SecretCert], o[SecretKey] }, "serving", "untrusted"},
+		"CA key removed":             {func(d, _ map[string][]byte) { delete(d, SecretCAKey) }, "ca", "missing"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			other := newTLSFixture(t, nil)

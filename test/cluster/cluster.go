@@ -68,6 +68,13 @@ type Options struct {
 	PolicyFile string
 	// Log receives promenroll's and the control plane's output.
 	Log io.Writer
+	// Bare starts the control plane with the CRDs only: no webhook
+	// configurations, no promenroll. For tests that install promenroll
+	// themselves (the Helm chart's render) and run it with Serve.
+	Bare bool
+	// NoCertManagerCRDs leaves cert-manager's CRDs out, as in a cluster
+	// without cert-manager (InstallCertManagerCRDs adds them later).
+	NoCertManagerCRDs bool
 }
 
 // Cluster is a running control plane with promenroll installed.
@@ -146,6 +153,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.NoCertManagerCRDs {
+		crds = crds[:1]
+	}
 	binary := filepath.Join(dir, "promenroll")
 	build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/promenroll")
 	build.Dir, build.Stdout, build.Stderr = root, opts.Log, opts.Log
@@ -155,14 +165,16 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	c.binary = binary
 
 	c.env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDInstallOptions:     envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths:            []string{filepath.Join(root, "deploy", "base", "webhooks.yaml")},
-			LocalServingHost: "127.0.0.1",
-		},
+		BinaryAssetsDirectory:    assets,
+		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	if !opts.Bare {
+		c.env.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			Paths:            []string{filepath.Join(root, "deploy", "base", "webhooks.yaml")},
+			LocalServingHost: "127.0.0.1",
+		}
 	}
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("start control plane: %w", err)
@@ -181,6 +193,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	if c.Client, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
 		return nil, err
+	}
+	if opts.Bare {
+		return c, nil
 	}
 	if err := c.useOwnCA(ctx); err != nil {
 		return nil, err
@@ -353,6 +368,41 @@ func (c *Cluster) BeginStopWebhook() func() int {
 		return proc.cmd.ProcessState.ExitCode()
 	}
 }
+
+// InstallCertManagerCRDs adds cert-manager's CRDs to a cluster started
+// without them.
+func (c *Cluster) InstallCertManagerCRDs(ctx context.Context) error {
+	crds, err := crdPaths(ctx, c.Dir)
+	if err != nil {
+		return err
+	}
+	_, err = envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: crds[1:], ErrorIfPathMissing: true})
+	return err
+}
+
+// Replica is a promenroll process started with Serve.
+type Replica struct{ p *process }
+
+// Serve runs the promenroll binary with args (a `serve` command line of the
+// caller's choosing), its output in LogDir/name.log. Stop it with Stop; the
+// cluster's Stop does not.
+func (c *Cluster) Serve(name string, args ...string) (*Replica, error) {
+	p, err := startProcess(c.LogDir, name, c.binary, args, c.opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &Replica{p: p}, nil
+}
+
+// Stop sends SIGTERM and waits up to 20s before killing; it returns the
+// exit code (-1 if killed).
+func (r *Replica) Stop() int {
+	r.p.stop(20 * time.Second)
+	return r.p.cmd.ProcessState.ExitCode()
+}
+
+// Exited reports whether the replica has ended, and how.
+func (r *Replica) Exited() (bool, string) { return r.p.exited() }
 
 // Readyz returns the HTTP status of promenroll's /readyz (0: no answer).
 func (c *Cluster) Readyz() int {

@@ -406,11 +406,20 @@ func deref[T any](p *T) any {
 
 // Policy loads the policy the install's ConfigMap ships.
 func Policy(in *Install, namespace string) (*policy.Policy, error) {
-	cm, err := One[corev1.ConfigMap](in, "ConfigMap")
+	cms, err := All[corev1.ConfigMap](in, "ConfigMap")
 	if err != nil {
 		return nil, err
 	}
-	return policy.Parse(in.Source+": ConfigMap policy.yaml", []byte(cm.Data["policy.yaml"]), policy.Options{OwnNamespace: namespace})
+	var found []corev1.ConfigMap
+	for _, cm := range cms {
+		if _, ok := cm.Data["policy.yaml"]; ok {
+			found = append(found, cm)
+		}
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("%s: %d ConfigMaps with a policy.yaml, want 1", in.Source, len(found))
+	}
+	return policy.Parse(in.Source+": ConfigMap "+found[0].Name+" policy.yaml", []byte(found[0].Data["policy.yaml"]), policy.Options{OwnNamespace: namespace})
 }
 
 // OwnRule is the PrometheusRule the install ships for promenroll itself.

@@ -1,0 +1,345 @@
+package chart
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/promenroll/promenroll/policy"
+	"github.com/promenroll/promenroll/test/cluster"
+	"github.com/promenroll/promenroll/test/manifests"
+)
+
+const namespace = cluster.Namespace
+
+// kubeVersion is the local control plane's (test/tools pins it); the
+// chart's kubeVersion constraint is checked against it.
+var kubeVersion = &common.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+
+func TestMain(m *testing.M) {
+	// Helm logs every file it follows through a link (files/ links to
+	// deploy/base/monitors) at INFO: keep test output for failures.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	os.Exit(m.Run())
+}
+
+func chartDir(t *testing.T) string {
+	t.Helper()
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "charts", "promenroll")
+}
+
+// ciValues lists charts/promenroll/ci/*-values.yaml with their TLS mode.
+func ciValues(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(chartDir(t), "ci", "*-values.yaml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("ci values files: %v %v", files, err)
+	}
+	out := map[string]map[string]any{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals := map[string]any{}
+		if err := yaml.Unmarshal(data, &vals); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[filepath.Base(f)] = vals
+	}
+	return out
+}
+
+func loadChart(t *testing.T) *chartv2.Chart {
+	t.Helper()
+	ch, err := loader.Load(chartDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// render is `helm template` through the SDK: a client-only install, with
+// the values schema enforced.
+func render(t *testing.T, vals map[string]any) (string, error) {
+	t.Helper()
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRunStrategy = action.DryRunClient
+	install.KubeVersion = kubeVersion
+	install.ReleaseName = "promenroll"
+	install.Namespace = namespace
+	install.Replace = true
+	rel, err := install.Run(loadChart(t), vals)
+	if err != nil {
+		return "", err
+	}
+	r, ok := rel.(*releasev1.Release)
+	if !ok {
+		t.Fatalf("release of type %T", rel)
+	}
+	return r.Manifest, nil
+}
+
+func mustRender(t *testing.T, vals map[string]any) *manifests.Install {
+	t.Helper()
+	out, err := render(t, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := manifests.Parse("chart", []byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func tlsMode(vals map[string]any) string {
+	if tls, ok := vals["tls"].(map[string]any); ok {
+		if m, ok := tls["mode"].(string); ok {
+			return m
+		}
+	}
+	return "selfManaged"
+}
+
+func fullname(vals map[string]any) string {
+	if n, ok := vals["fullnameOverride"].(string); ok && n != "" {
+		return n
+	}
+	return "promenroll"
+}
+
+// TestLintStrict is `helm lint --strict` with each ci values file: the
+// schema, the templates and the chart's metadata, warnings included.
+func TestLintStrict(t *testing.T) {
+	for name, vals := range ciValues(t) {
+		t.Run(name, func(t *testing.T) {
+			lint := action.NewLint()
+			lint.Strict = true
+			lint.Namespace = namespace
+			lint.KubeVersion = kubeVersion
+			res := lint.Run([]string{chartDir(t)}, vals)
+			for _, m := range res.Messages {
+				if m.Severity > support.InfoSev {
+					t.Errorf("%s", m)
+				}
+			}
+			for _, err := range res.Errors {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestRendersAreSafe: every ci values file renders, and the render passes
+// the checker the kustomize install passes.
+func TestRendersAreSafe(t *testing.T) {
+	for name, vals := range ciValues(t) {
+		t.Run(name, func(t *testing.T) {
+			in := mustRender(t, vals)
+			in.Source = "chart with ci/" + name
+			for _, err := range manifests.Check(in, manifests.Expect{Namespace: namespace, TLSMode: tlsMode(vals), Name: fullname(vals)}) {
+				t.Error(err)
+			}
+			p, err := manifests.Policy(in, namespace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, dry := vals["dryRun"]; dry && p.Source.Mode != policy.ModeDryRun {
+				t.Errorf("dryRun: true renders policy mode %s", p.Source.Mode)
+			}
+		})
+	}
+}
+
+func kustomize(t *testing.T, overlay string) *manifests.Install {
+	t.Helper()
+	root, _ := cluster.RepoRoot()
+	out, err := exec.Command(filepath.Join(root, "bin", "k8s", "kubectl"), "kustomize", filepath.Join(root, "deploy", overlay)).Output()
+	if err != nil {
+		t.Fatalf("kustomize deploy/%s (run make test-bins): %v", overlay, err)
+	}
+	in, err := manifests.Parse("deploy/"+overlay, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// TestChartAndKustomizeAgree: with default values the chart installs what
+// deploy/base installs, field for field where it matters to safety
+// (webhooks, RBAC, how the pod runs), and ships the same policy and the same
+// monitoring objects; likewise for cert-manager and dry-run.
+func TestChartAndKustomizeAgree(t *testing.T) {
+	for overlay, vals := range map[string]map[string]any{
+		"base":         {},
+		"cert-manager": {"tls": map[string]any{"mode": "certManager"}},
+		"dry-run":      {"dryRun": true},
+	} {
+		t.Run(overlay, func(t *testing.T) {
+			chart, kust := mustRender(t, vals), kustomize(t, overlay)
+			a, err := manifests.Safety(chart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := manifests.Safety(kust)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(b, a); d != "" {
+				t.Errorf("safety-relevant fields differ (-kustomize +chart):\n%s", d)
+			}
+			pc, err := manifests.Policy(chart, namespace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pk, err := manifests.Policy(kust, namespace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(pk.Source, pc.Source); d != "" {
+				t.Errorf("policies differ (-kustomize +chart):\n%s", d)
+			}
+			for _, kind := range []string{"PodMonitor", "ServiceMonitor", "PrometheusRule"} {
+				if d := cmp.Diff(specs(t, kust, kind), specs(t, chart, kind)); d != "" {
+					t.Errorf("%s specs differ (-kustomize +chart):\n%s", kind, d)
+				}
+				for _, l := range labelsOf(t, chart, kind) {
+					if l["release"] != "kube-prometheus-stack" {
+						t.Errorf("chart %s without release=kube-prometheus-stack: %v", kind, l)
+					}
+				}
+			}
+		})
+	}
+}
+
+func specs(t *testing.T, in *manifests.Install, kind string) []string {
+	t.Helper()
+	var out []string
+	for _, doc := range in.ByKind[kind] {
+		var o struct {
+			Spec map[string]any `json:"spec"`
+		}
+		if err := yaml.Unmarshal(doc, &o); err != nil {
+			t.Fatal(err)
+		}
+		// The chart adds its instance label to its own ServiceMonitor's
+		// selector; compare what is shared.
+		if sel, ok := o.Spec["selector"].(map[string]any); ok {
+			if ml, ok := sel["matchLabels"].(map[string]any); ok {
+				delete(ml, "app.kubernetes.io/instance")
+			}
+		}
+		b, _ := yaml.Marshal(o.Spec)
+		out = append(out, string(b))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func labelsOf(t *testing.T, in *manifests.Install, kind string) []map[string]string {
+	t.Helper()
+	var out []map[string]string
+	for _, doc := range in.ByKind[kind] {
+		var o struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &o); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, o.Metadata.Labels)
+	}
+	return out
+}
+
+// TestInvalidValuesNameTheKey: the schema refuses bad values with the key
+// in the message, before anything is rendered.
+func TestInvalidValuesNameTheKey(t *testing.T) {
+	for name, tc := range map[string]struct {
+		vals map[string]any
+		want string
+	}{
+		"unknown key":         {map[string]any{"replica": 3}, "replica"},
+		"failurePolicy typo":  {map[string]any{"webhook": map[string]any{"rules": map[string]any{"failurePolicy": "fail", "timeoutSeconds": 5}}}, "failurePolicy"},
+		"timeout too long":    {map[string]any{"webhook": map[string]any{"enroll": map[string]any{"failurePolicy": "Ignore", "timeoutSeconds": 60}}}, "timeoutSeconds"},
+		"unknown TLS mode":    {map[string]any{"tls": map[string]any{"mode": "manual"}}, "mode"},
+		"existingSecret bare": {map[string]any{"tls": map[string]any{"mode": "existingSecret"}}, "existingSecret"},
+		"bad duration":        {map[string]any{"tls": map[string]any{"mode": "selfManaged", "selfManaged": map[string]any{"certValidity": "1 year"}}}, "certValidity"},
+		"bad log level":       {map[string]any{"logLevel": "verbose"}, "logLevel"},
+		"bad policy mode":     {map[string]any{"policy": map[string]any{"apiVersion": "promenroll.io/v1alpha1", "kind": "Policy", "mode": "enforcing"}}, "mode"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := render(t, tc.vals)
+			if err == nil {
+				t.Fatal("rendered")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error does not name %q: %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestNotesTellTheReleaseLabel: NOTES.txt tells the user to set the
+// release label of their kube-prometheus-stack.
+func TestNotesTellTheReleaseLabel(t *testing.T) {
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRunStrategy = action.DryRunClient
+	install.KubeVersion = kubeVersion
+	install.ReleaseName, install.Namespace, install.Replace = "promenroll", namespace, true
+	rel, err := install.Run(loadChart(t), map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := rel.(*releasev1.Release).Info.Notes
+	for _, want := range []string{"release=kube-prometheus-stack", "--set prometheusRelease=", "helm uninstall"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("NOTES.txt lacks %q:\n%s", want, notes)
+		}
+	}
+}
+
+// TestTemplatesKeepNothingRandom: two renders are byte-identical, so Argo
+// CD and Flux see no diff between syncs.
+func TestTemplatesKeepNothingRandom(t *testing.T) {
+	for name, vals := range ciValues(t) {
+		a, err := render(t, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := render(t, vals)
+		if !bytes.Equal([]byte(a), []byte(b)) {
+			t.Errorf("%s: two renders differ", name)
+		}
+	}
+	// Nor could they differ in a cluster: no generated secrets, no reads
+	// of live state, no clock.
+	action := regexp.MustCompile(`\{\{[^}]*\b(genCA|genSelfSignedCert|genSignedCert|genPrivateKey|randAlphaNum|randAlpha|randNumeric|randBytes|uuidv4|lookup|now)\b[^}]*\}\}`)
+	for _, tpl := range loadChart(t).Templates {
+		if m := action.Find(tpl.Data); m != nil {
+			t.Errorf("%s: %s: renders would differ between syncs", tpl.Name, m)
+		}
+	}
+}
