@@ -30,6 +30,11 @@ const (
 // runs a little behind still accepts it.
 const clockSkew = 5 * time.Minute
 
+// backdate is clockSkew, or a tenth of a short validity (tests use
+// lifetimes of seconds), so the renewal point stays two thirds into the
+// life that lies ahead.
+func backdate(validity time.Duration) time.Duration { return min(clockSkew, validity/10) }
+
 // keyPair is a parsed certificate with its PEM and, for a CA, its key.
 type keyPair struct {
 	Cert    *x509.Certificate
@@ -76,7 +81,7 @@ func newCA(name string, now time.Time, validity time.Duration) (*keyPair, error)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s-ca@%d", name, now.Unix())},
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-backdate(validity)),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
@@ -111,7 +116,7 @@ func newServing(ca *keyPair, names []string, now time.Time, validity time.Durati
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    now.Add(-clockSkew),
+		NotBefore:    now.Add(-backdate(validity)),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -336,11 +336,13 @@ func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data m
 	if len(trusted) == 0 {
 		trusted = s.trustedByAPIServer(ctx)
 	}
+	// Older CAs stay trusted while they are valid: one signed the
+	// certificate the replicas serve (at most three, should repairs fail
+	// and repeat).
 	var keep []*x509.Certificate
 	for _, c := range trusted {
-		if now.Before(c.NotAfter) && c.IsCA {
+		if now.Before(c.NotAfter) && c.IsCA && len(keep) < 3 {
 			keep = append(keep, c)
-			break // one previous CA is enough: it signed the served certificate
 		}
 	}
 	next, err := newCA(s.Secret.Name, now, s.CAValidity)
@@ -349,7 +351,15 @@ func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data m
 	}
 	s.Metrics.TLSIssued.WithLabelValues("ca", reasonLabel(problem)).Inc()
 	s.Log.Info("new CA", "secret", s.Secret.String(), "reason", problem, "notAfter", next.Cert.NotAfter.UTC().Format(time.RFC3339))
+	bundle := append(append([]byte{}, next.CertPEM...), encodeCerts(keep)...)
 	if served, _, _ := checkServing(data, keep, s.Names, now); served == nil {
+		// The Secret holds nothing servable (replicas keep serving the
+		// last good certificate from memory). The new CA's certificate
+		// goes in at once, so the API server must trust the new CA
+		// before the replicas can load it.
+		if _, err := s.ensureBundle(ctx, bundle); err != nil {
+			return err
+		}
 		leaf, err := newServing(next, s.Names, now, s.CertValidity)
 		if err != nil {
 			return err
@@ -357,7 +367,7 @@ func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data m
 		data[SecretCert], data[SecretKey] = leaf.CertPEM, leaf.KeyPEM
 		s.Metrics.TLSIssued.WithLabelValues("serving", "new-ca").Inc()
 	}
-	data[SecretCACert] = append(append([]byte{}, next.CertPEM...), encodeCerts(keep)...)
+	data[SecretCACert] = bundle
 	data[SecretCAKey] = next.KeyPEM
 	return s.write(ctx, sec, data)
 }

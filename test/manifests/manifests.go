@@ -275,6 +275,9 @@ func checkDeployment(in *Install, want Expect) []error {
 		if !found {
 			add("selfManaged: the Secret promenroll fills is not shipped (RBAC cannot grant create by name)")
 		}
+		if len(in.ByKind["Lease"]) != 1 {
+			add("selfManaged: %d leader election Leases shipped, want 1 (uninstall must remove it)", len(in.ByKind["Lease"]))
+		}
 	default:
 		if secretVolume == "" || !strings.Contains(args, "--cert-dir="+mounts["tls"].MountPath) {
 			add("%s: args %q do not read --cert-dir from the mounted Secret (%q)", want.TLSMode, args, secretVolume)
