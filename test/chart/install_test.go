@@ -2,6 +2,7 @@ package chart
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,11 +45,12 @@ import (
 //   - `kubectl apply -k deploy/base` works with no other prerequisite;
 //   - every ci/*-values.yaml render passes a server-side dry-run apply
 //     (certManager once cert-manager's CRDs are added);
-//   - `helm install` (Helm's SDK, the default selfManaged TLS) against the
-//     API server, promenroll run as its ServiceAccount with the chart's
-//     RBAC and arguments: the Secret is filled, the API server calls the
-//     webhooks, certificates rotate under load with no failed admission,
-//     the second replica takes over when the leader stops;
+//   - `helm install` (Helm's SDK, the default selfManaged TLS, clientCA
+//     set) against the API server, promenroll run as its ServiceAccount
+//     with the chart's RBAC and arguments: the Secret is filled, the API
+//     server calls the webhooks with its admission client certificate
+//     (others are refused), certificates rotate under load with no failed
+//     admission, the second replica takes over when the leader stops;
 //   - `helm uninstall` leaves nothing behind and writes are no longer
 //     intercepted.
 func TestInstall(t *testing.T) {
@@ -55,7 +58,7 @@ func TestInstall(t *testing.T) {
 		t.Fatal("bin/k8s/kube-apiserver missing: run `make test-bins` (make test does)")
 	}
 	ctx := t.Context()
-	c, err := cluster.Start(ctx, cluster.Options{Bare: true, NoCertManagerCRDs: true})
+	c, err := cluster.Start(ctx, cluster.Options{Bare: true, NoCertManagerCRDs: true, AdmissionClientCert: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +252,7 @@ func (b *balancer) serve() {
 
 type replica struct {
 	name    string
+	addr    string
 	proc    *cluster.Replica
 	metrics string
 	probe   string
@@ -322,7 +326,12 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 
 	// Short lifetimes force rotations within the test: the serving
 	// certificate every 20s, the CA after 50s.
-	vals := map[string]any{"tls": map[string]any{"mode": "selfManaged", "selfManaged": map[string]any{"caValidity": "75s", "certValidity": "30s"}}}
+	// The API server presents a client certificate (its admission
+	// configuration); promenroll requires one signed by clientCA.
+	vals := map[string]any{
+		"tls":      map[string]any{"mode": "selfManaged", "selfManaged": map[string]any{"caValidity": "75s", "certValidity": "30s"}},
+		"clientCA": string(c.AdmissionClientCA),
+	}
 	cfg := helmConfig(t, c.Kubeconfig)
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace, install.CreateNamespace = "promenroll", namespace, true
@@ -356,11 +365,22 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	if err := os.WriteFile(filepath.Join(policyDir, "policy.yaml"), []byte(cm.Data["policy.yaml"]), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var clientCA corev1.ConfigMap
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "promenroll-client-ca"}, &clientCA); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(policyDir, "client-ca.crt"), []byte(clientCA.Data["ca.crt"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--client-ca=/etc/promenroll/client-ca/ca.crt") {
+		t.Fatalf("clientCA set, but the Deployment does not pass --client-ca: %v", dep.Spec.Template.Spec.Containers[0].Args)
+	}
 	kubeconfig := saKubeconfig(t, c, dep.Spec.Template.Spec.ServiceAccountName)
 	start := func(name, host string) *replica {
-		r := &replica{name: name, metrics: freePort(t), probe: freePort(t)}
+		r := &replica{name: name, addr: net.JoinHostPort(host, p), metrics: freePort(t), probe: freePort(t)}
 		args := append(append([]string{}, dep.Spec.Template.Spec.Containers[0].Args...),
 			"--policy="+filepath.Join(policyDir, "policy.yaml"),
+			"--client-ca="+filepath.Join(policyDir, "client-ca.crt"),
 			"--kubeconfig="+kubeconfig,
 			"--namespace="+namespace,
 			"--bind-host="+host, "--port="+p,
@@ -431,6 +451,13 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	admit(0)
 	if failed.Load() > 0 {
 		t.Fatalf("the API server cannot call promenroll: %v", firstErr.Load())
+	}
+	// Anyone else, without the API server's client certificate, is
+	// refused at the handshake.
+	if resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}).Post( //nolint:gosec // the server's identity is not what is tested
+		fmt.Sprintf("https://127.0.0.1:%d/validate", lb.port()), "application/json", strings.NewReader("{}")); err == nil {
+		resp.Body.Close()
+		t.Errorf("a caller without a client certificate got HTTP %d", resp.StatusCode)
 	}
 
 	// Load through two serving-certificate renewals and a CA renewal.
@@ -514,10 +541,18 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	if !repaired() {
 		t.Error("the garbage Secret was not repaired (or not counted)")
 	}
-	waitFor(t, "the repaired certificate served", 30*time.Second, func() bool {
-		admit(999999)
-		return failed.Load() == 0
+	if failed.Load() > 0 {
+		t.Errorf("%d admissions failed while the garbage Secret was repaired; first: %v", failed.Load(), firstErr.Load())
+	}
+	waitFor(t, other.name+" to serve the repaired Secret's certificate", 30*time.Second, func() bool {
+		want := pemCerts(secretFilled().Data["tls.crt"])
+		got := servedCert(other.addr)
+		return len(want) > 0 && got != nil && got.Equal(want[0])
 	})
+	admit(999999)
+	if failed.Load() > 0 {
+		t.Errorf("the API server cannot call promenroll after the repair: %v", firstErr.Load())
+	}
 	other.proc.Stop()
 
 	// helm uninstall: the webhook configurations go first; nothing of the
@@ -604,6 +639,24 @@ func rule(name string) *monv1.PrometheusRule {
 			}},
 		}}},
 	}
+}
+
+// servedCert is the certificate a replica presents (read during the
+// handshake, which it then ends for want of a client certificate).
+func servedCert(addr string) *x509.Certificate {
+	var got *x509.Certificate
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	_ = tls.Client(conn, &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error { //nolint:gosec // reading the certificate only
+		if len(cs.PeerCertificates) > 0 {
+			got = cs.PeerCertificates[0]
+		}
+		return nil
+	}}).Handshake()
+	return got
 }
 
 func pemCerts(data []byte) []*x509.Certificate {

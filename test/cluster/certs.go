@@ -49,10 +49,9 @@ func newCA() (*ca, error) {
 	return &ca{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
-// writeServing writes a new serving certificate for 127.0.0.1/localhost
-// into dir as tls.crt and tls.key, each by an atomic rename, and returns its
-// serial number.
-func (c *ca) writeServing(dir string) (*big.Int, error) {
+// issue writes a key and a certificate signed by the CA: for serving
+// (127.0.0.1 and localhost) or for a TLS client.
+func (c *ca) issue(certPath, keyPath, cn string, usage x509.ExtKeyUsage) (*big.Int, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -63,13 +62,15 @@ func (c *ca) writeServing(dir string) (*big.Int, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "promenroll-webhook"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	if usage == x509.ExtKeyUsageServerAuth {
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
 	if err != nil {
@@ -79,13 +80,20 @@ func (c *ca) writeServing(dir string) (*big.Int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
+	if err := writeAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
+	if err := writeAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
 		return nil, err
 	}
 	return serial, nil
+}
+
+// writeServing writes a new serving certificate for 127.0.0.1/localhost
+// into dir as tls.crt and tls.key, each by an atomic rename, and returns its
+// serial number.
+func (c *ca) writeServing(dir string) (*big.Int, error) {
+	return c.issue(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), "promenroll-webhook", x509.ExtKeyUsageServerAuth)
 }
 
 func writeAtomic(path string, data []byte) error {

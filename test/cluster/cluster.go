@@ -8,6 +8,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -75,6 +76,10 @@ type Options struct {
 	// NoCertManagerCRDs leaves cert-manager's CRDs out, as in a cluster
 	// without cert-manager (InstallCertManagerCRDs adds them later).
 	NoCertManagerCRDs bool
+	// AdmissionClientCert makes the API server present a client
+	// certificate to every webhook (its admission configuration's
+	// kubeConfigFile), signed by the CA in Cluster.AdmissionClientCA.
+	AdmissionClientCert bool
 }
 
 // Cluster is a running control plane with promenroll installed.
@@ -96,6 +101,10 @@ type Cluster struct {
 
 	mu   sync.Mutex
 	proc *process // promenroll serve
+
+	// AdmissionClientCA is the PEM of the CA that signed the API server's
+	// admission client certificate (Options.AdmissionClientCert).
+	AdmissionClientCA []byte
 
 	// LogDir holds the logs of the programs the monitoring stack runs.
 	LogDir  string
@@ -169,6 +178,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		CRDInstallOptions:        envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	if opts.AdmissionClientCert {
+		if err := c.admissionClientCert(); err != nil {
+			return nil, err
+		}
 	}
 	if !opts.Bare {
 		c.env.WebhookInstallOptions = envtest.WebhookInstallOptions{
@@ -367,6 +381,51 @@ func (c *Cluster) BeginStopWebhook() func() int {
 		c.mu.Unlock()
 		return proc.cmd.ProcessState.ExitCode()
 	}
+}
+
+// admissionClientCert writes a client CA, a client certificate and the
+// admission configuration that has the API server present it to every
+// webhook ("*"), and passes it to kube-apiserver.
+func (c *Cluster) admissionClientCert() error {
+	dir := filepath.Join(c.Dir, "admission")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	clientCA, err := newCA()
+	if err != nil {
+		return err
+	}
+	crt, key := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	if _, err := clientCA.issue(crt, key, "kube-apiserver-admission", x509.ExtKeyUsageClientAuth); err != nil {
+		return err
+	}
+	c.AdmissionClientCA = clientCA.certPEM
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: %s
+    client-key: %s
+`, crt, key), 0o600); err != nil {
+		return err
+	}
+	config := filepath.Join(dir, "admission.yaml")
+	var plugins strings.Builder
+	for _, p := range []string{"ValidatingAdmissionWebhook", "MutatingAdmissionWebhook"} {
+		fmt.Fprintf(&plugins, `- name: %s
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: %s
+`, p, kubeconfig)
+	}
+	if err := os.WriteFile(config, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"+plugins.String()), 0o600); err != nil {
+		return err
+	}
+	c.env.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", config)
+	return nil
 }
 
 // InstallCertManagerCRDs adds cert-manager's CRDs to a cluster started
