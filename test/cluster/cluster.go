@@ -8,8 +8,8 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
