@@ -96,11 +96,15 @@ var gates = map[schema.GroupKind]gate{
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
-	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *Policy, o *monv1.Probe, _ int, ns Namespace, _ ClusterState) Report {
-		return p.CheckProbe(o, ns)
+	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *Policy, o *monv1.Probe, _ int, ns Namespace, cs ClusterState) Report {
+		rep := p.CheckProbe(o, ns)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "Probe", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		return rep
 	}),
-	{Group: groupMonitoring, Kind: "ScrapeConfig"}: gateFor(func(p *Policy, o *monv1alpha1.ScrapeConfig, _ int, ns Namespace, _ ClusterState) Report {
-		return p.CheckScrapeConfig(o, ns)
+	{Group: groupMonitoring, Kind: "ScrapeConfig"}: gateFor(func(p *Policy, o *monv1alpha1.ScrapeConfig, _ int, ns Namespace, cs ClusterState) Report {
+		rep := p.CheckScrapeConfig(o, ns)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "ScrapeConfig", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		return rep
 	}),
 }
 

@@ -34,7 +34,7 @@ const DefaultMinFor = "1m"
 var (
 	WorkloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet"}
 	EnrollKinds   = []string{"Deployment", "StatefulSet", "DaemonSet", "Service"}
-	MonitorKinds  = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+	MonitorKinds  = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule", "Probe", "ScrapeConfig"}
 )
 
 // Options are facts about the running installation that the policy file

@@ -26,6 +26,8 @@ type PrometheusSelectors struct {
 	Namespace, Name                                      string
 	ServiceMonitor, ServiceMonitorNamespace              *metav1.LabelSelector
 	PodMonitor, PodMonitorNamespace, Rule, RuleNamespace *metav1.LabelSelector
+	Probe, ProbeNamespace                                *metav1.LabelSelector
+	ScrapeConfig, ScrapeConfigNamespace                  *metav1.LabelSelector
 	// ScrapeInterval is spec.scrapeInterval (the CRD defaults it to 30s).
 	ScrapeInterval string
 }
@@ -76,6 +78,10 @@ func (p PrometheusSelectors) selectorsFor(kind string) (sel, nsSel *metav1.Label
 		return p.ServiceMonitor, p.ServiceMonitorNamespace, "serviceMonitorSelector", "serviceMonitorNamespaceSelector", true
 	case "PodMonitor":
 		return p.PodMonitor, p.PodMonitorNamespace, "podMonitorSelector", "podMonitorNamespaceSelector", true
+	case "Probe":
+		return p.Probe, p.ProbeNamespace, "probeSelector", "probeNamespaceSelector", true
+	case "ScrapeConfig":
+		return p.ScrapeConfig, p.ScrapeConfigNamespace, "scrapeConfigSelector", "scrapeConfigNamespaceSelector", true
 	case "PrometheusRule":
 		if p.Kind == KindPrometheusAgent {
 			return nil, nil, "", "", false

@@ -15,6 +15,11 @@ func TestSelectingPrometheuses(t *testing.T) {
 		{Namespace: "monitoring", Name: "kps", ServiceMonitor: release, ServiceMonitorNamespace: all, Rule: release, RuleNamespace: all},
 		// A team Prometheus: everything in its own namespace only.
 		{Namespace: "team-a", Name: "team", ServiceMonitor: all, PodMonitor: all, Rule: all},
+		// A blackbox Prometheus: Probes everywhere, ScrapeConfigs labelled
+		// release=kps in its own namespace.
+		{Namespace: "blackbox", Name: "bb", Probe: all, ProbeNamespace: all, ScrapeConfig: release},
+		// An agent: loads monitors, never rules.
+		{Kind: KindPrometheusAgent, Namespace: "agents", Name: "agent", ScrapeConfig: all, ScrapeConfigNamespace: all, Rule: all, RuleNamespace: all},
 	}
 	tests := []struct {
 		name string
@@ -27,6 +32,10 @@ func TestSelectingPrometheuses(t *testing.T) {
 		{"a null namespace selector means the Prometheus' own namespace", Object{Kind: "ServiceMonitor", Namespace: "team-a"}, Namespace{Name: "team-a"}, []string{"team-a/team"}},
 		{"a null object selector matches nothing", Object{Kind: "PodMonitor", Namespace: "shop", Labels: map[string]string{"release": "kps"}}, Namespace{Name: "shop"}, nil},
 		{"both load a labelled rule in the team namespace", Object{Kind: "PrometheusRule", Namespace: "team-a", Labels: map[string]string{"release": "kps"}}, Namespace{Name: "team-a"}, []string{"monitoring/kps", "team-a/team"}},
+		{"probeSelector and probeNamespaceSelector decide for a Probe", Object{Kind: "Probe", Namespace: "shop"}, Namespace{Name: "shop"}, []string{"blackbox/bb"}},
+		{"scrapeConfigSelector with a null namespace selector: own namespace only", Object{Kind: "ScrapeConfig", Namespace: "shop", Labels: map[string]string{"release": "kps"}}, Namespace{Name: "shop"}, []string{"agents/agent"}},
+		{"a ScrapeConfig in the Prometheus' namespace with its label", Object{Kind: "ScrapeConfig", Namespace: "blackbox", Labels: map[string]string{"release": "kps"}}, Namespace{Name: "blackbox"}, []string{"blackbox/bb", "agents/agent"}},
+		{"an agent loads no rule whatever its selectors", Object{Kind: "PrometheusRule", Namespace: "agents"}, Namespace{Name: "agents"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

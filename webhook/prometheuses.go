@@ -48,6 +48,8 @@ func AgentSelectorsOf(items []monv1alpha1.PrometheusAgent) []policy.PrometheusSe
 		out = append(out, policy.PrometheusSelectors{Kind: policy.KindPrometheusAgent, Namespace: a.Namespace, Name: a.Name,
 			ServiceMonitor: a.Spec.ServiceMonitorSelector, ServiceMonitorNamespace: a.Spec.ServiceMonitorNamespaceSelector,
 			PodMonitor: a.Spec.PodMonitorSelector, PodMonitorNamespace: a.Spec.PodMonitorNamespaceSelector,
+			Probe: a.Spec.ProbeSelector, ProbeNamespace: a.Spec.ProbeNamespaceSelector,
+			ScrapeConfig: a.Spec.ScrapeConfigSelector, ScrapeConfigNamespace: a.Spec.ScrapeConfigNamespaceSelector,
 			ScrapeInterval: string(a.Spec.ScrapeInterval)})
 	}
 	return out
@@ -62,6 +64,8 @@ func PrometheusSelectorsOf(items []monv1.Prometheus) []policy.PrometheusSelector
 			ServiceMonitor: p.Spec.ServiceMonitorSelector, ServiceMonitorNamespace: p.Spec.ServiceMonitorNamespaceSelector,
 			PodMonitor: p.Spec.PodMonitorSelector, PodMonitorNamespace: p.Spec.PodMonitorNamespaceSelector,
 			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector,
+			Probe: p.Spec.ProbeSelector, ProbeNamespace: p.Spec.ProbeNamespaceSelector,
+			ScrapeConfig: p.Spec.ScrapeConfigSelector, ScrapeConfigNamespace: p.Spec.ScrapeConfigNamespaceSelector,
 			ScrapeInterval: string(p.Spec.ScrapeInterval)})
 	}
 	return out

@@ -324,3 +324,38 @@ monitors:
 		t.Errorf("a selected ServiceMonitor was denied: %v", r.Result)
 	}
 }
+
+// TestMutateProbesAndScrapeConfigsAreSelectedLikeMonitors: Probes and
+// ScrapeConfigs get monitors.labels and are judged against the
+// Prometheus' probeSelector and scrapeConfigSelector.
+func TestMutateProbesAndScrapeConfigsAreSelectedLikeMonitors(t *testing.T) {
+	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policyOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := &metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}}
+	proms := []policy.PrometheusSelectors{{Namespace: "monitoring", Name: "kps",
+		Probe: release, ProbeNamespace: &metav1.LabelSelector{}, ScrapeConfig: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}}}}
+	m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
+		Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return proms })}
+	mux := http.NewServeMux()
+	mux.Handle(MutatePath, &admission.Webhook{Handler: m})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	s := &server{Server: srv}
+	probe := metav1.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "Probe"}
+	r := s.admit(t, MutatePath, review(probe, admissionv1.Create, "monitors", `{"apiVersion":"monitoring.coreos.com/v1","kind":"Probe","metadata":{"name":"site"},"spec":{}}`, nil))
+	if want := `[{"op":"add","path":"/metadata/labels","value":{"release":"kube-prometheus-stack"}}]`; string(r.Patch) != want {
+		t.Errorf("Probe patch = %s, want %s", r.Patch, want)
+	}
+	if len(r.Warnings) > 0 {
+		t.Errorf("a Probe the Prometheus selects once labelled was warned: %q", r.Warnings)
+	}
+	sc := metav1.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1alpha1", Kind: "ScrapeConfig"}
+	r = s.admit(t, MutatePath, review(sc, admissionv1.Create, "monitors", `{"apiVersion":"monitoring.coreos.com/v1alpha1","kind":"ScrapeConfig","metadata":{"name":"static"},"spec":{}}`, nil))
+	if !slices.ContainsFunc(r.Warnings, func(w string) bool {
+		return strings.HasPrefix(w, "no Prometheus will load this ScrapeConfig: Prometheus monitoring/kps") && strings.Contains(w, "scrapeConfig")
+	}) {
+		t.Errorf("a ScrapeConfig no Prometheus selects: warnings %q", r.Warnings)
+	}
+}

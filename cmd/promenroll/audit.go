@@ -189,6 +189,15 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
+	// Probes and ScrapeConfigs (v1alpha1) have CRDs of their own, absent
+	// from some installs: skipped when not served.
+	var probes monv1.ProbeList
+	var scs monv1alpha1.ScrapeConfigList
+	for _, l := range []client.ObjectList{&probes, &scs} {
+		if err := a.c.List(a.ctx, l, opts...); err != nil && !meta.IsNoMatchError(err) {
+			return fmt.Errorf("list %T: %w", l, err)
+		}
+	}
 	type named struct {
 		kind, ns, name string
 		labels         map[string]string
@@ -202,6 +211,12 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	}
 	for _, r := range prs.Items {
 		mons = append(mons, named{"PrometheusRule", r.Namespace, r.Name, r.Labels})
+	}
+	for _, m := range probes.Items {
+		mons = append(mons, named{"Probe", m.Namespace, m.Name, m.Labels})
+	}
+	for _, m := range scs.Items {
+		mons = append(mons, named{"ScrapeConfig", m.Namespace, m.Name, m.Labels})
 	}
 	// Prometheuses are listed cluster-wide: one in another namespace may
 	// load this namespace's monitors.
@@ -267,6 +282,12 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	for i := range pms.Items {
 		gated = append(gated, &pms.Items[i])
 	}
+	for i := range probes.Items {
+		gated = append(gated, &probes.Items[i])
+	}
+	for i := range scs.Items {
+		gated = append(gated, &scs.Items[i])
+	}
 	for _, obj := range gated {
 		gk := schema.GroupKind{Group: monv1.SchemeGroupVersion.Group, Kind: kindOf(obj)}
 		raw, err := json.Marshal(obj)
@@ -312,6 +333,10 @@ func kindOf(obj client.Object) string {
 		return "ServiceMonitor"
 	case *monv1.PodMonitor:
 		return "PodMonitor"
+	case *monv1.Probe:
+		return "Probe"
+	case *monv1alpha1.ScrapeConfig:
+		return "ScrapeConfig"
 	}
 	return ""
 }

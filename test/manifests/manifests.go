@@ -152,6 +152,19 @@ func Check(in *Install, want Expect) []error {
 			add("webhook %s: objectSelector does not honour the opt-out label %s=false", w.Name, policy.OptOutLabel)
 		}
 	}
+	for _, w := range mut.Webhooks {
+		var resources []string
+		for _, r := range w.Rules {
+			resources = append(resources, r.Resources...)
+		}
+		want := map[string][]string{
+			"enroll.promenroll.io":   {"deployments", "statefulsets", "daemonsets", "services"},
+			"monitors.promenroll.io": {"servicemonitors", "podmonitors", "prometheusrules", "probes", "scrapeconfigs"},
+		}[w.Name]
+		if !slices.Equal(resources, want) {
+			add("mutating webhook %s: resources %v, want %v", w.Name, resources, want)
+		}
+	}
 	if len(mut.Webhooks) != 2 {
 		add("%d mutating webhooks, want 2 (enroll, monitors)", len(mut.Webhooks))
 	}
