@@ -63,6 +63,18 @@ $(PROMTOOL): test/tools/promtool/go.mod test/tools/promtool/go.sum
 	@echo "promtool: building from test/tools/promtool (pinned Prometheus version)"
 	cd test/tools/promtool && CGO_ENABLED=0 $(GO) build -trimpath -o $(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
 
+# The CRDs `promenroll check` validates against, from the operator version
+# the e2e control plane runs (test/cluster.PrometheusOperatorVersion).
+CRD_VERSION := v0.94.1
+CRD_KINDS   := servicemonitors podmonitors probes scrapeconfigs prometheusrules
+.PHONY: crds
+crds: ## Regenerate cmd/promenroll/crds (the Prometheus Operator CRDs check embeds) from the operator's module.
+	@dir=$$(cd /tmp && $(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(CRD_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	test -n "$$dir" || { echo "cannot download prometheus-operator $(CRD_VERSION)"; exit 1; }; \
+	for k in $(CRD_KINDS); do gzip -9 -n -c "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_$$k.yaml" > cmd/promenroll/crds/$$k.yaml.gz; done; \
+	cp "$$dir/LICENSE" cmd/promenroll/crds/LICENSE; \
+	echo "cmd/promenroll/crds: $(CRD_KINDS) from prometheus-operator $(CRD_VERSION)"
+
 .PHONY: promtool
 promtool: $(PROMTOOL) ## Build bin/promtool from the pinned Prometheus module.
 

@@ -23,8 +23,12 @@ func newLineIndex(data []byte) lineIndex {
 }
 
 // lineOf returns the line of the deepest node of path that exists, or 0.
-func (li lineIndex) lineOf(path string) int {
-	n := li.root
+func (li lineIndex) lineOf(path string) int { return FieldLine(li.root, path) }
+
+// FieldLine returns the line, in the document n was parsed from, of the
+// deepest node of a field path (as field.Path prints it, e.g.
+// "spec.groups[0].rules[1].expr") that exists under n, or 0.
+func FieldLine(n *yamlv3.Node, path string) int {
 	if n == nil {
 		return 0
 	}

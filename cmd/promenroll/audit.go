@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -17,47 +17,63 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/webhook"
 )
 
-// audit scans a live cluster, read-only, with the webhook's engine: which
-// workloads and Services are not enrolled and what enrollment would add,
-// which monitors miss the selector labels, and which stored PrometheusRules
-// the rule gate would refuse today. It exits 1 when a PrometheusRule would
-// be refused.
-func audit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	policyPath := fs.String("policy", "", "policy file (required)")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig (default: $KUBECONFIG, then in-cluster)")
-	namespace := fs.String("namespace", "", "scan only this namespace (default: all)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: promenroll audit --policy policy.yaml [--kubeconfig FILE] [--namespace NS]")
-		fs.PrintDefaults()
+// newAuditCommand: audit scans a live cluster, read-only, with the
+// webhook's engine: which workloads and Services are not enrolled and what
+// enrollment would add, which monitors miss the selector labels or are
+// loaded by no Prometheus, and which stored PrometheusRules and monitors
+// the gates would refuse today. It exits 1 when one would be refused.
+func newAuditCommand() *cobra.Command {
+	var policyPath, kubeconfig, namespace string
+	var allNamespaces bool
+	var chunk int64
+	c := &cobra.Command{
+		Use:   "audit --policy POLICY [-n NAMESPACE | -A]",
+		Short: "Scan a live cluster, read-only, with the same engine",
+		Long: `audit lists the cluster's workloads, Services, monitors, rules and Prometheus
+objects (in pages of --chunk-size, as kubectl does) and reports what the
+webhook would do with them today. It changes nothing.
+
+Exit codes: 0 nothing would be refused, 1 a stored PrometheusRule or monitor
+would be refused today, 2 usage, policy or API error.`,
+		Example: `  promenroll audit --policy policy.yaml -A
+  promenroll audit --policy policy.yaml -n shop --kubeconfig ~/.kube/config`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if policyPath == "" {
+				return usageError{errors.New("--policy is required (run 'promenroll audit --help')")}
+			}
+			if allNamespaces && namespace != "" {
+				return usageError{errors.New("-A and -n exclude each other")}
+			}
+			if chunk <= 0 {
+				return usageError{errors.New("--chunk-size must be positive")}
+			}
+			p, err := policy.Load(policyPath, policy.Options{})
+			if err != nil {
+				return err
+			}
+			cl, err := auditClient(kubeconfig)
+			if err != nil {
+				return err
+			}
+			a := &auditor{ctx: c.Context(), c: cl, p: p, out: c.OutOrStdout(), ns: namespace, chunk: chunk, namespaces: map[string]policy.Namespace{}}
+			return a.run()
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if *policyPath == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return usageError{errors.New("audit needs --policy and no arguments")}
-	}
-	p, err := policy.Load(*policyPath, policy.Options{})
-	if err != nil {
-		return err
-	}
-	c, err := auditClient(*kubeconfig)
-	if err != nil {
-		return err
-	}
-	a := &auditor{ctx: ctx, c: c, p: p, out: stdout, ns: *namespace, namespaces: map[string]policy.Namespace{}}
-	return a.run()
+	fs := c.Flags()
+	fs.StringVar(&policyPath, "policy", "", "policy file (required)")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG, then in-cluster)")
+	fs.StringVarP(&namespace, "namespace", "n", "", "scan only this namespace")
+	fs.BoolVarP(&allNamespaces, "all-namespaces", "A", false, "scan every namespace (the default without -n)")
+	fs.Int64Var(&chunk, "chunk-size", 500, "objects per list request (the API server's limit/continue paging)")
+	return c
 }
 
 func auditClient(kubeconfig string) (client.Client, error) {
@@ -84,14 +100,16 @@ type auditor struct {
 	p          *policy.Policy
 	out        io.Writer
 	ns         string
+	chunk      int64
 	namespaces map[string]policy.Namespace
 
 	notEnrolled, conflicts, unselected, unlabelled, denied, checked int
+	requests                                                       int
 }
 
 func (a *auditor) run() error {
 	var nsList corev1.NamespaceList
-	if err := a.c.List(a.ctx, &nsList); err != nil {
+	if err := a.list(&nsList); err != nil {
 		return fmt.Errorf("list namespaces: %w", err)
 	}
 	for _, n := range nsList.Items {
@@ -107,7 +125,7 @@ func (a *auditor) run() error {
 	var dss appsv1.DaemonSetList
 	var svcs corev1.ServiceList
 	for _, l := range []client.ObjectList{&deps, &sts, &dss, &svcs} {
-		if err := a.c.List(a.ctx, l, opts...); err != nil {
+		if err := a.list(l, opts...); err != nil {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
@@ -132,12 +150,35 @@ func (a *auditor) run() error {
 	if err := a.monitors(opts); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules and monitors checked, %d would be refused\n",
-		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied)
+	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules and monitors checked, %d would be refused (%d list requests of at most %d objects)\n",
+		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied, a.requests, a.chunk)
 	if a.denied > 0 {
 		return errCheckFailed
 	}
 	return nil
+}
+
+// list lists in pages of a.chunk (limit/continue), so no request asks the
+// API server for the whole cluster at once.
+func (a *auditor) list(list client.ObjectList, opts ...client.ListOption) error {
+	var all []runtime.Object
+	cont := ""
+	for {
+		page := list.DeepCopyObject().(client.ObjectList)
+		if err := a.c.List(a.ctx, page, append(slices.Clone(opts), client.Limit(a.chunk), client.Continue(cont))...); err != nil {
+			return err
+		}
+		items, err := meta.ExtractList(page)
+		if err != nil {
+			return err
+		}
+		all = append(all, items...)
+		a.requests++
+		if cont = page.GetContinue(); cont == "" {
+			break
+		}
+	}
+	return meta.SetList(list, all)
 }
 
 func workload(kind, name, ns string, labels, tmpl map[string]string) policy.Object {
@@ -181,7 +222,7 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	var pms monv1.PodMonitorList
 	var prs monv1.PrometheusRuleList
 	for _, l := range []client.ObjectList{&sms, &pms, &prs} {
-		if err := a.c.List(a.ctx, l, opts...); err != nil {
+		if err := a.list(l, opts...); err != nil {
 			if meta.IsNoMatchError(err) {
 				fmt.Fprintln(a.out, "audit: the Prometheus Operator's CRDs are not installed: no monitors or rules to scan")
 				return nil
@@ -194,7 +235,7 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	var probes monv1.ProbeList
 	var scs monv1alpha1.ScrapeConfigList
 	for _, l := range []client.ObjectList{&probes, &scs} {
-		if err := a.c.List(a.ctx, l, opts...); err != nil && !meta.IsNoMatchError(err) {
+		if err := a.list(l, opts...); err != nil && !meta.IsNoMatchError(err) {
 			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
@@ -221,12 +262,12 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	// Prometheuses are listed cluster-wide: one in another namespace may
 	// load this namespace's monitors.
 	var proms monv1.PrometheusList
-	if err := a.c.List(a.ctx, &proms); err != nil && !meta.IsNoMatchError(err) {
+	if err := a.list(&proms); err != nil && !meta.IsNoMatchError(err) {
 		return fmt.Errorf("list Prometheuses: %w", err)
 	}
 	sel := webhook.PrometheusSelectorsOf(proms.Items)
 	var agents monv1alpha1.PrometheusAgentList
-	if err := a.c.List(a.ctx, &agents); err == nil {
+	if err := a.list(&agents); err == nil {
 		sel = append(sel, webhook.AgentSelectorsOf(agents.Items)...)
 	} else if !meta.IsNoMatchError(err) {
 		return fmt.Errorf("list PrometheusAgents: %w", err)
@@ -264,7 +305,7 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	// Every stored rule and monitor through the webhook's gates, against
 	// the cluster's Prometheuses and Services as the webhook sees them.
 	var svcs corev1.ServiceList
-	if err := a.c.List(a.ctx, &svcs); err != nil {
+	if err := a.list(&svcs); err != nil {
 		return fmt.Errorf("list Services: %w", err)
 	}
 	var services staticServices

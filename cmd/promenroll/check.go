@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,12 +12,19 @@ import (
 	"slices"
 	"strings"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/spf13/cobra"
+	yamlv3 "go.yaml.in/yaml/v3"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -26,185 +32,539 @@ import (
 	"github.com/promenroll/promenroll/webhook"
 )
 
-// errCheckFailed is returned when check found a problem the webhook would
-// deny; the details are already printed.
+// errCheckFailed is returned when something would be denied; the details
+// are already printed. Exit code 1.
 var errCheckFailed = errors.New("check failed")
 
-// check runs the webhook's engine offline over a policy and manifests (files,
-// folders, or - for stdin), for CI and GitOps pipelines: the policy must
-// load, and every PrometheusRule, ServiceMonitor, PodMonitor, Probe and
-// // ScrapeConfig must pass its gate as the webhook would judge it, against
-// the Services and Prometheus objects found in the same input. Lint
-// findings and warnings are printed and do not fail.
-func check(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	policyPath := fs.String("policy", "", "policy file (required)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: promenroll check --policy policy.yaml [manifest.yaml | folder | -]...")
-		fs.PrintDefaults()
+// errInput is returned after the whole run when some input could not be
+// read or parsed; the details are already printed. Exit code 2.
+var errInput = errors.New("some input could not be checked")
+
+type checkOptions struct {
+	policy          string
+	filenames       []string
+	output          string
+	namespace       string
+	namespaceLabels []string
+	mode            string
+}
+
+func newCheckCommand() *cobra.Command {
+	var o checkOptions
+	c := &cobra.Command{
+		Use:   "check --policy POLICY [PATH | -]...",
+		Short: "Check a policy and manifests offline, as the webhook would judge them",
+		Long: `check runs the webhook's engine over manifests: files, folders (recursive:
+.yaml, .yml, .json) or stdin (-); multi-document YAML and List objects.
+
+Every object is first checked against the schema the API server applies (the
+Prometheus Operator's CRDs for monitoring.coreos.com kinds, strict decoding
+and object metadata rules for the built-in kinds). Then, as the admission
+webhooks would: Deployments, StatefulSets, DaemonSets and Services get the
+enrollment labels (shown, with each warning), monitors and rules get
+monitors.labels and are judged against the Prometheus objects in the input,
+and PrometheusRules, ServiceMonitors, PodMonitors, Probes and ScrapeConfigs
+go through their gates. Namespace objects and Services, workloads and
+Prometheus objects in the input stand for the cluster. Other kinds pass
+untouched.
+
+Exit codes: 0 nothing would be denied, 1 something would be denied, 2 usage,
+I/O, parse or policy error (an unparseable document is reported with its file
+and document number, the rest is still checked).`,
+		Example: `  promenroll check --policy policy.yaml manifests/
+  kustomize build overlays/prod | promenroll check --policy policy.yaml -
+  promenroll check --policy policy.yaml -o yaml deploy.yaml | diff deploy.yaml -
+  promenroll check --policy policy.yaml --mode enforce -o github rules/`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			o.filenames = append(o.filenames, args...)
+			return o.run(c.Context(), c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr())
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	fs := c.Flags()
+	fs.StringVar(&o.policy, "policy", "", "policy file (required)")
+	fs.StringSliceVarP(&o.filenames, "filename", "f", nil, "file, folder or - (stdin) to check; also taken as arguments")
+	fs.StringVarP(&o.output, "output", "o", "text", "text, json, yaml (the manifests as the webhook would change them) or github (workflow annotations)")
+	fs.StringVar(&o.namespace, "namespace", "default", "namespace of the objects that name none")
+	fs.StringSliceVar(&o.namespaceLabels, "namespace-labels", nil, "labels of namespaces not in the input: ns=key=value,...")
+	fs.StringVar(&o.mode, "mode", "", "enforce: judge as if the policy (and every namespace) were in enforce mode")
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "yaml", "github"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = c.RegisterFlagCompletionFunc("mode", cobra.FixedCompletions([]string{"enforce"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+func (o *checkOptions) validate() error {
+	var errs []error
+	if o.policy == "" {
+		errs = append(errs, errors.New("--policy is required"))
+	}
+	if len(o.filenames) == 0 {
+		errs = append(errs, errors.New("no manifests given: pass files, folders or - (stdin)"))
+	}
+	if !slices.Contains([]string{"text", "json", "yaml", "github"}, o.output) {
+		errs = append(errs, fmt.Errorf("--output %q: use text, json, yaml or github", o.output))
+	}
+	if o.mode != "" && o.mode != "enforce" {
+		errs = append(errs, fmt.Errorf("--mode %q: the only mode to judge as is enforce", o.mode))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return usageError{fmt.Errorf("%w (run 'promenroll check --help')", err)}
+	}
+	return nil
+}
+
+func (o *checkOptions) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	nsLabels, err := parseNamespaceLabels(o.namespaceLabels)
+	if err != nil {
 		return usageError{err}
 	}
-	if *policyPath == "" {
-		fs.Usage()
-		return usageError{errors.New("check needs --policy")}
-	}
-	p, err := policy.Load(*policyPath, policy.Options{})
+	p, err := loadCheckPolicy(o.policy, o.mode == "enforce")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: policy valid (generation %s, mode %s, %d enrollment rules)\n", *policyPath, p.Generation, p.Source.Mode, len(p.Source.Enroll))
+	res := &Result{APIVersion: ResultAPIVersion, Policy: PolicyInfo{Path: o.policy, Generation: p.Generation, Mode: string(p.Source.Mode)}}
 
-	// Read everything first: the Services and Prometheus objects in the
-	// input are the cluster state the gates judge monitors against, as the
-	// webhook does with its caches.
-	type document struct {
-		name string
-		doc  []byte
+	docs := readInputs(o.filenames, stdin, res)
+	objs := objectsOf(docs, res)
+	env := newCheckEnv(p, objs, o.namespace, nsLabels, o.mode == "enforce")
+	for _, obj := range objs {
+		env.judge(ctx, obj)
+		res.Objects = append(res.Objects, obj.report)
 	}
-	var docs []document
-	for _, arg := range fs.Args() {
-		err := eachManifest(arg, func(name string, doc []byte) error {
-			docs = append(docs, document{name, doc})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	res.summarize()
+
+	switch o.output {
+	case "json":
+		err = writeJSON(stdout, res)
+	case "yaml":
+		err = writeYAML(stdout, docs)
+		writeText(stderr, res, true)
+	case "github":
+		writeGitHub(stdout, res)
+	default:
+		writeText(stdout, res, false)
 	}
-	var state inputState
-	for _, d := range docs {
-		state.add(d.doc)
+	if err != nil {
+		return err
 	}
-	cs := policy.ClusterState{Prometheuses: append(webhook.PrometheusSelectorsOf(state.prometheuses), webhook.AgentSelectorsOf(state.agents)...)}
-	if len(state.services) > 0 {
-		cs.Services = state.services
-	}
-	if len(state.workloads) > 0 {
-		cs.Workloads = state.workloads
-	}
-	failed := false
-	for _, d := range docs {
-		bad, err := checkDocument(p, d.name, d.doc, cs, stdout)
-		if err != nil {
-			return err
-		}
-		failed = failed || bad
-	}
-	if failed {
+	switch {
+	case len(res.Errors) > 0:
+		return errInput
+	case res.Summary.Denied > 0:
 		return errCheckFailed
 	}
 	return nil
 }
 
-// eachManifest calls fn for every YAML document of a file, of every
-// .yaml/.yml/.json file under a folder, or of stdin ("-").
-func eachManifest(arg string, fn func(name string, doc []byte) error) error {
-	split := func(name string, data []byte) error {
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for i := 1; ; i++ {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				return nil
+// loadCheckPolicy loads the policy; asEnforced rewrites every mode in it
+// to enforce first (`--mode enforce`: the question before switching a
+// dry-run policy on).
+func loadCheckPolicy(path string, asEnforced bool) (*policy.Policy, error) {
+	if !asEnforced {
+		return policy.Load(path, policy.Options{})
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var src map[string]any
+	if err := yaml.Unmarshal(data, &src); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	enforce := func(m any) {
+		if mm, ok := m.(map[string]any); ok {
+			if _, set := mm["mode"]; set {
+				mm["mode"] = string(policy.ModeEnforce)
 			}
+		}
+	}
+	src["mode"] = string(policy.ModeEnforce)
+	enforce(src["monitors"])
+	enforce(src["rules"])
+	if rules, ok := src["enroll"].([]any); ok {
+		for _, r := range rules {
+			enforce(r)
+		}
+	}
+	out, err := yaml.Marshal(src)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Parse(path+" (every mode set to enforce)", out, policy.Options{})
+}
+
+// parseNamespaceLabels reads ns=key=value,... into labels per namespace.
+func parseNamespaceLabels(specs []string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	for _, s := range specs {
+		ns, kv, ok := strings.Cut(s, "=")
+		k, v, ok2 := strings.Cut(kv, "=")
+		if !ok || !ok2 || ns == "" || k == "" {
+			return nil, fmt.Errorf("--namespace-labels %q: want namespace=key=value", s)
+		}
+		if out[ns] == nil {
+			out[ns] = map[string]string{}
+		}
+		out[ns][k] = v
+	}
+	return out, nil
+}
+
+// document is one YAML document of the input, kept as a node tree so that
+// `-o yaml` can write it back with only the webhook's changes.
+type document struct {
+	source string // file path, or "stdin"
+	index  int    // 1-based, in its file
+	line   int    // its first line in the file
+	text   []byte
+	root   *yamlv3.Node // the document's content; nil if empty or unparseable
+	dirty  bool
+}
+
+// object is one Kubernetes object: a document, or an item of a List.
+type object struct {
+	doc    *document
+	node   *yamlv3.Node
+	js     []byte
+	gvk    schema.GroupVersionKind
+	report ObjectReport
+}
+
+// readInputs reads every file, folder and stdin argument into documents;
+// what cannot be read is recorded and the rest goes on.
+func readInputs(args []string, stdin io.Reader, res *Result) []*document {
+	var docs []*document
+	for _, arg := range args {
+		if arg == "-" {
+			data, err := io.ReadAll(stdin)
 			if err != nil {
-				return fmt.Errorf("%s: read YAML document %d: %w", name, i, err)
-			}
-			if len(bytes.TrimSpace(doc)) == 0 {
+				res.inputError("stdin", 0, 0, err)
 				continue
 			}
-			if err := fn(fmt.Sprintf("%s#%d", name, i), doc); err != nil {
+			docs = append(docs, splitDocuments("stdin", data, res)...)
+			continue
+		}
+		err := filepath.WalkDir(arg, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
 				return err
+			}
+			ext := strings.ToLower(filepath.Ext(path))
+			if d.IsDir() || (path != arg && ext != ".yaml" && ext != ".yml" && ext != ".json") {
+				return nil
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				res.inputError(path, 0, 0, err)
+				return nil
+			}
+			docs = append(docs, splitDocuments(path, data, res)...)
+			return nil
+		})
+		if err != nil {
+			res.inputError(arg, 0, 0, err)
+		}
+	}
+	return docs
+}
+
+// splitDocuments splits a file at "---" lines and parses each document.
+func splitDocuments(source string, data []byte, res *Result) []*document {
+	var docs []*document
+	start, index := 1, 1
+	var cur [][]byte
+	flush := func() {
+		text := bytes.Join(cur, []byte("\n"))
+		d := &document{source: source, index: index, line: start, text: text}
+		if len(bytes.TrimSpace(text)) > 0 {
+			var n yamlv3.Node
+			if err := yamlv3.Unmarshal(text, &n); err != nil {
+				res.inputError(source, index, start, fmt.Errorf("not YAML: %w", err))
+			} else if len(n.Content) > 0 {
+				d.root = n.Content[0]
+			}
+		}
+		docs = append(docs, d)
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	for i, l := range lines {
+		if t := bytes.TrimRight(l, " \t\r"); bytes.Equal(t, []byte("---")) || bytes.HasPrefix(l, []byte("--- ")) {
+			if i > 0 {
+				flush()
+				index++
+			}
+			cur, start = nil, i+2
+			continue
+		}
+		cur = append(cur, l)
+	}
+	flush()
+	return docs
+}
+
+// objectsOf returns the input's objects in order, List items expanded.
+func objectsOf(docs []*document, res *Result) []*object {
+	var out []*object
+	for _, d := range docs {
+		if d.root == nil {
+			continue
+		}
+		if d.root.Kind != yamlv3.MappingNode {
+			res.inputError(d.source, d.index, d.line, errors.New("not a Kubernetes object (not a mapping)"))
+			continue
+		}
+		if items := childNode(d.root, "items"); items != nil && strings.HasSuffix(scalar(d.root, "kind"), "List") {
+			for i, it := range items.Content {
+				if o := newObject(d, it, i+1, res); o != nil {
+					out = append(out, o)
+				}
+			}
+			continue
+		}
+		if o := newObject(d, d.root, 0, res); o != nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func newObject(d *document, n *yamlv3.Node, item int, res *Result) *object {
+	text, err := yamlv3.Marshal(n)
+	if err == nil {
+		var js []byte
+		if js, err = yaml.YAMLToJSON(text); err == nil {
+			var head struct {
+				APIVersion string            `json:"apiVersion"`
+				Kind       string            `json:"kind"`
+				Metadata   metav1.ObjectMeta `json:"metadata"`
+			}
+			if err = sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err == nil {
+				gv, gerr := schema.ParseGroupVersion(head.APIVersion)
+				switch {
+				case head.APIVersion == "" || head.Kind == "":
+					err = errors.New("apiVersion and kind are required")
+				case gerr != nil:
+					err = gerr
+				default:
+					o := &object{doc: d, node: n, js: js, gvk: gv.WithKind(head.Kind)}
+					o.report = ObjectReport{Source: d.source, Document: d.index, Item: item, Line: d.line + n.Line - 1,
+						APIVersion: head.APIVersion, Kind: head.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name}
+					return o
+				}
 			}
 		}
 	}
-	if arg == "-" {
-		data, err := io.ReadAll(os.Stdin)
-		if err != nil {
-			return err
-		}
-		return split("stdin", data)
-	}
-	return filepath.WalkDir(arg, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		ext := strings.ToLower(filepath.Ext(path))
-		if d.IsDir() || (path != arg && ext != ".yaml" && ext != ".yml" && ext != ".json") {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return split(path, data)
-	})
+	where := d.index
+	res.inputError(d.source, where, d.line+n.Line-1, fmt.Errorf("not a Kubernetes object: %w", err))
+	return nil
 }
 
-// checkDocument judges one document with the webhook's gates (one dispatch
-// table, in policy). It reports whether the webhook would deny it; an error
-// is a document that is not YAML. Kinds without a gate pass untouched.
-func checkDocument(p *policy.Policy, name string, doc []byte, cs policy.ClusterState, out io.Writer) (bool, error) {
-	js, err := yaml.YAMLToJSON(doc)
+func childNode(n *yamlv3.Node, key string) *yamlv3.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func scalar(n *yamlv3.Node, key string) string {
+	if c := childNode(n, key); c != nil && c.Kind == yamlv3.ScalarNode {
+		return c.Value
+	}
+	return ""
+}
+
+// checkEnv is what the webhook would know in a cluster holding the input:
+// namespaces, Services, workloads and Prometheus objects; and the
+// webhook's own /mutate handler and gates.
+type checkEnv struct {
+	p          *policy.Policy
+	mutator    *webhook.Mutator
+	cs         policy.ClusterState
+	namespaces map[string]policy.Namespace
+	defaultNS  string
+	clusterNS  map[string]bool
+}
+
+func newCheckEnv(p *policy.Policy, objs []*object, defaultNS string, nsLabels map[string]map[string]string, asEnforced bool) *checkEnv {
+	env := &checkEnv{p: p, defaultNS: defaultNS, namespaces: map[string]policy.Namespace{}}
+	var state inputState
+	for _, o := range objs {
+		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
+			var ns corev1.Namespace
+			if json := o.js; yaml.Unmarshal(json, &ns) == nil {
+				env.namespaces[ns.Name] = policy.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+			}
+			continue
+		}
+		// Objects without a namespace land in --namespace, as kubectl
+		// would put them.
+		if o.report.Namespace == "" {
+			o.report.Namespace = defaultNS
+			o.js = withNamespace(o.js, defaultNS)
+		}
+		state.add(o.js)
+	}
+	for name, labels := range nsLabels {
+		ns := env.namespaces[name]
+		ns.Name = name
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		for k, v := range labels {
+			ns.Labels[k] = v
+		}
+		env.namespaces[name] = ns
+	}
+	if asEnforced {
+		for name, ns := range env.namespaces {
+			delete(ns.Annotations, policy.ModeAnnotation)
+			env.namespaces[name] = ns
+		}
+	}
+	env.cs = policy.ClusterState{Prometheuses: append(webhook.PrometheusSelectorsOf(state.prometheuses), webhook.AgentSelectorsOf(state.agents)...)}
+	if len(state.services) > 0 {
+		env.cs.Services = state.services
+	}
+	if len(state.workloads) > 0 {
+		env.cs.Workloads = state.workloads
+	}
+	env.mutator = &webhook.Mutator{
+		Policies:     webhook.StaticPolicyStore(p),
+		Namespaces:   webhook.NamespaceGetterFunc(func(_ context.Context, name string) (policy.Namespace, error) { return env.namespace(name), nil }),
+		Prometheuses: staticPrometheuses(env.cs.Prometheuses),
+		Metrics:      webhook.NewMetrics(nil),
+	}
+	return env
+}
+
+func withNamespace(js []byte, ns string) []byte {
+	patched, err := jsonpatch.MergePatch(js, fmt.Appendf(nil, `{"metadata":{"namespace":%q}}`, ns))
 	if err != nil {
-		return false, fmt.Errorf("%s: not YAML: %w", name, err)
+		return js
 	}
-	var head struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
+	return patched
+}
+
+func (env *checkEnv) namespace(name string) policy.Namespace {
+	if ns, ok := env.namespaces[name]; ok {
+		return ns
 	}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &head); err != nil {
-		return false, nil
+	// As the API server labels every namespace.
+	return policy.Namespace{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}
+}
+
+type staticPrometheuses []policy.PrometheusSelectors
+
+func (s staticPrometheuses) Prometheuses(context.Context) ([]policy.PrometheusSelectors, error) {
+	return s, nil
+}
+
+// judge runs one object through what the API server and the webhooks
+// would do with it: the schema, then /mutate (the very handler serve
+// runs), then the gates (the same dispatch table /validate uses) on the
+// mutated object.
+func (env *checkEnv) judge(ctx context.Context, o *object) {
+	r := &o.report
+	if errs := validateSchema(o.gvk, o.js); len(errs) > 0 {
+		for _, e := range errs {
+			r.add(Finding{Level: "deny", Code: "schema", Field: e.Field, Message: e.ErrorBody()}, o)
+		}
+		r.Denied = true
+		return
 	}
-	gv, err := schema.ParseGroupVersion(head.APIVersion)
-	if err != nil {
-		return false, nil
+	if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
+		return
 	}
-	gk := schema.GroupKind{Group: gv.Group, Kind: head.Kind}
+	ns := env.namespace(r.Namespace)
+	js := env.mutate(ctx, o, ns)
+	gk := o.gvk.GroupKind()
 	if !policy.Gated(gk) {
-		return false, nil
+		return
 	}
-	res, err := p.Gate(gk, js, policy.Namespace{Name: head.Metadata.Namespace}, cs)
+	res, err := env.p.Gate(gk, js, ns, env.cs)
 	if err != nil {
-		fmt.Fprintf(out, "%s: %s cannot be decoded: %v\n", name, gk.Kind, err)
-		return true, nil
+		r.add(Finding{Level: "deny", Code: "decode", Message: err.Error()}, o)
+		r.Denied = true
+		return
 	}
 	rep := res.Report
-	id := fmt.Sprintf("%s: %s %s", name, gk.Kind, res.Name)
-	if res.Namespace != "" {
-		id = fmt.Sprintf("%s: %s %s/%s", name, gk.Kind, res.Namespace, res.Name)
+	r.Mode = string(rep.Mode)
+	if rep.Reason != "" {
+		r.NotChecked = rep.Reason
+	} else {
+		r.Checked, r.CheckedWhat = rep.Checked, res.Noun(gk)
 	}
-	for _, e := range rep.Warnings() {
-		fmt.Fprintf(out, "%s: warning: %s\n", id, e)
+	for _, f := range rep.Findings {
+		level := string(f.Level)
+		r.add(Finding{Level: level, Code: f.Check, Field: f.Err.Field, Message: f.Err.ErrorBody()}, o)
 	}
-	denials := rep.Denials()
-	for _, e := range denials {
-		fmt.Fprintf(out, "%s: %s\n", id, e)
+	if len(rep.Denials()) > 0 && rep.Mode == policy.ModeEnforce {
+		r.Denied = true
 	}
-	if len(denials) > 0 && rep.Mode == policy.ModeEnforce {
-		return true, nil
-	}
-	switch {
-	case rep.Reason != "":
-		fmt.Fprintf(out, "%s: not checked: %s\n", id, rep.Reason)
-	case len(denials) > 0:
-		fmt.Fprintf(out, "%s: would be denied, but the gate is in dry-run\n", id)
-	default:
-		fmt.Fprintf(out, "%s: %d %s valid\n", id, rep.Checked, res.Noun(gk))
-	}
-	return false, nil
 }
 
-// inputState is the cluster state found in check's input: Services and
-// Prometheus objects.
+// mutate asks the webhook's /mutate handler about o (a CREATE) and
+// returns the object as it would be stored: the patch applied.
+func (env *checkEnv) mutate(ctx context.Context, o *object, ns policy.Namespace) []byte {
+	g, kind := o.gvk.Group, o.gvk.Kind
+	handled := (g == "apps" && slices.Contains(policy.WorkloadKinds, kind)) || (g == "" && kind == "Service") ||
+		(g == "monitoring.coreos.com" && slices.Contains(policy.MonitorKinds, kind))
+	if !handled {
+		return o.js
+	}
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "promenroll-check",
+		Kind:      metav1.GroupVersionKind{Group: g, Version: o.gvk.Version, Kind: kind},
+		Namespace: ns.Name,
+		Name:      o.report.Name,
+		Operation: admissionv1.Create,
+		Object:    runtime.RawExtension{Raw: o.js},
+	}}
+	resp := env.mutator.Handle(logf.IntoContext(ctx, logr.Discard()), req)
+	r := &o.report
+	if !resp.Allowed {
+		msg := "the webhook refused the object"
+		if resp.Result != nil {
+			msg = resp.Result.Message
+		}
+		r.add(Finding{Level: "deny", Code: "mutate", Message: msg}, o)
+		r.Denied = true
+		return o.js
+	}
+	for _, w := range resp.Warnings {
+		r.add(Finding{Level: "warn", Code: "admission-warning", Message: w}, o)
+	}
+	if len(resp.Patches) == 0 {
+		return o.js
+	}
+	patchJSON, err := jsonMarshal(resp.Patches)
+	if err == nil {
+		var patch jsonpatch.Patch
+		if patch, err = jsonpatch.DecodePatch(patchJSON); err == nil {
+			var out []byte
+			if out, err = patch.Apply(o.js); err == nil {
+				for _, op := range resp.Patches {
+					value := plainJSON(op.Value)
+					r.Labels = append(r.Labels, labelChanges(op.Path, value)...)
+					if applyToNode(o.node, op.Path, value) {
+						o.doc.dirty = true
+					}
+				}
+				return out
+			}
+		}
+	}
+	r.add(Finding{Level: "deny", Code: "mutate", Message: fmt.Sprintf("the webhook's patch does not apply: %v", err)}, o)
+	r.Denied = true
+	return o.js
+}
+
+// inputState is the cluster state found in check's input: Services,
+// workloads and Prometheus objects.
 type inputState struct {
 	services     staticServices
 	workloads    staticWorkloads
@@ -221,7 +581,7 @@ func (st *inputState) add(doc []byte) {
 		return
 	}
 	switch {
-	case head.APIVersion == "apps/v1" && (head.Kind == "Deployment" || head.Kind == "StatefulSet" || head.Kind == "DaemonSet"):
+	case head.APIVersion == "apps/v1" && slices.Contains(policy.WorkloadKinds, head.Kind):
 		var w struct {
 			Metadata metav1.ObjectMeta `json:"metadata"`
 			Spec     struct {

@@ -16,8 +16,8 @@ func TestCheckFailsOnARuleTheWebhookWouldDeny(t *testing.T) {
 		t.Fatalf("err = %v (exit %d), want a failed check", err, exitCode(err))
 	}
 	for _, want := range []string{
-		"examples/prometheusrule-bad.yaml#1: PrometheusRule shop/checkout-broken: spec.groups[0].rules[0].expr: Invalid value: could not parse expression",
-		"examples/prometheusrule-good.yaml#1: PrometheusRule shop/checkout: 2 rules valid",
+		"examples/prometheusrule-bad.yaml#1 PrometheusRule shop/checkout-broken: spec.groups[0].rules[0].expr: Invalid value: could not parse expression",
+		"examples/prometheusrule-good.yaml#1 PrometheusRule shop/checkout: 2 rules valid",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
@@ -42,9 +42,9 @@ func TestCheckPassesKubePrometheusAndPrintsLintWarnings(t *testing.T) {
 
 func TestCheckRefusesAnInvalidPolicy(t *testing.T) {
 	var out, errOut bytes.Buffer
-	err := run(t.Context(), []string{"check", "--policy", "../../policy/testdata/rules/default/kube-prometheus/grafana.good.yaml"}, &out, &errOut)
-	if err == nil || !strings.Contains(err.Error(), "grafana.good.yaml:4: metadata: unknown field") {
-		t.Fatalf("err = %v", err)
+	err := run(t.Context(), []string{"check", "--policy", "../../policy/testdata/rules/default/kube-prometheus/grafana.good.yaml", "../../examples"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "grafana.good.yaml:4: metadata: unknown field") || exitCode(err) != 2 {
+		t.Fatalf("err = %v (exit %d), want the policy error and exit 2", err, exitCode(err))
 	}
 }
 
@@ -78,7 +78,7 @@ spec:
 	if !errors.Is(err, errCheckFailed) {
 		t.Fatalf("err = %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), path+"#2: PrometheusRule shop/second: spec.groups[0].rules[0].expr") {
+	if !strings.Contains(out.String(), path+"#2 PrometheusRule shop/second: spec.groups[0].rules[0].expr") {
 		t.Errorf("the rule is not reported as document 2:\n%s", out.String())
 	}
 }
@@ -90,7 +90,7 @@ func TestCheckRunsTheMonitorGate(t *testing.T) {
 	if !errors.Is(err, errCheckFailed) {
 		t.Fatalf("err = %v, want a failed check\n%s", err, out.String())
 	}
-	if want := `sm-invalid-regex.bad.yaml#1: ServiceMonitor shop/invalid-regex: spec.endpoints[0].relabelings[0].regex: Invalid value: "([a-z": not a valid RE2 regular expression`; !strings.Contains(out.String(), want) {
+	if want := `sm-invalid-regex.bad.yaml#1 ServiceMonitor shop/invalid-regex: spec.endpoints[0].relabelings[0].regex: Invalid value: "([a-z": not a valid RE2 regular expression`; !strings.Contains(out.String(), want) {
 		t.Errorf("output lacks %q:\n%s", want, out.String())
 	}
 	if got := strings.Count(out.String(), "endpoints valid"); got != 13 {

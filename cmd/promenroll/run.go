@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/klog/v2"
@@ -22,50 +21,81 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-const usage = `promenroll: Prometheus enrollment and the PrometheusRule and monitor gates for Kubernetes.
-
-Usage:
-  promenroll serve   [flags]                        run the admission webhook server
-  promenroll check   --policy FILE [PATH | -]...    check a policy, PrometheusRules and monitors offline
-  promenroll audit   --policy FILE [--kubeconfig F]   scan a live cluster, read-only, with the same engine
-  promenroll version                                 print the version
-
-Run 'promenroll <command> -h' for a command's flags.
-`
+// Exit codes, as the CI tools of this ecosystem use them: 0 nothing would
+// be denied, 1 something would be denied, 2 the run itself failed (usage,
+// I/O, an unparseable document, an invalid policy).
+const (
+	exitDenied = 1
+	exitError  = 2
+)
 
 // usageError is a command-line mistake: exit code 2.
 type usageError struct{ error }
 
 func exitCode(err error) int {
-	var ue usageError
-	if errors.As(err, &ue) {
-		return 2
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errCheckFailed):
+		return exitDenied
 	}
-	return 1
+	return exitError
 }
 
 // run is main without the process: tests call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usageError{errors.New("no command given")}
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "promenroll",
+		Short: "Prometheus enrollment and the PrometheusRule and monitor gates for Kubernetes",
+		Long: `promenroll labels new workloads so the Prometheus Operator scrapes them,
+ships the monitors that select them, and refuses PrometheusRules and monitors
+that Prometheus or the operator would drop. The same engine runs as an
+admission webhook (serve), offline over manifests (check) and against a live
+cluster (audit).
+
+Exit codes of check and audit: 0 nothing would be denied, 1 something would
+be denied, 2 usage, I/O, parse or policy error.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:], stderr)
-	case "check":
-		return check(args[1:], stdout, stderr)
-	case "audit":
-		return audit(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "promenroll", buildVersion())
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (run '%s --help')", err, c.CommandPath())}
+	})
+	root.AddCommand(newServeCommand(), newCheckCommand(), newAuditCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(c *cobra.Command, _ []string) {
+			fmt.Fprintln(c.OutOrStdout(), "promenroll", buildVersion())
+		},
+	})
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		usageArgs(c)
+	}
+	return root
+}
+
+// usageArgs makes argument errors (unknown command, stray arguments) usage
+// errors: exit code 2.
+func usageArgs(c *cobra.Command) {
+	if c.Args == nil {
+		return
+	}
+	args := c.Args
+	c.Args = func(cmd *cobra.Command, a []string) error {
+		if err := args(cmd, a); err != nil {
+			return usageError{fmt.Errorf("%w (run '%s --help')", err, cmd.CommandPath())}
+		}
 		return nil
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Errorf("unknown command %q", args[0])}
 	}
 }
 
@@ -79,20 +109,29 @@ func buildVersion() string {
 	return "devel"
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+func newServeCommand() *cobra.Command {
 	var cfg webhook.Config
 	var logLevel string
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admission webhook server",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, c.ErrOrStderr())
+			if err != nil {
+				return usageError{err}
+			}
+			log.Info("starting", "version", buildVersion())
+			return webhook.Run(c.Context(), cfg, log)
+		},
+	}
+	fs := c.Flags()
 	fs.StringVar(&cfg.PolicyPath, "policy", "/etc/promenroll/policy.yaml", "policy file; reloaded when it changes")
 	fs.StringVar(&cfg.TLSMode, "tls-mode", webhook.TLSSelfManaged, "where the serving certificate comes from: selfManaged (promenroll keeps a CA and certificate in --tls-secret and the caBundle of --webhook-configuration), certManager or existingSecret (both read --cert-dir)")
 	fs.StringVar(&cfg.CertDir, "cert-dir", "/etc/promenroll/tls", "certManager and existingSecret: folder with tls.crt and tls.key; reloaded when they change")
-	fs.StringVar(&cfg.TLSSecret, "tls-secret", "promenroll-tls", "selfManaged: the Secret in promenroll's namespace that holds the CA and the serving certificate")
+	fs.StringVar(&cfg.TLSSecret, "tls-secret", "promenroll-tls", "selfManaged: the Secret (and leader election Lease) in promenroll's namespace")
 	fs.StringVar(&cfg.TLSService, "tls-service", "promenroll", "selfManaged: the Service the API server calls; the certificate is valid for its DNS names")
-	fs.Func("tls-extra-names", "selfManaged: more DNS names or IPs for the certificate, comma-separated", func(v string) error {
-		cfg.TLSExtraNames = append(cfg.TLSExtraNames, strings.Split(v, ",")...)
-		return nil
-	})
+	fs.StringSliceVar(&cfg.TLSExtraNames, "tls-extra-names", nil, "selfManaged: more DNS names or IPs for the certificate")
 	fs.StringVar(&cfg.WebhookConfiguration, "webhook-configuration", "promenroll", "selfManaged: the mutating and validating webhook configurations whose caBundle is kept current")
 	fs.DurationVar(&cfg.CAValidity, "tls-ca-validity", webhook.DefaultCAValidity, "selfManaged: lifetime of a new CA (renewed two thirds into it)")
 	fs.DurationVar(&cfg.CertValidity, "tls-cert-validity", webhook.DefaultCertValidity, "selfManaged: lifetime of a new serving certificate (renewed two thirds into it)")
@@ -108,21 +147,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "keep serving, unready, this long after a stop signal (default 5s)")
 	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", 0, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went (default 30s)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("serve takes no arguments, got %q", strings.Join(fs.Args(), " "))}
-	}
-	log, err := newLogger(logLevel, stderr)
-	if err != nil {
-		return usageError{err}
-	}
-	log.Info("starting", "version", buildVersion())
-	return webhook.Run(ctx, cfg, log)
+	return c
 }
 
 // newLogger creates the process's one logger: JSON lines through zap,

@@ -15,8 +15,21 @@ func TestRunVersionAndUsage(t *testing.T) {
 		t.Errorf("version: %v %q", err, out.String())
 	}
 	err := run(t.Context(), []string{"frobnicate"}, &out, &errOut)
-	if err == nil || exitCode(err) != 2 || !strings.Contains(errOut.String(), "promenroll serve") {
-		t.Errorf("unknown command: err %v code %d usage %q", err, exitCode(err), errOut.String())
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: err %v code %d", err, exitCode(err))
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"--help"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"serve", "check", "audit", "version", "completion"} {
+		if !strings.Contains(out.String(), "  "+cmd+" ") {
+			t.Errorf("--help does not list %s:\n%s", cmd, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"completion", "bash"}, &out, &errOut); err != nil || !strings.Contains(out.String(), "__start_promenroll") {
+		t.Errorf("completion bash: %v", err)
 	}
 }
 
@@ -46,8 +59,8 @@ func TestServeRefusesAnInvalidPolicyNamingTheField(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if exitCode(err) != 1 {
-		t.Errorf("exit code %d, want 1", exitCode(err))
+	if exitCode(err) != 2 {
+		t.Errorf("exit code %d, want 2 (a configuration error)", exitCode(err))
 	}
 }
 
