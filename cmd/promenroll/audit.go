@@ -11,13 +11,13 @@ import (
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/promenroll/promenroll/policy"
@@ -104,7 +104,7 @@ type auditor struct {
 	namespaces map[string]policy.Namespace
 
 	notEnrolled, conflicts, unselected, unlabelled, denied, checked int
-	requests                                                       int
+	requests                                                        int
 }
 
 func (a *auditor) run() error {
