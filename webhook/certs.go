@@ -67,28 +67,27 @@ func newKey() (*ecdsa.PrivateKey, []byte, error) {
 	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// newCA creates a self-signed CA valid from now (less clockSkew) for
-// validity.
-func newCA(name string, now time.Time, validity time.Duration) (*keyPair, error) {
+// issueCert creates a key and a certificate from tmpl (serial and
+// validity filled in here) signed by parent, or self-signed when parent is
+// nil.
+func issueCert(tmpl *x509.Certificate, parent *keyPair, now time.Time, validity time.Duration) (*keyPair, error) {
 	key, keyPEM, err := newKey()
 	if err != nil {
 		return nil, err
 	}
-	serial, err := newSerial()
-	if err != nil {
+	if tmpl.SerialNumber, err = newSerial(); err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s-ca@%d", name, now.Unix())},
-		NotBefore:             now.Add(-backdate(validity)),
-		NotAfter:              now.Add(validity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-backdate(validity)), now.Add(validity)
+	signerCert, signerKey := tmpl, crypto.Signer(key)
+	if parent != nil {
+		// Never beyond the CA's own life.
+		if tmpl.NotAfter.After(parent.Cert.NotAfter) {
+			tmpl.NotAfter = parent.Cert.NotAfter
+		}
+		signerCert, signerKey = parent.Cert, parent.Key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signerCert, key.Public(), signerKey)
 	if err != nil {
 		return nil, err
 	}
@@ -99,27 +98,25 @@ func newCA(name string, now time.Time, validity time.Duration) (*keyPair, error)
 	return &keyPair{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: key, KeyPEM: keyPEM}, nil
 }
 
-// newServing creates a serving certificate for names signed by ca.
+// newCA creates a self-signed CA valid from now (less backdate) for
+// validity.
+func newCA(name string, now time.Time, validity time.Duration) (*keyPair, error) {
+	return issueCert(&x509.Certificate{
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s-ca@%d", name, now.Unix())},
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}, nil, now, validity)
+}
+
+// newServing creates a serving certificate for names (DNS names or IPs)
+// signed by ca.
 func newServing(ca *keyPair, names []string, now time.Time, validity time.Duration) (*keyPair, error) {
-	key, keyPEM, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	notAfter := now.Add(validity)
-	if notAfter.After(ca.Cert.NotAfter) {
-		notAfter = ca.Cert.NotAfter
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    now.Add(-backdate(validity)),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: names[0]},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
@@ -128,15 +125,7 @@ func newServing(ca *keyPair, names []string, now time.Time, validity time.Durati
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &keyPair{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: key, KeyPEM: keyPEM}, nil
+	return issueCert(tmpl, ca, now, validity)
 }
 
 // parseCerts parses a PEM bundle; anything but CERTIFICATE blocks, or no
