@@ -87,8 +87,10 @@ func (s *PolicyStore) Reload(log logr.Logger) (bool, error) {
 		return false, err
 	}
 	s.digest = digest
-	s.set(p)
+	// Counted before it is in force: whoever sees the new policy sees the
+	// reload counted.
 	s.metrics.PolicyReloads.WithLabelValues("success").Inc()
+	s.set(p)
 	log.Info("policy reloaded", "path", s.path, "generation", p.Generation, "mode", p.Source.Mode, "enrollRules", len(p.Source.Enroll))
 	return true, nil
 }
