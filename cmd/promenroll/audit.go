@@ -30,7 +30,7 @@ import (
 // loaded by no Prometheus, and which stored PrometheusRules and monitors
 // the gates would refuse today. It exits 1 when one would be refused.
 func newAuditCommand() *cobra.Command {
-	var policyPath, kubeconfig, namespace string
+	var policyPath, kubeconfig, namespace, output string
 	var allNamespaces bool
 	var chunk int64
 	c := &cobra.Command{
@@ -55,6 +55,9 @@ would be refused today, 2 usage, policy or API error.`,
 			if chunk <= 0 {
 				return usageError{errors.New("--chunk-size must be positive")}
 			}
+			if output != "text" && output != "json" {
+				return usageError{fmt.Errorf("--output %q: use text or json", output)}
+			}
 			p, err := policy.Load(policyPath, policy.Options{})
 			if err != nil {
 				return err
@@ -63,8 +66,19 @@ would be refused today, 2 usage, policy or API error.`,
 			if err != nil {
 				return err
 			}
-			a := &auditor{ctx: c.Context(), c: cl, p: p, out: c.OutOrStdout(), ns: namespace, chunk: chunk, namespaces: map[string]policy.Namespace{}}
-			return a.run()
+			a := &auditor{ctx: c.Context(), c: cl, p: p, out: c.OutOrStdout(), ns: namespace, chunk: chunk, namespaces: map[string]policy.Namespace{},
+				res: &Result{APIVersion: ResultAPIVersion, Policy: PolicyInfo{Path: policyPath, Generation: p.Generation, Mode: string(p.Source.Mode)}}, reports: map[string]int{}}
+			if output == "json" {
+				a.out = io.Discard
+			}
+			err = a.run()
+			if output == "json" {
+				a.res.summarize()
+				if werr := writeJSON(c.OutOrStdout(), a.res); werr != nil {
+					return werr
+				}
+			}
+			return err
 		},
 	}
 	fs := c.Flags()
@@ -73,6 +87,8 @@ would be refused today, 2 usage, policy or API error.`,
 	fs.StringVarP(&namespace, "namespace", "n", "", "scan only this namespace")
 	fs.BoolVarP(&allNamespaces, "all-namespaces", "A", false, "scan every namespace (the default without -n)")
 	fs.Int64Var(&chunk, "chunk-size", 500, "objects per list request (the API server's limit/continue paging)")
+	fs.StringVarP(&output, "output", "o", "text", "text, or json (check's schema, source \"cluster\")")
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	return c
 }
 
@@ -105,6 +121,43 @@ type auditor struct {
 
 	notEnrolled, conflicts, unselected, unlabelled, denied, checked int
 	requests                                                        int
+
+	// res collects what is printed, for -o json: one report per object.
+	res     *Result
+	reports map[string]int
+}
+
+// report returns the object's report in a.res, created on first use.
+func (a *auditor) report(apiVersion, kind, ns, name string) *ObjectReport {
+	key := kind + "/" + ns + "/" + name
+	i, ok := a.reports[key]
+	if !ok {
+		i = len(a.res.Objects)
+		a.reports[key] = i
+		a.res.Objects = append(a.res.Objects, ObjectReport{Source: "cluster", APIVersion: apiVersion, Kind: kind, Namespace: ns, Name: name})
+	}
+	return &a.res.Objects[i]
+}
+
+func apiVersionOf(kind string) string {
+	switch kind {
+	case "Service":
+		return "v1"
+	case "Deployment", "StatefulSet", "DaemonSet":
+		return "apps/v1"
+	case "ScrapeConfig":
+		return "monitoring.coreos.com/v1alpha1"
+	}
+	return "monitoring.coreos.com/v1"
+}
+
+// changeList turns label changes into the report's form.
+func changeList(cs []policy.LabelChange) []Change {
+	out := make([]Change, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, Change{Field: string(c.Target), Key: c.Key, Value: c.Value})
+	}
+	return out
 }
 
 func (a *auditor) run() error {
@@ -192,11 +245,15 @@ func (a *auditor) enrollment(o policy.Object) {
 	if len(d.Changes) > 0 {
 		a.notEnrolled++
 		fmt.Fprintf(a.out, "%s: not enrolled: would add %s\n", id, changes(d.Changes))
+		r := a.report(apiVersionOf(o.Kind), o.Kind, o.Namespace, o.Name)
+		r.Labels = append(r.Labels, changeList(d.Changes)...)
 	}
 	if len(d.Warnings) > 0 {
 		a.conflicts++
+		r := a.report(apiVersionOf(o.Kind), o.Kind, o.Namespace, o.Name)
 		for _, w := range d.Warnings {
 			fmt.Fprintf(a.out, "%s: %s\n", id, w)
+			r.add(Finding{Level: "warn", Code: "admission-warning", Message: w}, nil)
 		}
 	}
 }
@@ -290,16 +347,22 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 			for _, c := range d.Changes {
 				fixed.Labels[c.Key] = c.Value
 			}
+			r := a.report(apiVersionOf(m.kind), m.kind, m.ns, m.name)
+			r.Labels = append(r.Labels, changeList(d.Changes)...)
 			if len(d.Changes) > 0 && len(policy.SelectingPrometheuses(sel, fixed, ns)) > 0 {
 				fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(d.Changes))
 			} else {
-				fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, policy.WhyNotSelected(sel, fixed, ns))
+				why := policy.WhyNotSelected(sel, fixed, ns)
+				fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, why)
+				r.add(Finding{Level: "warn", Code: policy.CheckUnselected, Field: "metadata.labels", Message: "loaded by no Prometheus: " + why}, nil)
 			}
 			continue
 		}
 		if len(d.Changes) > 0 {
 			a.unlabelled++
 			fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(d.Changes))
+			r := a.report(apiVersionOf(m.kind), m.kind, m.ns, m.name)
+			r.Labels = append(r.Labels, changeList(d.Changes)...)
 		}
 	}
 	// Every stored rule and monitor through the webhook's gates, against
@@ -345,6 +408,14 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 		}
 		a.checked++
 		id := fmt.Sprintf("%s %s/%s", gk.Kind, obj.GetNamespace(), obj.GetName())
+		r := a.report(apiVersionOf(gk.Kind), gk.Kind, obj.GetNamespace(), obj.GetName())
+		r.Mode, r.Checked, r.CheckedWhat = string(rep.Mode), rep.Checked, res.Noun(gk)
+		for _, f := range rep.Findings {
+			r.add(Finding{Level: string(f.Level), Code: f.Check, Field: f.Err.Field, Message: f.Err.ErrorBody()}, nil)
+		}
+		if len(rep.Denials()) > 0 && rep.Mode == policy.ModeEnforce {
+			r.Denied = true
+		}
 		if denials := rep.Denials(); len(denials) > 0 {
 			verdict := "would be refused today"
 			if rep.Mode == policy.ModeDryRun {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -618,6 +619,46 @@ spec:
 		if !strings.Contains(out, want) {
 			t.Errorf("audit output lacks %q:\n%s\n%s", want, out, errOut)
 		}
+	}
+
+	// -o json: check's schema, the same verdicts.
+	js, _, err := c.Promenroll(t.Context(), "audit", "--policy", strict, "--kubeconfig", c.Kubeconfig, "-n", "audit", "-o", "json")
+	if err == nil {
+		t.Error("audit -o json exited 0 although a stored PrometheusRule would be refused")
+	}
+	var res struct {
+		APIVersion string
+		Objects    []struct {
+			Kind, Namespace, Name string
+			Denied                bool
+			Labels                []struct{ Field, Key, Value string }
+			Findings              []struct{ Level, Code, Field string }
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &res); err != nil {
+		t.Fatalf("audit -o json: %v\n%s", err, js)
+	}
+	found := 0
+	for _, o := range res.Objects {
+		switch o.Kind + " " + o.Name {
+		case "PrometheusRule terse":
+			if o.Denied && len(o.Findings) == 1 && o.Findings[0].Code == "require_alert_annotations" && o.Findings[0].Field == "spec.groups[0].rules[0].annotations[summary]" {
+				found++
+			}
+		case "Deployment api":
+			if len(o.Labels) == 2 && o.Labels[0].Key == "monitoring.promenroll.io/scrape" {
+				found++
+			}
+		case "ServiceMonitor hidden":
+			for _, f := range o.Findings {
+				if f.Code == "unselected" {
+					found++
+				}
+			}
+		}
+	}
+	if res.APIVersion != "promenroll.io/check/v1" || found != 3 {
+		t.Errorf("audit -o json lacks the rule's denial, the Deployment's labels or the unselected monitor:\n%s", js)
 	}
 
 	// A dry-run namespace's objects are reported as dry-run, and its rules
