@@ -470,13 +470,16 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 			cas[string(certs[0].Raw)] = true
 		}
 	}
+	// loadUntil sends admissions from 4 clients while this goroutine
+	// watches the Secret, until stop (evaluated here only) or deadline.
 	loadUntil := func(deadline time.Time, stop func() bool) {
 		var wg sync.WaitGroup
+		var done atomic.Bool
 		for w := range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := 0; time.Now().Before(deadline) && !stop(); i++ {
+				for i := 0; time.Now().Before(deadline) && !done.Load(); i++ {
 					admit(w*100000 + i)
 					time.Sleep(20 * time.Millisecond)
 				}
@@ -486,6 +489,7 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 			observe()
 			time.Sleep(500 * time.Millisecond)
 		}
+		done.Store(true)
 		wg.Wait()
 	}
 	loadUntil(time.Now().Add(90*time.Second), func() bool { return len(serials) >= 3 && len(cas) >= 2 })
