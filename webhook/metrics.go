@@ -21,6 +21,7 @@ type Metrics struct {
 	TLSIssued       *prometheus.CounterVec
 	TLSErrors       prometheus.Counter
 	CertExpiry      prometheus.Gauge
+	Shed            *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -73,6 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promenroll_tls_rotation_errors_total",
 			Help: "Failed steps of the self-managed certificate rotation (retried with backoff; see the log).",
 		}),
+		Shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promenroll_shed_requests_total",
+			Help: "Heavy validations answered at once with an error (HTTP 429) because --max-heavy-validations were in flight for longer than the queue budget; the webhook's failurePolicy applied. By kind.",
+		}, []string{"kind"}),
 		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "promenroll_tls_serving_certificate_expiry_timestamp_seconds",
 			Help: "When the certificate this replica serves expires (Unix time).",
@@ -81,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Duration, m.Decisions, m.LabelsInjected, m.GateFindings,
 			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors,
-			m.TLSIssued, m.TLSErrors, m.CertExpiry)
+			m.TLSIssued, m.TLSErrors, m.CertExpiry, m.Shed)
 	}
 	return m
 }

@@ -70,6 +70,12 @@ type Config struct {
 	// ClientCAFile, if set, requires callers (the API server) to present a
 	// client certificate signed by one of its CAs.
 	ClientCAFile string
+	// MaxHeavyValidations bounds the validations of objects of at least
+	// HeavyBytes in flight (0: GOMAXPROCS); QueueBudget is how long one
+	// may wait for a slot before it is refused. See Limiter.
+	MaxHeavyValidations int
+	HeavyBytes          int
+	QueueBudget         time.Duration
 	// Host is the webhook's bind host. Default: all interfaces.
 	Host string
 	// Port is the webhook's HTTPS port. Default 9443.
@@ -269,7 +275,8 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		}
 	}
 	workloads := CachedWorkloads{Cache: mgr.GetCache()}
-	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
+	limiter := NewLimiter(cfg.MaxHeavyValidations, cfg.HeavyBytes, cfg.QueueBudget, metrics)
+	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics, Limiter: limiter}, LogConstructor: logConstructor})
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
