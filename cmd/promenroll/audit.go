@@ -122,6 +122,8 @@ type auditor struct {
 	notEnrolled, conflicts, unselected, unlabelled, denied, checked int
 	requests                                                        int
 
+	workloads staticWorkloads
+
 	// res collects what is printed, for -o json: one report per object.
 	res     *Result
 	reports map[string]int
@@ -184,12 +186,15 @@ func (a *auditor) run() error {
 	}
 	for _, d := range deps.Items {
 		objs = append(objs, workload("Deployment", d.ObjectMeta.Name, d.Namespace, d.Labels, d.Spec.Template.Labels))
+		a.workloads = append(a.workloads, webhook.WorkloadOf("Deployment", &d.ObjectMeta, &d.Spec.Template))
 	}
 	for _, s := range sts.Items {
 		objs = append(objs, workload("StatefulSet", s.Name, s.Namespace, s.Labels, s.Spec.Template.Labels))
+		a.workloads = append(a.workloads, webhook.WorkloadOf("StatefulSet", &s.ObjectMeta, &s.Spec.Template))
 	}
 	for _, d := range dss.Items {
 		objs = append(objs, workload("DaemonSet", d.Name, d.Namespace, d.Labels, d.Spec.Template.Labels))
+		a.workloads = append(a.workloads, webhook.WorkloadOf("DaemonSet", &d.ObjectMeta, &d.Spec.Template))
 	}
 	for _, s := range svcs.Items {
 		objs = append(objs, policy.Object{Kind: "Service", Name: s.Name, Namespace: s.Namespace, Labels: s.Labels})
@@ -375,7 +380,13 @@ func (a *auditor) monitors(opts []client.ListOption) error {
 	for i := range svcs.Items {
 		services = append(services, webhook.ServiceOf(&svcs.Items[i]))
 	}
+	// The PodMonitor checks read the workloads listed above; with -n only
+	// one namespace's are known, and a PodMonitor may select others, so
+	// the checks are skipped rather than wrong.
 	cs := policy.ClusterState{Prometheuses: sel, Services: services}
+	if a.ns == "" {
+		cs.Workloads = a.workloads
+	}
 	var gated []client.Object
 	for i := range prs.Items {
 		gated = append(gated, &prs.Items[i])
