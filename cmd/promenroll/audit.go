@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"reflect"
 	"sort"
+	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -71,6 +75,10 @@ would be refused today, 2 usage, policy or API error.`,
 			if output == "json" {
 				a.out = io.Discard
 			}
+			// Progress on stderr, only for a person watching a terminal.
+			if f, ok := c.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				a.progress = f
+			}
 			err = a.run()
 			if output == "json" {
 				a.res.summarize()
@@ -123,6 +131,7 @@ type auditor struct {
 	requests                                                        int
 
 	workloads staticWorkloads
+	progress  io.Writer // nil: no progress lines
 
 	// res collects what is printed, for -o json: one report per object.
 	res     *Result
@@ -232,9 +241,15 @@ func (a *auditor) list(list client.ObjectList, opts ...client.ListOption) error 
 		}
 		all = append(all, items...)
 		a.requests++
+		if a.progress != nil {
+			fmt.Fprintf(a.progress, "\raudit: %s: %d listed ", strings.TrimSuffix(reflect.TypeOf(list).Elem().Name(), "List"), len(all))
+		}
 		if cont = page.GetContinue(); cont == "" {
 			break
 		}
+	}
+	if a.progress != nil {
+		fmt.Fprintln(a.progress)
 	}
 	return meta.SetList(list, all)
 }
