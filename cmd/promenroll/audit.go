@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
