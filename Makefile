@@ -9,6 +9,7 @@ PROMTOOL  := $(BIN)/promtool
 PROMETHEUS := $(BIN)/prometheus
 OPERATOR  := $(BIN)/prometheus-operator
 VERDICTS  := $(BIN)/operator-verdicts
+OPERATOR_ADMISSION := $(BIN)/operator-admission
 IMG       ?= promenroll:dev
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
@@ -78,9 +79,15 @@ crds: ## Regenerate cmd/promenroll/crds (the Prometheus Operator CRDs check embe
 .PHONY: promtool
 promtool: $(PROMTOOL) ## Build bin/promtool from the pinned Prometheus module.
 
+# prometheus-operator's own admission webhook, for the side-by-side figures.
+$(OPERATOR_ADMISSION): test/tools/operator/go.mod test/tools/operator/go.sum test/tools/operator/admission/main.go
+	cd test/tools/operator && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OPERATOR_ADMISSION) ./admission
+
 .PHONY: bench
-bench: ## Run the Go benchmarks (policy decisions, rule gate, /mutate and /validate handlers).
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./webhook/...
+bench: $(OPERATOR_ADMISSION) ## Go benchmarks, then the load harness side by side with a no-op webhook and prometheus-operator's webhook; report in bin/bench-report.txt.
+	@mkdir -p $(BIN)
+	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./webhook/... && \
+	  $(GO) run ./test/load -n 5000 -c 1 -operator $(OPERATOR_ADMISSION); } 2>&1 | tee $(BIN)/bench-report.txt
 
 .PHONY: fuzz
 fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mutate), FUZZTIME (30s) each.

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -16,9 +17,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +46,9 @@ func main() {
 	n := flag.Int("n", 20000, "requests per scenario")
 	conc := flag.Int("c", 8, "concurrent clients")
 	maxDur := flag.Duration("max-duration", 60*time.Second, "stop a scenario after this long")
+	operator := flag.String("operator", "", "prometheus-operator's admission webhook binary (bin/operator-admission): also measure it on the same rule bodies and report the ratio")
 	flag.Parse()
-	if err := run(*n, *conc, *maxDur); err != nil {
+	if err := run(*n, *conc, *maxDur, *operator); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
@@ -123,9 +127,14 @@ type scenario struct {
 	name, path string
 	body       []byte
 	wantPatch  bool
+	// bodies, if set, are sent in turn instead of body (each must be
+	// allowed; the patch is not looked at).
+	bodies [][]byte
 }
 
-func run(n, conc int, maxDur time.Duration) error {
+type result struct{ mean, p50, p99 time.Duration }
+
+func run(n, conc int, maxDur time.Duration, operatorBin string) error {
 	root, err := cluster.RepoRoot()
 	if err != nil {
 		return err
@@ -148,6 +157,12 @@ func run(n, conc int, maxDur time.Duration) error {
 	mux := http.NewServeMux()
 	mux.Handle(webhook.MutatePath, &admission.Webhook{Handler: &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}})
 	mux.Handle(webhook.ValidatePath, &admission.Webhook{Handler: &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}})
+	// The baseline: a webhook that allows everything, on the identical
+	// stack (TLS, mux, controller-runtime's admission.Webhook decoding and
+	// encoding).
+	mux.Handle("/noop", &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		return admission.Allowed("")
+	})})
 	srv := httptest.NewUnstartedServer(mux) // 127.0.0.1
 	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	srv.StartTLS()
@@ -161,21 +176,95 @@ func run(n, conc int, maxDur time.Duration) error {
 	if err != nil {
 		return err
 	}
+	// kube-prometheus' eight PrometheusRule objects, the bodies sent to
+	// promenroll and to the operator's webhook alike.
+	ruleFiles, err := filepath.Glob(filepath.Join(root, "policy", "testdata", "rules", "default", "kube-prometheus", "*.good.yaml"))
+	if err != nil || len(ruleFiles) != 8 {
+		return fmt.Errorf("kube-prometheus rule objects: %v (%d found)", err, len(ruleFiles))
+	}
+	var ruleBodies [][]byte
+	for _, f := range ruleFiles {
+		y, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		j, err := yaml.YAMLToJSON(y)
+		if err != nil {
+			return err
+		}
+		ruleBodies = append(ruleBodies, review("monitoring.coreos.com", "PrometheusRule", j))
+	}
 	scenarios := []scenario{
-		{"mutate Deployment CREATE", webhook.MutatePath, review("apps", "Deployment", []byte(deployment)), true},
-		{"validate PrometheusRule (kube-prometheus control plane, 134 rules)", webhook.ValidatePath, review("monitoring.coreos.com", "PrometheusRule", ruleJSON), false},
-		{"mutate ServiceMonitor (50 Prometheus objects: labels and selection)", webhook.MutatePath, review("monitoring.coreos.com", "ServiceMonitor", []byte(serviceMonitor)), true},
-		{"validate ServiceMonitor (monitor gate; ports against 5,000 Services in 1,000 namespaces; 50 Prometheus objects)", webhook.ValidatePath, review("monitoring.coreos.com", "ServiceMonitor", []byte(serviceMonitor)), false},
+		{name: "no-op webhook, Deployment CREATE (baseline: same TLS, mux, decoding)", path: "/noop", body: review("apps", "Deployment", []byte(deployment)), wantPatch: false},
+		{name: "mutate Deployment CREATE", path: webhook.MutatePath, body: review("apps", "Deployment", []byte(deployment)), wantPatch: true},
+		{name: "validate PrometheusRule (kube-prometheus control plane, 134 rules)", path: webhook.ValidatePath, body: review("monitoring.coreos.com", "PrometheusRule", ruleJSON), wantPatch: false},
+		{name: "mutate ServiceMonitor (50 Prometheus objects: labels and selection)", path: webhook.MutatePath, body: review("monitoring.coreos.com", "ServiceMonitor", []byte(serviceMonitor)), wantPatch: true},
+		{name: "validate ServiceMonitor (monitor gate; ports against 5,000 Services in 1,000 namespaces; 50 Prometheus objects)", path: webhook.ValidatePath, body: review("monitoring.coreos.com", "ServiceMonitor", []byte(serviceMonitor)), wantPatch: false},
 	}
 	fmt.Printf("load: %d requests per scenario, %d concurrent clients, HTTPS keep-alive on %s, GOMAXPROCS=%d\n\n", n, conc, srv.Listener.Addr(), goruntime.GOMAXPROCS(0))
 	client := srv.Client()
 	client.Transport.(*http.Transport).MaxIdleConnsPerHost = conc
+	results := map[string]result{}
 	for _, s := range scenarios {
-		if err := measure(client, srv.URL, s, n, conc, maxDur); err != nil {
+		r, err := measure(client, srv.URL, s, n, conc, maxDur)
+		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
+		results[s.name] = r
 	}
+	fmt.Printf("ratio: mutate Deployment CREATE / no-op: p50 %.2f×, p99 %.2f×\n\n",
+		ratio(results["mutate Deployment CREATE"].p50, results[scenarios[0].name].p50), ratio(results["mutate Deployment CREATE"].p99, results[scenarios[0].name].p99))
+
+	// The eight rule objects, each sent n/8 times, to promenroll's
+	// /validate and, if given, to the operator's own webhook.
+	eight := scenario{name: "validate kube-prometheus' 8 PrometheusRule objects (promenroll)", path: webhook.ValidatePath, bodies: ruleBodies}
+	ours, err := measure(client, srv.URL, eight, n, conc, maxDur)
+	if err != nil {
+		return err
+	}
+	if operatorBin == "" {
+		return nil
+	}
+	addr, stop, err := startOperator(operatorBin)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	opClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: conc}} //nolint:gosec // the operator's throw-away certificate
+	theirs, err := measure(opClient, "https://"+addr, scenario{name: "validate the same 8 objects (prometheus-operator v0.94.1 admission webhook)", path: "/admission-prometheusrules/validate", bodies: ruleBodies}, n, conc, maxDur)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ratio: promenroll / operator webhook on the same 8 rule objects: mean %.2f×, p50 %.2f×, p99 %.2f×\n",
+		ratio(ours.mean, theirs.mean), ratio(ours.p50, theirs.p50), ratio(ours.p99, theirs.p99))
 	return nil
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+// startOperator runs the operator's webhook binary and returns its address.
+func startOperator(bin string) (string, func(), error) {
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start %s (make bench builds it): %w", bin, err)
+	}
+	stop := func() { stdin.Close(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		stop()
+		return "", nil, fmt.Errorf("%s did not report its address: %w", bin, err)
+	}
+	return strings.TrimSpace(line), stop, nil
 }
 
 func review(group, kind string, obj []byte) []byte {
@@ -183,6 +272,8 @@ func review(group, kind string, obj []byte) []byte {
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
 			UID: types.UID("load"), Kind: metav1.GroupVersionKind{Group: group, Version: "v1", Kind: kind},
+			// As the API server fills it (the operator's webhook checks it).
+			Resource:  metav1.GroupVersionResource{Group: group, Version: "v1", Resource: strings.ToLower(kind) + "s"},
 			Operation: admissionv1.Create, Namespace: "shop", Object: runtime.RawExtension{Raw: obj},
 		},
 	}
@@ -190,7 +281,7 @@ func review(group, kind string, obj []byte) []byte {
 	return b
 }
 
-func measure(client *http.Client, base string, s scenario, n, conc int, maxDur time.Duration) error {
+func measure(client *http.Client, base string, s scenario, n, conc int, maxDur time.Duration) (result, error) {
 	var next atomic.Int64
 	var failed atomic.Int64
 	lat := make([]time.Duration, n)
@@ -206,8 +297,12 @@ func measure(client *http.Client, base string, s scenario, n, conc int, maxDur t
 				if i >= n || time.Now().After(deadline) {
 					return
 				}
+				body := s.body
+				if s.bodies != nil {
+					body = s.bodies[i%len(s.bodies)]
+				}
 				t0 := time.Now()
-				resp, err := client.Post(base+s.path, "application/json", bytes.NewReader(s.body))
+				resp, err := client.Post(base+s.path, "application/json", bytes.NewReader(body))
 				if err != nil {
 					failed.Add(1)
 					continue
@@ -216,7 +311,12 @@ func measure(client *http.Client, base string, s scenario, n, conc int, maxDur t
 				data, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				lat[i] = time.Since(t0)
-				if json.Unmarshal(data, &ar) != nil || ar.Response == nil || !ar.Response.Allowed || (len(ar.Response.Patch) > 0) != s.wantPatch {
+				switch {
+				case json.Unmarshal(data, &ar) != nil || ar.Response == nil:
+					failed.Add(1)
+				case !ar.Response.Allowed:
+					failed.Add(1)
+				case s.bodies == nil && (len(ar.Response.Patch) > 0) != s.wantPatch:
 					failed.Add(1)
 				}
 			}
@@ -232,7 +332,11 @@ func measure(client *http.Client, base string, s scenario, n, conc int, maxDur t
 		s.name, done, elapsed.Round(time.Millisecond), float64(done)/elapsed.Seconds(), failed.Load(),
 		pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
 	if failed.Load() > 0 {
-		return fmt.Errorf("%d requests failed", failed.Load())
+		return result{}, fmt.Errorf("%d requests failed", failed.Load())
 	}
-	return nil
+	var sum time.Duration
+	for _, l := range lat {
+		sum += l
+	}
+	return result{mean: sum / time.Duration(len(lat)), p50: pct(0.50), p99: pct(0.99)}, nil
 }
