@@ -47,8 +47,20 @@ func main() {
 	conc := flag.Int("c", 8, "concurrent clients")
 	maxDur := flag.Duration("max-duration", 60*time.Second, "stop a scenario after this long")
 	operator := flag.String("operator", "", "prometheus-operator's admission webhook binary (bin/operator-admission): also measure it on the same rule bodies and report the ratio")
+	pin := flag.Bool("pinned", false, "run the server in a child process pinned to CPU 0 with GOMAXPROCS=1: server CPU per request, and open-loop latency at -rate")
+	rate := flag.Int("rate", 1000, "with -pinned: open-loop requests per second")
+	serve := flag.Bool("serve", false, "internal: serve the handlers only (the -pinned child)")
 	flag.Parse()
-	if err := run(*n, *conc, *maxDur, *operator); err != nil {
+	var err error
+	switch {
+	case *serve:
+		err = serveOnly()
+	case *pin:
+		err = pinned(*n, *conc, *rate, *maxDur)
+	default:
+		err = run(*n, *conc, *maxDur, *operator)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
@@ -123,25 +135,12 @@ func clusterState(nProm, nSvc, nNS int) (staticPrometheuses, namespacedServices)
 	return proms, services
 }
 
-type scenario struct {
-	name, path string
-	body       []byte
-	wantPatch  bool
-	// bodies, if set, are sent in turn instead of body (each must be
-	// allowed; the patch is not looked at).
-	bodies [][]byte
-}
-
-type result struct{ mean, p50, p99 time.Duration }
-
-func run(n, conc int, maxDur time.Duration, operatorBin string) error {
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return err
-	}
+// newMux wires the handlers as serve does, with a cluster's worth of
+// cached state, plus the no-op baseline at /noop.
+func newMux() (*http.ServeMux, error) {
 	p, err := policy.Parse("load-policy.yaml", []byte(loadPolicy), policy.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	store := webhook.StaticPolicyStore(p)
 	namespaces := webhook.NamespaceGetterFunc(func(_ context.Context, name string) (policy.Namespace, error) {
@@ -163,6 +162,32 @@ func run(n, conc int, maxDur time.Duration, operatorBin string) error {
 	mux.Handle("/noop", &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})})
+	return mux, nil
+}
+
+type scenario struct {
+	name, path string
+	body       []byte
+	wantPatch  bool
+	// bodies, if set, are sent in turn instead of body (each must be
+	// allowed; the patch is not looked at).
+	bodies [][]byte
+}
+
+type result struct {
+	mean, p50, p99 time.Duration
+	done           int
+}
+
+func run(n, conc int, maxDur time.Duration, operatorBin string) error {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	mux, err := newMux()
+	if err != nil {
+		return err
+	}
 	srv := httptest.NewUnstartedServer(mux) // 127.0.0.1
 	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	srv.StartTLS()
@@ -338,5 +363,5 @@ func measure(client *http.Client, base string, s scenario, n, conc int, maxDur t
 	for _, l := range lat {
 		sum += l
 	}
-	return result{mean: sum / time.Duration(len(lat)), p50: pct(0.50), p99: pct(0.99)}, nil
+	return result{mean: sum / time.Duration(len(lat)), p50: pct(0.50), p99: pct(0.99), done: done}, nil
 }

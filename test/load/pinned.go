@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/promenroll/promenroll/webhook"
+)
+
+// serveOnly is `load -serve`: the handlers alone, for pinned runs. It
+// prints its URL and serves until stdin closes.
+func serveOnly() error {
+	mux, err := newMux()
+	if err != nil {
+		return err
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	srv.StartTLS()
+	defer srv.Close()
+	fmt.Println(srv.URL)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
+}
+
+// enrolledDeployment is deployment as stored after promenroll enrolled it.
+const enrolledDeployment = `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api","namespace":"shop","labels":{"app.kubernetes.io/name":"api","monitoring.promenroll.io/scrape":"true","team":"payments"}},
+"spec":{"replicas":3,"selector":{"matchLabels":{"app.kubernetes.io/name":"api"}},"template":{"metadata":{"labels":{"app.kubernetes.io/name":"api","monitoring.promenroll.io/scrape":"true"}},
+"spec":{"containers":[{"name":"api","image":"registry.example/api:1.0","resources":{"requests":{"cpu":"100m","memory":"128Mi"}}}]}}}}`
+
+func updateReview(obj, old string) []byte {
+	ar := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: types.UID("load"), Kind: metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
+			Resource:  metav1.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"},
+			Operation: admissionv1.Update, Namespace: "shop",
+			Object: runtime.RawExtension{Raw: []byte(obj)}, OldObject: runtime.RawExtension{Raw: []byte(old)},
+		},
+	}
+	b, _ := json.Marshal(ar)
+	return b
+}
+
+// pinned runs the server in a child process on CPU 0 with GOMAXPROCS=1
+// (taskset) while this process is the client (run it under `taskset -c 1`,
+// as `make bench` does). Per scenario: the server's CPU time per request at
+// saturation (its utime+stime from /proc, over closed-loop requests from
+// conc clients), then latency open-loop at a fixed rate, measured from each
+// request's scheduled time so a stalled server shows.
+func pinned(n, conc, rate int, maxDur time.Duration) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("taskset", "-c", "0", exe, "-serve")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("taskset (util-linux) runs the pinned server: %w", err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	url, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("the pinned server did not start: %w", err)
+	}
+	url = strings.TrimSpace(url)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 512}} //nolint:gosec // the harness' own throw-away certificate
+
+	scenarios := []scenario{
+		{name: "no-op webhook, Deployment CREATE", path: "/noop", body: review("apps", "Deployment", []byte(deployment))},
+		{name: "mutate Deployment CREATE", path: webhook.MutatePath, body: review("apps", "Deployment", []byte(deployment)), wantPatch: true},
+		{name: "mutate Deployment UPDATE, already enrolled", path: webhook.MutatePath, body: updateReview(enrolledDeployment, enrolledDeployment)},
+	}
+	fmt.Printf("pinned: server on CPU 0 with GOMAXPROCS=1 (pid %d), this client elsewhere; %d requests closed-loop from %d clients, then open-loop at %d req/s\n\n", cmd.Process.Pid, n, conc, rate)
+	cpu := map[string]time.Duration{}
+	for _, s := range scenarios {
+		before, err := cpuTime(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		r, err := measure(client, url, s, n, conc, maxDur)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		after, err := cpuTime(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		cpu[s.name] = (after - before) / time.Duration(r.done)
+		fmt.Printf("  server CPU per request at saturation: %s\n", cpu[s.name].Round(100*time.Nanosecond))
+		lat, missed, err := openLoop(client, url, s, rate, n, maxDur)
+		if err != nil {
+			return fmt.Errorf("%s open-loop: %w", s.name, err)
+		}
+		fmt.Printf("  open-loop %d req/s: p50 %s  p99 %s  max %s  (%d sent late: the client could not keep up)\n\n", rate,
+			lat.p50.Round(time.Microsecond), lat.p99.Round(time.Microsecond), lat.max.Round(time.Microsecond), missed)
+	}
+	noop, create, update := cpu[scenarios[0].name], cpu[scenarios[1].name], cpu[scenarios[2].name]
+	fmt.Printf("ratio: server CPU per request, mutate CREATE / no-op %.2f×; UPDATE of an enrolled object / CREATE %.2f×\n", ratio(create, noop), ratio(update, create))
+	return nil
+}
+
+// cpuTime is a process' user plus system CPU time, from /proc/PID/stat
+// (clock ticks of 1/100 s).
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+type openResult struct{ p50, p99, max time.Duration }
+
+// openLoop sends n requests (at most rate × maxDur) at fixed intervals,
+// each on its own goroutine (at most 512 in flight), and measures each from
+// its scheduled time.
+func openLoop(client *http.Client, base string, s scenario, rate, n int, maxDur time.Duration) (openResult, int, error) {
+	n = min(n, int(float64(rate)*maxDur.Seconds()))
+	interval := time.Second / time.Duration(rate)
+	lat := make([]time.Duration, n)
+	var failed, late atomic.Int64
+	sem := make(chan struct{}, 512)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(at))
+		if time.Since(at) > interval {
+			late.Add(1)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			resp, err := client.Post(base+s.path, "application/json", bytes.NewReader(s.body))
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			lat[i] = time.Since(at)
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		return openResult{}, 0, fmt.Errorf("%d requests failed", failed.Load())
+	}
+	slices.Sort(lat)
+	return openResult{p50: lat[n/2], p99: lat[min(n-1, n*99/100)], max: lat[n-1]}, int(late.Load()), nil
+}
