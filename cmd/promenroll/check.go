@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -356,8 +357,7 @@ func newObject(d *document, n *yamlv3.Node, item int, res *Result) *object {
 			}
 		}
 	}
-	where := d.index
-	res.inputError(d.source, where, d.line+n.Line-1, fmt.Errorf("not a Kubernetes object: %w", err))
+	res.inputError(d.source, d.index, d.line+n.Line-1, fmt.Errorf("not a Kubernetes object: %w", err))
 	return nil
 }
 
@@ -395,7 +395,7 @@ func newCheckEnv(p *policy.Policy, objs []*object, defaultNS string, nsLabels ma
 	for _, o := range objs {
 		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
 			var ns corev1.Namespace
-			if json := o.js; yaml.Unmarshal(json, &ns) == nil {
+			if yaml.Unmarshal(o.js, &ns) == nil {
 				env.namespaces[ns.Name] = policy.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 			}
 			continue
@@ -406,7 +406,7 @@ func newCheckEnv(p *policy.Policy, objs []*object, defaultNS string, nsLabels ma
 			o.report.Namespace = defaultNS
 			o.js = withNamespace(o.js, defaultNS)
 		}
-		state.add(o.js)
+		state.add(o.gvk, o.js)
 	}
 	for name, labels := range nsLabels {
 		ns := env.namespaces[name]
@@ -541,7 +541,7 @@ func (env *checkEnv) mutate(ctx context.Context, o *object, ns policy.Namespace)
 	if len(resp.Patches) == 0 {
 		return o.js
 	}
-	patchJSON, err := jsonMarshal(resp.Patches)
+	patchJSON, err := json.Marshal(resp.Patches)
 	if err == nil {
 		var patch jsonpatch.Patch
 		if patch, err = jsonpatch.DecodePatch(patchJSON); err == nil {
@@ -572,14 +572,10 @@ type inputState struct {
 	agents       []monv1alpha1.PrometheusAgent
 }
 
-func (st *inputState) add(doc []byte) {
-	var head struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if yaml.Unmarshal(doc, &head) != nil {
-		return
-	}
+// add records an object of the input if it is cluster state: its kind is
+// already known, so only the kinds kept are decoded (JSON).
+func (st *inputState) add(gvk schema.GroupVersionKind, doc []byte) {
+	head := struct{ APIVersion, Kind string }{gvk.GroupVersion().String(), gvk.Kind}
 	switch {
 	case head.APIVersion == "apps/v1" && slices.Contains(policy.WorkloadKinds, head.Kind):
 		var w struct {

@@ -283,8 +283,6 @@ func writeYAML(w io.Writer, docs []*document) error {
 	return nil
 }
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
 // plainJSON turns a patch value into what JSON decoding gives (strings and
 // map[string]any), whatever Go type built it.
 func plainJSON(v any) any {

@@ -54,7 +54,10 @@ func loadCRDs() {
 		return
 	}
 	for _, e := range entries {
-		if err := addCRD(path.Join("crds", e.Name())); err != nil {
+		if !strings.HasSuffix(e.Name(), ".yaml.gz") {
+			continue
+		}
+		if err := addCRD(e.Name()); err != nil {
 			crdErr = fmt.Errorf("embedded CRD %s: %w", e.Name(), err)
 			return
 		}
@@ -62,16 +65,7 @@ func loadCRDs() {
 }
 
 func addCRD(name string) error {
-	f, err := crdFiles.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return err
-	}
-	data, err := io.ReadAll(zr)
+	data, err := crdBytes(name)
 	if err != nil {
 		return err
 	}
@@ -174,7 +168,7 @@ func servedVersions(gvk schema.GroupVersionKind) []string {
 	return out
 }
 
-// crdBytes is for tests: the embedded CRD file, decompressed.
+// crdBytes is an embedded CRD file (crds/NAME), decompressed.
 func crdBytes(name string) ([]byte, error) {
 	data, err := crdFiles.ReadFile(path.Join("crds", name))
 	if err != nil {
