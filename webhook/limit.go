@@ -2,77 +2,166 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"math"
+	"net/http"
 	"runtime"
+	"runtime/debug"
 	"time"
+
+	"golang.org/x/sync/semaphore"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Defaults of the heavy-validation limit.
+// Defaults of the limit on large requests.
 const (
-	// DefaultHeavyBytes: objects at least this large are heavy. Prometheus'
-	// rule parsing allocates about 110 times an object's size; a 64 KiB
-	// rule object costs a few MiB and a few milliseconds, below it the
-	// cost is noise.
+	// DefaultHeavyBytes: request bodies at least this large are heavy.
+	// Prometheus' rule parsing allocates tens of times an object's size; a
+	// 64 KiB rule object costs a few MiB and a few milliseconds, below it
+	// the cost is noise.
 	DefaultHeavyBytes = 64 * 1024
-	// DefaultQueueBudget is how long a heavy request may wait for a slot:
+	// DefaultQueueBudget is how long a heavy request may wait to start:
 	// well inside the webhooks' 5s timeout, so a refusal reaches the API
 	// server (and its failurePolicy) long before its own deadline.
 	DefaultQueueBudget = time.Second
+	// HeapPerBodyByte is the peak heap a heavy request takes per byte of
+	// its body, measured on /validate of PrometheusRules (`go run
+	// ./test/load -memory`, BENCHMARKS.md), rounded up. The default
+	// in-flight byte budget divides the memory limit by it.
+	HeapPerBodyByte = 40
+	// maxDrain is how much of a refused request's body is read so that the
+	// connection can be reused (the API server's bodies are at most 3 MiB
+	// of object, twice for an UPDATE).
+	maxDrain = 8 << 20
 )
 
-// Limiter bounds how many heavy validations run at once. Beyond that a
-// heavy request waits at most its budget and is then answered at once with
-// an error, counted in promenroll_shed_requests_total, instead of queueing
-// until the API server's timeout and piling up transient heap. Requests
-// below HeavyBytes, and every /mutate request, never wait on it: enrollment
-// is never queued behind a large rule.
+// Limiter bounds the heavy requests (bodies of HeavyBytes or more) being
+// decoded and judged at once: at most MaxInFlight of them (CPU), and at most
+// InFlightBytes of their bodies (memory). It acts on the HTTP request before
+// its body is read, so a refused request costs no decoding. A heavy request
+// that cannot start within its budget is answered at once with HTTP 429,
+// which the API server treats as a failed call: the webhook's failurePolicy
+// applies, long before its timeout. Light requests (every enrollment) pass
+// straight through and never wait behind a large rule.
 type Limiter struct {
 	slots      chan struct{}
-	HeavyBytes int
-	Budget     time.Duration
+	bytes      *semaphore.Weighted
+	byteBudget int64
+	heavyBytes int64
+	budget     time.Duration
 	metrics    *Metrics
 }
 
-// NewLimiter allows n heavy validations at once (n <= 0: GOMAXPROCS).
-func NewLimiter(n, heavyBytes int, budget time.Duration, m *Metrics) *Limiter {
-	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
-	}
-	if heavyBytes <= 0 {
-		heavyBytes = DefaultHeavyBytes
-	}
-	if budget <= 0 {
-		budget = DefaultQueueBudget
-	}
-	return &Limiter{slots: make(chan struct{}, n), HeavyBytes: heavyBytes, Budget: budget, metrics: m}
+// LimiterConfig sizes a Limiter; zero values take the defaults.
+type LimiterConfig struct {
+	// MaxInFlight heavy requests at once. Default GOMAXPROCS: they are
+	// CPU-bound, more only adds latency.
+	MaxInFlight int
+	// InFlightBytes of heavy bodies at once. Default: the Go memory limit
+	// (GOMEMLIMIT, set from the container's limit in deploy/) divided by
+	// 2×HeapPerBodyByte, half the limit left to the caches and the
+	// runtime; unbounded without a memory limit. A body larger than the
+	// budget runs alone.
+	InFlightBytes int64
+	// HeavyBytes: bodies this large or larger are heavy. Default
+	// DefaultHeavyBytes.
+	HeavyBytes int
+	// Budget is the longest a heavy request waits to start. Default
+	// DefaultQueueBudget; never more than half the API server's timeout
+	// for the call.
+	Budget time.Duration
 }
 
-// Acquire takes a slot for an object of size bytes, waiting at most the
-// budget (or half of what is left of ctx, if less). It returns the release
-// function, or an error saying why the request is shed. Light objects
-// take no slot.
-func (l *Limiter) Acquire(ctx context.Context, size int, kind string) (func(), error) {
-	if l == nil || size < l.HeavyBytes {
-		return func() {}, nil
+// NewLimiter returns a Limiter sized by c.
+func NewLimiter(c LimiterConfig, m *Metrics) *Limiter {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = runtime.GOMAXPROCS(0)
 	}
-	budget := l.Budget
-	if dl, ok := ctx.Deadline(); ok {
-		budget = min(budget, time.Until(dl)/2)
+	if c.HeavyBytes <= 0 {
+		c.HeavyBytes = DefaultHeavyBytes
 	}
+	if c.Budget <= 0 {
+		c.Budget = DefaultQueueBudget
+	}
+	if c.InFlightBytes <= 0 {
+		c.InFlightBytes = DefaultInFlightBytes(debug.SetMemoryLimit(-1))
+	}
+	return &Limiter{
+		slots: make(chan struct{}, c.MaxInFlight), bytes: semaphore.NewWeighted(c.InFlightBytes), byteBudget: c.InFlightBytes,
+		heavyBytes: int64(c.HeavyBytes), budget: c.Budget, metrics: m,
+	}
+}
+
+// DefaultInFlightBytes is the byte budget for a Go memory limit: half of it
+// for heavy requests at HeapPerBodyByte each.
+func DefaultInFlightBytes(memoryLimit int64) int64 {
+	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return max(memoryLimit/2/HeapPerBodyByte, DefaultHeavyBytes)
+}
+
+// Wrap bounds the heavy requests reaching next, the named webhook.
+func (l *Limiter) Wrap(name string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		size := r.ContentLength
+		if size < 0 {
+			size = l.heavyBytes // unknown length: count it as heavy
+		}
+		if size < l.heavyBytes {
+			next.ServeHTTP(w, r)
+			return
+		}
+		budget := l.budget
+		if t, err := time.ParseDuration(r.URL.Query().Get("timeout")); err == nil && t > 0 {
+			budget = min(budget, t/2)
+		}
+		release, err := l.acquire(r.Context(), size, budget)
+		if err != nil {
+			l.shed(w, r, name, size, budget)
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acquire takes a slot and size bytes of the budget (at most all of it),
+// waiting at most budget.
+func (l *Limiter) acquire(ctx context.Context, size int64, budget time.Duration) (func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
 	select {
 	case l.slots <- struct{}{}:
-		return func() { <-l.slots }, nil
-	default:
-	}
-	timer := time.NewTimer(budget)
-	defer timer.Stop()
-	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots }, nil
-	case <-timer.C:
 	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	l.metrics.Shed.WithLabelValues(kind).Inc()
-	return nil, fmt.Errorf("promenroll is busy: %d large objects (%d KiB or more) are being validated and this %s (%d KiB) could not start within %v; retry, or raise --max-heavy-validations (the webhook's failurePolicy applies to this request)",
-		cap(l.slots), l.HeavyBytes/1024, kind, size/1024, budget.Round(time.Millisecond))
+	weight := min(size, l.byteBudget)
+	if err := l.bytes.Acquire(ctx, weight); err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return func() { l.bytes.Release(weight); <-l.slots }, nil
+}
+
+// shed answers a heavy request that could not start: HTTP 429 with a Status
+// naming the cause (the API server quotes it in the call's error), after
+// reading the body so the connection stays usable. No Retry-After: the API
+// server's client would retry, adding load.
+func (l *Limiter) shed(w http.ResponseWriter, r *http.Request, name string, size int64, budget time.Duration) {
+	l.metrics.Shed.WithLabelValues(name).Inc()
+	_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
+	bound := fmt.Sprintf("%d requests of %d KiB or more", cap(l.slots), l.heavyBytes/1024)
+	if l.byteBudget < math.MaxInt64 {
+		bound += fmt.Sprintf(", %d KiB of their bodies", l.byteBudget/1024)
+	}
+	msg := fmt.Sprintf("promenroll is busy: this %d KiB request to /%s could not start within %v (at most %s in flight at once); the webhook's failurePolicy applies. Retry, or raise --max-heavy-validations or the memory limit",
+		size/1024, name, budget.Round(time.Millisecond), bound)
+	st := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+		Code: http.StatusTooManyRequests, Reason: metav1.StatusReasonTooManyRequests, Message: msg}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_ = json.NewEncoder(w).Encode(st)
 }

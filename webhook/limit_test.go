@@ -1,7 +1,10 @@
 package webhook
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/policy"
@@ -24,39 +28,69 @@ func ruleOfSize(n int) string {
 	return `{"apiVersion":"monitoring.coreos.com/v1","kind":"PrometheusRule","metadata":{"name":"big"},"spec":{"groups":[{"name":"g","rules":[` + strings.Join(rules, ",") + `]}]}}`
 }
 
-// TestHeavyValidationsAreBoundedAndShed: with every heavy slot taken, a
-// heavy rule is refused with 429 once its budget is spent, and counted; a
-// small rule and a Deployment are never held up.
-func TestHeavyValidationsAreBoundedAndShed(t *testing.T) {
+// limitedServer serves both webhooks behind a Limiter, as serve wires them.
+func limitedServer(t *testing.T, c LimiterConfig) (*server, *Limiter) {
+	t.Helper()
 	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policyOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics(nil)
-	limiter := NewLimiter(1, 64*1024, 50*time.Millisecond, m)
+	limiter := NewLimiter(c, m)
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}})
-	mux.Handle(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m, Limiter: limiter}})
+	mux.Handle(MutatePath, limiter.Wrap("mutate", &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
+	mux.Handle(ValidatePath, limiter.Wrap("validate", &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	s := &server{Server: srv, metrics: m}
+	t.Cleanup(srv.Close)
+	return &server{Server: srv, metrics: m}, limiter
+}
 
-	big := ruleOfSize(100 * 1024)
-	if r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", big, nil)); !r.Allowed {
-		t.Fatalf("the heavy rule is refused with a free slot: %v", r.Result)
-	}
-	// Every slot is taken (a validation in flight).
-	release, err := limiter.Acquire(t.Context(), 1<<20, "PrometheusRule")
+// wantShed checks a refusal as the API server reads it: HTTP 429 (a failed
+// call, so the failurePolicy applies), no Retry-After (the API server's
+// client would retry), a Status naming the cause.
+func wantShed(t *testing.T, url string, body []byte, wantInMessage string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", big, nil))
-	if r.Allowed || r.Result.Code != http.StatusTooManyRequests || !strings.Contains(r.Result.Message, "promenroll is busy") {
-		t.Fatalf("allowed=%v result=%+v, want 429 promenroll is busy", r.Allowed, r.Result)
+	defer resp.Body.Close()
+	var st metav1.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("the refusal is not a Status: %v", err)
 	}
-	if n := testutil.ToFloat64(m.Shed.WithLabelValues("PrometheusRule")); n != 1 {
-		t.Errorf("promenroll_shed_requests_total{kind=PrometheusRule} = %v, want 1", n)
+	if resp.StatusCode != http.StatusTooManyRequests || st.Code != http.StatusTooManyRequests || st.Reason != metav1.StatusReasonTooManyRequests {
+		t.Fatalf("HTTP %d, Status %d %s, want 429 TooManyRequests", resp.StatusCode, st.Code, st.Reason)
+	}
+	if resp.Header.Get("Retry-After") != "" {
+		t.Errorf("Retry-After %q: the API server would retry", resp.Header.Get("Retry-After"))
+	}
+	if !strings.Contains(st.Message, "promenroll is busy") || !strings.Contains(st.Message, wantInMessage) {
+		t.Errorf("message %q, want it to say promenroll is busy and %q", st.Message, wantInMessage)
+	}
+}
+
+// TestHeavyRequestsAreBoundedAndShed: with every slot taken, a large rule is
+// refused on both paths with 429 once its budget is spent, and counted; a
+// small rule and a Deployment are never held up; a freed slot admits again.
+func TestHeavyRequestsAreBoundedAndShed(t *testing.T) {
+	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: 50 * time.Millisecond})
+	big := review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(100*1024), nil)
+	if r := s.admit(t, ValidatePath, big); !r.Allowed {
+		t.Fatalf("the large rule is refused with a free slot: %v", r.Result)
+	}
+	// A validation in flight takes the only slot.
+	release, err := limiter.acquire(t.Context(), 100*1024, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantShed(t, s.URL+ValidatePath, big, "/validate could not start within 50ms")
+	wantShed(t, s.URL+MutatePath, big, "/mutate could not start within 50ms")
+	for _, w := range []string{"validate", "mutate"} {
+		if n := testutil.ToFloat64(s.metrics.Shed.WithLabelValues(w)); n != 1 {
+			t.Errorf("promenroll_shed_requests_total{webhook=%q} = %v, want 1", w, n)
+		}
 	}
 	if r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(1024), nil)); !r.Allowed {
 		t.Errorf("a small rule waited for the heavy slot: %v", r.Result)
@@ -65,7 +99,51 @@ func TestHeavyValidationsAreBoundedAndShed(t *testing.T) {
 		t.Errorf("a Deployment waited for the heavy slot: %v", r.Result)
 	}
 	release()
-	if r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", big, nil)); !r.Allowed {
-		t.Errorf("the heavy rule is refused after the slot was freed: %v", r.Result)
+	if r := s.admit(t, ValidatePath, big); !r.Allowed {
+		t.Errorf("the large rule is refused after the slot was freed: %v", r.Result)
+	}
+}
+
+// TestHeavyRequestsAreBoundedByBytes: the byte budget holds concurrent
+// large bodies to what the memory limit allows, whatever the slot count; a
+// body larger than the whole budget still runs, alone.
+func TestHeavyRequestsAreBoundedByBytes(t *testing.T) {
+	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 4, InFlightBytes: 400 * 1024, Budget: 50 * time.Millisecond})
+	release, err := limiter.acquire(t.Context(), 300*1024, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantShed(t, s.URL+ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(150*1024), nil), "400 KiB of their bodies")
+	if r := s.admit(t, ValidatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(70*1024), nil)); !r.Allowed {
+		t.Errorf("a rule within the remaining bytes was refused: %v", r.Result)
+	}
+	release()
+	huge := review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(450*1024), nil)
+	if r := s.admit(t, ValidatePath, huge); !r.Allowed {
+		t.Errorf("a body larger than the budget was refused with nothing in flight: %v", r.Result)
+	}
+}
+
+// TestShedBudgetIsHalfTheAPIServersTimeout: the API server appends its
+// timeout to the URL; a request never waits more than half of it.
+func TestShedBudgetIsHalfTheAPIServersTimeout(t *testing.T) {
+	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: time.Minute})
+	release, err := limiter.acquire(t.Context(), 100*1024, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	wantShed(t, s.URL+ValidatePath+"?timeout=200ms", review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(100*1024), nil), "within 100ms")
+}
+
+func TestDefaultInFlightBytes(t *testing.T) {
+	for _, c := range []struct{ limit, want int64 }{
+		{256 << 20, (256 << 20) / 2 / HeapPerBodyByte},
+		{math.MaxInt64, math.MaxInt64}, // no GOMEMLIMIT
+		{1 << 20, DefaultHeavyBytes},   // never below one heavy request
+	} {
+		if got := DefaultInFlightBytes(c.limit); got != c.want {
+			t.Errorf("DefaultInFlightBytes(%d) = %d, want %d", c.limit, got, c.want)
+		}
 	}
 }

@@ -76,8 +76,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promenroll_shed_requests_total",
-			Help: "Heavy validations answered at once with an error (HTTP 429) because --max-heavy-validations were in flight for longer than the queue budget; the webhook's failurePolicy applied. By kind.",
-		}, []string{"kind"}),
+			Help: "Large requests answered at once with HTTP 429 because they could not start within the queue budget (--max-heavy-validations or --heavy-inflight-bytes in flight); the webhook's failurePolicy applied. By webhook (mutate, validate).",
+		}, []string{"webhook"}),
 		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "promenroll_tls_serving_certificate_expiry_timestamp_seconds",
 			Help: "When the certificate this replica serves expires (Unix time).",

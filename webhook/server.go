@@ -70,10 +70,12 @@ type Config struct {
 	// ClientCAFile, if set, requires callers (the API server) to present a
 	// client certificate signed by one of its CAs.
 	ClientCAFile string
-	// MaxHeavyValidations bounds the validations of objects of at least
-	// HeavyBytes in flight (0: GOMAXPROCS); QueueBudget is how long one
-	// may wait for a slot before it is refused. See Limiter.
+	// MaxHeavyValidations and HeavyInFlightBytes bound the requests of at
+	// least HeavyBytes in flight (0: GOMAXPROCS, and from GOMEMLIMIT);
+	// QueueBudget is how long one may wait before it is refused. See
+	// Limiter.
 	MaxHeavyValidations int
+	HeavyInFlightBytes  int64
 	HeavyBytes          int
 	QueueBudget         time.Duration
 	// Host is the webhook's bind host. Default: all interfaces.
@@ -262,7 +264,9 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		return err
 	}
 	srv := mgr.GetWebhookServer()
-	srv.Register(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})
+	// Large requests are bounded before their bodies are read, on both paths.
+	limiter := NewLimiter(LimiterConfig{MaxInFlight: cfg.MaxHeavyValidations, InFlightBytes: cfg.HeavyInFlightBytes, HeavyBytes: cfg.HeavyBytes, Budget: cfg.QueueBudget}, metrics)
+	srv.Register(MutatePath, limiter.Wrap("mutate", &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor}))
 	// Services: the monitor gate's warnings (a port no Service declares).
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {
 		return fmt.Errorf("service informer: %w", err)
@@ -275,8 +279,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		}
 	}
 	workloads := CachedWorkloads{Cache: mgr.GetCache()}
-	limiter := NewLimiter(cfg.MaxHeavyValidations, cfg.HeavyBytes, cfg.QueueBudget, metrics)
-	srv.Register(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics, Limiter: limiter}, LogConstructor: logConstructor})
+	srv.Register(ValidatePath, limiter.Wrap("validate", &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor}))
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

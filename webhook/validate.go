@@ -38,8 +38,6 @@ type Validator struct {
 	// scrapeInterval warning; nil skips them.
 	Prometheuses PrometheusLister
 	Metrics      *Metrics
-	// Limiter bounds the heavy validations in flight; nil: unbounded.
-	Limiter *Limiter
 }
 
 var _ admission.Handler = (*Validator)(nil)
@@ -69,11 +67,6 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 		// From the informer cache; an error means none to judge with.
 		cs.Prometheuses, _ = v.Prometheuses.Prometheuses(ctx)
 	}
-	release, err := v.Limiter.Acquire(ctx, len(req.Object.Raw), gk.Kind)
-	if err != nil {
-		return errored(http.StatusTooManyRequests, err)
-	}
-	defer release()
 	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns, cs)
 	if err != nil {
 		st := apierrors.NewBadRequest(fmt.Sprintf("%s %s/%s cannot be decoded: %v", gk.Kind, req.Namespace, req.Name, err)).ErrStatus
