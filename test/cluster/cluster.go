@@ -99,8 +99,9 @@ type Cluster struct {
 	metrics string
 	binary  string
 
-	mu   sync.Mutex
-	proc *process // promenroll serve
+	mu         sync.Mutex
+	proc       *process // promenroll serve
+	readyAfter time.Duration
 
 	// AdmissionClientCA is the PEM of the CA that signed the API server's
 	// admission client certificate (Options.AdmissionClientCert).
@@ -327,12 +328,14 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 		"--shutdown-delay", "1ms",
 		"--crd-check-interval", "1s",
 	}
+	start := time.Now()
 	p, err := startProcess(c.LogDir, "promenroll", c.binary, append(args, extraArgs...), c.opts.Log)
 	if err != nil {
 		return err
 	}
 	c.proc = p
 
+	// Polled every 10ms: ReadyAfter is a start-up figure.
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -341,16 +344,25 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 			return fmt.Errorf("promenroll exited during start-up: %v", p.cmd.ProcessState)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 		if resp, err := http.Get("http://" + c.probe + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				c.readyAfter = time.Since(start)
 				return nil
 			}
 		}
 	}
 	return errors.New("promenroll did not become ready within 60s")
+}
+
+// ReadyAfter is how long the last StartWebhook took from starting the
+// process to the first 200 of /readyz.
+func (c *Cluster) ReadyAfter() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readyAfter
 }
 
 // StopWebhook stops promenroll gracefully (SIGTERM), killing it after 20s.

@@ -496,6 +496,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := c.StartWebhook(t.Context(), "--shutdown-delay", "3s"); err != nil {
 		t.Fatal(err)
 	}
+	// Restarted against a control plane full of the suite's objects.
+	t.Logf("measured: promenroll serve ready %v after its process started (readyz polled every 10ms)", c.ReadyAfter().Round(time.Millisecond))
 	t.Cleanup(func() {
 		c.StopWebhook()
 		if err := c.StartWebhook(context.Background()); err != nil {
