@@ -84,12 +84,25 @@ $(OPERATOR_ADMISSION): test/tools/operator/go.mod test/tools/operator/go.sum tes
 	cd test/tools/operator && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OPERATOR_ADMISSION) ./admission
 
 .PHONY: bench
-bench: $(OPERATOR_ADMISSION) ## Go benchmarks; the load harness beside a no-op webhook and prometheus-operator's webhook; server CPU per request pinned to one core, open-loop at 1000 req/s; report in bin/bench-report.txt.
+bench: $(OPERATOR_ADMISSION) ## Go benchmarks; the load harness beside a no-op webhook and prometheus-operator's webhook; server CPU per request pinned to one core, open-loop at 1000 req/s; memory; overload; report in bin/bench-report.txt.
 	@mkdir -p $(BIN)
 	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./webhook/... && \
 	  $(GO) run ./test/load -n 5000 -c 1 -operator $(OPERATOR_ADMISSION) && \
 	  $(GO) build -o $(BIN)/load ./test/load && \
-	  taskset -c 1 $(BIN)/load -pinned -n 5000 -c 8 -rate 1000; } 2>&1 | tee $(BIN)/bench-report.txt
+	  taskset -c 1 $(BIN)/load -pinned -n 5000 -c 8 -rate 1000 && \
+	  taskset -c 1 $(BIN)/load -memory && \
+	  taskset -c 1 $(BIN)/load -overload -overload-for $(OVERLOAD_FOR); } 2>&1 | tee $(BIN)/bench-report.txt
+
+OVERLOAD_FOR ?= 60s
+.PHONY: bench-overload
+bench-overload: ## Overload: 512 KiB rule validations at twice a pinned server's capacity for OVERLOAD_FOR (60s) beside Deployment CREATEs; fails if a target is missed (about 90 s).
+	$(GO) build -o $(BIN)/load ./test/load
+	taskset -c 1 $(BIN)/load -overload -overload-for $(OVERLOAD_FOR)
+
+.PHONY: bench-memory
+bench-memory: ## Memory: four concurrent 1.4 MiB rule validations, peak RSS against deploy/'s memory limit; fails if over it (about 10 s).
+	$(GO) build -o $(BIN)/load ./test/load
+	taskset -c 1 $(BIN)/load -memory
 
 .PHONY: fuzz
 fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mutate), FUZZTIME (30s) each.

@@ -81,12 +81,12 @@ func TestHeavyRequestsAreBoundedAndShed(t *testing.T) {
 		t.Fatalf("the large rule is refused with a free slot: %v", r.Result)
 	}
 	// A validation in flight takes the only slot.
-	release, err := limiter.acquire(t.Context(), 100*1024, time.Second)
+	release, _, err := limiter.acquire(t.Context(), 100*1024, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantShed(t, s.URL+ValidatePath, big, "/validate could not start within 50ms")
-	wantShed(t, s.URL+MutatePath, big, "/mutate could not start within 50ms")
+	wantShed(t, s.URL+MutatePath, big, "/mutate could not start within") // 5ms by now: the overload is sustained
 	for _, w := range []string{"validate", "mutate"} {
 		if n := testutil.ToFloat64(s.metrics.Shed.WithLabelValues(w)); n != 1 {
 			t.Errorf("promenroll_shed_requests_total{webhook=%q} = %v, want 1", w, n)
@@ -109,7 +109,7 @@ func TestHeavyRequestsAreBoundedAndShed(t *testing.T) {
 // body larger than the whole budget still runs, alone.
 func TestHeavyRequestsAreBoundedByBytes(t *testing.T) {
 	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 4, InFlightBytes: 400 * 1024, Budget: 50 * time.Millisecond})
-	release, err := limiter.acquire(t.Context(), 300*1024, time.Second)
+	release, _, err := limiter.acquire(t.Context(), 300*1024, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,12 +128,36 @@ func TestHeavyRequestsAreBoundedByBytes(t *testing.T) {
 // timeout to the URL; a request never waits more than half of it.
 func TestShedBudgetIsHalfTheAPIServersTimeout(t *testing.T) {
 	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: time.Minute})
-	release, err := limiter.acquire(t.Context(), 100*1024, time.Second)
+	release, _, err := limiter.acquire(t.Context(), 100*1024, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
 	wantShed(t, s.URL+ValidatePath+"?timeout=200ms", review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(100*1024), nil), "within 100ms")
+}
+
+// TestSustainedOverloadShortensTheWait: once no heavy request has started
+// without waiting for a whole budget, a request waits a tenth of it; a
+// request that starts at once ends the overload.
+func TestSustainedOverloadShortensTheWait(t *testing.T) {
+	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: 500 * time.Millisecond})
+	big := review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(100*1024), nil)
+	release, _, err := limiter.acquire(t.Context(), 100*1024, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A burst: the last start without waiting is recent.
+	wantShed(t, s.URL+ValidatePath, big, "within 500ms")
+	// Sustained: the last start without waiting is older than the budget.
+	limiter.startedAt.Store(time.Now().Add(-time.Minute).UnixNano())
+	wantShed(t, s.URL+ValidatePath, big, "within 50ms")
+	release()
+	if r := s.admit(t, ValidatePath, big); !r.Allowed {
+		t.Fatalf("refused with a free slot: %v", r.Result)
+	}
+	if since := time.Since(time.Unix(0, limiter.startedAt.Load())); since > time.Minute/2 {
+		t.Errorf("a request that started at once did not end the overload (last start %v ago)", since)
+	}
 }
 
 func TestDefaultInFlightBytes(t *testing.T) {

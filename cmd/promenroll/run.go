@@ -138,7 +138,7 @@ func newServeCommand() *cobra.Command {
 	fs.DurationVar(&cfg.TrustSettle, "tls-trust-settle", webhook.DefaultTrustSettle, "selfManaged: how long a new CA is in the caBundle before a certificate it signed is served")
 	fs.StringVar(&cfg.ClientCAFile, "client-ca", "", "PEM CA bundle: require callers (the API server) to present a client certificate it signed")
 	fs.IntVar(&cfg.MaxHeavyValidations, "max-heavy-validations", 0, "requests of --heavy-bytes or more decoded and judged at once (default: GOMAXPROCS); beyond, a request waits --queue-budget, then is refused with HTTP 429")
-	fs.Int64Var(&cfg.HeavyInFlightBytes, "heavy-inflight-bytes", 0, "bytes of such requests' bodies in flight at once (default: GOMEMLIMIT / 80, so their heap stays within half the memory limit; unbounded without GOMEMLIMIT)")
+	fs.Int64Var(&cfg.HeavyInFlightBytes, "heavy-inflight-bytes", 0, "bytes of such requests' bodies in flight at once (default: GOMEMLIMIT / 32, so their heap stays within half the memory limit; unbounded without GOMEMLIMIT)")
 	fs.IntVar(&cfg.HeavyBytes, "heavy-bytes", webhook.DefaultHeavyBytes, "request bodies this large or larger are heavy")
 	fs.DurationVar(&cfg.QueueBudget, "queue-budget", webhook.DefaultQueueBudget, "how long a heavy request may wait to start (at most half the API server's timeout for the call)")
 	fs.IntVar(&cfg.Port, "port", 9443, "webhook HTTPS port")

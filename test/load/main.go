@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,12 +48,22 @@ func main() {
 	operator := flag.String("operator", "", "prometheus-operator's admission webhook binary (bin/operator-admission): also measure it on the same rule bodies and report the ratio")
 	pin := flag.Bool("pinned", false, "run the server in a child process pinned to CPU 0 with GOMAXPROCS=1: server CPU per request, and open-loop latency at -rate")
 	rate := flag.Int("rate", 1000, "with -pinned: open-loop requests per second")
+	over := flag.Bool("overload", false, "pinned server: large rule validations open-loop at twice its measured capacity for -overload-for, beside a stream of Deployment CREATEs, then back to half capacity; checks the overload targets")
+	overFor := flag.Duration("overload-for", 60*time.Second, "with -overload: how long the overload lasts")
+	mem := flag.Bool("memory", false, "pinned server: four concurrent 1.4 MiB rule validations, peak RSS against deploy/'s memory limit")
 	serve := flag.Bool("serve", false, "internal: serve the handlers only (the -pinned child)")
+	var lc webhook.LimiterConfig
+	flag.IntVar(&lc.MaxInFlight, "max-heavy", 0, "with -serve: --max-heavy-validations")
+	flag.Int64Var(&lc.InFlightBytes, "heavy-inflight-bytes", 0, "with -serve: --heavy-inflight-bytes")
 	flag.Parse()
 	var err error
 	switch {
 	case *serve:
-		err = serveOnly()
+		err = serveOnly(lc)
+	case *over:
+		err = overload(*overFor)
+	case *mem:
+		err = memory()
 	case *pin:
 		err = pinned(*n, *conc, *rate, *maxDur)
 	default:
@@ -76,6 +85,7 @@ enroll:
 monitors:
   labels: {release: kube-prometheus-stack}
 rules:
+  maxBytes: 3145728 # raised for the 1.4 MiB objects of -memory
   require: {alertLabels: [severity], severityValues: [critical, warning, info, none]}
 `
 
@@ -135,9 +145,9 @@ func clusterState(nProm, nSvc, nNS int) (staticPrometheuses, namespacedServices)
 	return proms, services
 }
 
-// newMux wires the handlers as serve does, with a cluster's worth of
+// newMux wires the handlers as serve does (the limiter in front), with a cluster's worth of
 // cached state, plus the no-op baseline at /noop.
-func newMux() (*http.ServeMux, error) {
+func newMux(lc webhook.LimiterConfig) (*http.ServeMux, error) {
 	p, err := policy.Parse("load-policy.yaml", []byte(loadPolicy), policy.Options{})
 	if err != nil {
 		return nil, err
@@ -153,9 +163,10 @@ func newMux() (*http.ServeMux, error) {
 	// A cluster's worth of cached state for the monitor scenarios: 50
 	// Prometheus objects and 5,000 Services in 1,000 namespaces.
 	proms, services := clusterState(50, 5000, 1000)
+	limiter := webhook.NewLimiter(lc, metrics)
 	mux := http.NewServeMux()
-	mux.Handle(webhook.MutatePath, &admission.Webhook{Handler: &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}})
-	mux.Handle(webhook.ValidatePath, &admission.Webhook{Handler: &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}})
+	mux.Handle(webhook.MutatePath, limiter.Wrap("mutate", &admission.Webhook{Handler: &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}}))
+	mux.Handle(webhook.ValidatePath, limiter.Wrap("validate", &admission.Webhook{Handler: &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}}))
 	// The baseline: a webhook that allows everything, on the identical
 	// stack (TLS, mux, controller-runtime's admission.Webhook decoding and
 	// encoding).
@@ -175,8 +186,9 @@ type scenario struct {
 }
 
 type result struct {
-	mean, p50, p99 time.Duration
-	done           int
+	summary
+	done int
+	rate float64 // requests per second
 }
 
 func run(n, conc int, maxDur time.Duration, operatorBin string) error {
@@ -184,7 +196,7 @@ func run(n, conc int, maxDur time.Duration, operatorBin string) error {
 	if err != nil {
 		return err
 	}
-	mux, err := newMux()
+	mux, err := newMux(webhook.LimiterConfig{})
 	if err != nil {
 		return err
 	}
@@ -350,18 +362,12 @@ func measure(client *http.Client, base string, s scenario, n, conc int, maxDur t
 	wg.Wait()
 	elapsed := time.Since(start)
 	done := min(int(next.Load()), n)
-	lat = lat[:done]
-	slices.Sort(lat)
-	pct := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	sum := summarize(lat[:done])
 	fmt.Printf("%s\n  %d requests in %s: %.0f req/s, failed %d\n  latency p50 %s  p90 %s  p99 %s  max %s\n\n",
 		s.name, done, elapsed.Round(time.Millisecond), float64(done)/elapsed.Seconds(), failed.Load(),
-		pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+		sum.p50.Round(time.Microsecond), sum.p90.Round(time.Microsecond), sum.p99.Round(time.Microsecond), sum.max.Round(time.Microsecond))
 	if failed.Load() > 0 {
 		return result{}, fmt.Errorf("%d requests failed", failed.Load())
 	}
-	var sum time.Duration
-	for _, l := range lat {
-		sum += l
-	}
-	return result{mean: sum / time.Duration(len(lat)), p50: pct(0.50), p99: pct(0.99), done: done}, nil
+	return result{summary: sum, done: done, rate: float64(done) / elapsed.Seconds()}, nil
 }

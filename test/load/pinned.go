@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,10 +25,11 @@ import (
 	"github.com/promenroll/promenroll/webhook"
 )
 
-// serveOnly is `load -serve`: the handlers alone, for pinned runs. It
-// prints its URL and serves until stdin closes.
-func serveOnly() error {
-	mux, err := newMux()
+// serveOnly is `load -serve`: the handlers alone, for pinned runs, with
+// the limiter sized by lc as serve sizes it. It prints its URL and serves
+// until stdin closes.
+func serveOnly(lc webhook.LimiterConfig) error {
+	mux, err := newMux(lc)
 	if err != nil {
 		return err
 	}
@@ -41,6 +41,76 @@ func serveOnly() error {
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
 }
+
+// child is a `load -serve` process pinned to CPU 0 with GOMAXPROCS=1.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	url   string
+}
+
+// startChild starts a pinned server with env added to this process' and
+// args after -serve.
+func startChild(env []string, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("taskset", append([]string{"-c", "0", exe, "-serve"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "GOMAXPROCS=1"), env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("taskset (util-linux) runs the pinned server: %w", err)
+	}
+	c := &child{cmd: cmd, stdin: stdin}
+	url, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		c.stop()
+		return nil, fmt.Errorf("the pinned server did not start: %w", err)
+	}
+	c.url = strings.TrimSpace(url)
+	return c, nil
+}
+
+func (c *child) stop() { c.stdin.Close(); _ = c.cmd.Wait() }
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// pinnedClient calls a child as the API server does: keep-alive, and the
+// webhook's timeout on every call.
+func pinnedClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 512}} //nolint:gosec // the harness' own throw-away certificate
+}
+
+// peakRSS is a process' peak resident set (VmHWM); resetPeakRSS starts a
+// new peak from the current RSS.
+func peakRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no VmHWM", pid)
+}
+
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // enrolledDeployment is deployment as stored after promenroll enrolled it.
 const enrolledDeployment = `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api","namespace":"shop","labels":{"app.kubernetes.io/name":"api","monitoring.promenroll.io/scrape":"true","team":"payments"}},
@@ -68,41 +138,23 @@ func updateReview(obj, old string) []byte {
 // conc clients), then latency open-loop at a fixed rate, measured from each
 // request's scheduled time so a stalled server shows.
 func pinned(n, conc, rate int, maxDur time.Duration) error {
-	exe, err := os.Executable()
+	srv, err := startChild(nil)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("taskset", "-c", "0", exe, "-serve")
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("taskset (util-linux) runs the pinned server: %w", err)
-	}
-	defer func() { stdin.Close(); _ = cmd.Wait() }()
-	url, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("the pinned server did not start: %w", err)
-	}
-	url = strings.TrimSpace(url)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 512}} //nolint:gosec // the harness' own throw-away certificate
+	defer srv.stop()
+	url := srv.url
+	client := pinnedClient(0)
 
 	scenarios := []scenario{
 		{name: "no-op webhook, Deployment CREATE", path: "/noop", body: review("apps", "Deployment", []byte(deployment))},
 		{name: "mutate Deployment CREATE", path: webhook.MutatePath, body: review("apps", "Deployment", []byte(deployment)), wantPatch: true},
 		{name: "mutate Deployment UPDATE, already enrolled", path: webhook.MutatePath, body: updateReview(enrolledDeployment, enrolledDeployment)},
 	}
-	fmt.Printf("pinned: server on CPU 0 with GOMAXPROCS=1 (pid %d), this client elsewhere; %d requests closed-loop from %d clients, then open-loop at %d req/s\n\n", cmd.Process.Pid, n, conc, rate)
+	fmt.Printf("pinned: server on CPU 0 with GOMAXPROCS=1 (pid %d), this client elsewhere; %d requests closed-loop from %d clients, then open-loop at %d req/s\n\n", srv.pid(), n, conc, rate)
 	cpu := map[string]time.Duration{}
 	for _, s := range scenarios {
-		before, err := cpuTime(cmd.Process.Pid)
+		before, err := cpuTime(srv.pid())
 		if err != nil {
 			return err
 		}
@@ -110,7 +162,7 @@ func pinned(n, conc, rate int, maxDur time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		after, err := cpuTime(cmd.Process.Pid)
+		after, err := cpuTime(srv.pid())
 		if err != nil {
 			return err
 		}
@@ -123,6 +175,11 @@ func pinned(n, conc, rate int, maxDur time.Duration) error {
 		fmt.Printf("  open-loop %d req/s: p50 %s  p99 %s  max %s  (%d sent late: the client could not keep up)\n\n", rate,
 			lat.p50.Round(time.Microsecond), lat.p99.Round(time.Microsecond), lat.max.Round(time.Microsecond), missed)
 	}
+	rss, err := peakRSS(srv.pid())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server peak RSS over these scenarios (the handlers, 5,000 cached Services, 50 Prometheus objects): %.1f MiB\n", mib(rss))
 	noop, create, update := cpu[scenarios[0].name], cpu[scenarios[1].name], cpu[scenarios[2].name]
 	fmt.Printf("ratio: server CPU per request, mutate CREATE / no-op %.2f×; UPDATE of an enrolled object / CREATE %.2f×\n", ratio(create, noop), ratio(update, create))
 	return nil
@@ -145,12 +202,10 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-type openResult struct{ p50, p99, max time.Duration }
-
 // openLoop sends n requests (at most rate × maxDur) at fixed intervals,
 // each on its own goroutine (at most 512 in flight), and measures each from
 // its scheduled time.
-func openLoop(client *http.Client, base string, s scenario, rate, n int, maxDur time.Duration) (openResult, int, error) {
+func openLoop(client *http.Client, base string, s scenario, rate, n int, maxDur time.Duration) (summary, int, error) {
 	n = min(n, int(float64(rate)*maxDur.Seconds()))
 	interval := time.Second / time.Duration(rate)
 	lat := make([]time.Duration, n)
@@ -180,8 +235,7 @@ func openLoop(client *http.Client, base string, s scenario, rate, n int, maxDur 
 	}
 	wg.Wait()
 	if failed.Load() > 0 {
-		return openResult{}, 0, fmt.Errorf("%d requests failed", failed.Load())
+		return summary{}, 0, fmt.Errorf("%d requests failed", failed.Load())
 	}
-	slices.Sort(lat)
-	return openResult{p50: lat[n/2], p99: lat[min(n-1, n*99/100)], max: lat[n-1]}, int(late.Load()), nil
+	return summarize(lat), int(late.Load()), nil
 }
