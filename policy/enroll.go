@@ -235,6 +235,35 @@ func (p *Policy) sticky(req EnrollRequest, plan func(LabelChange, map[string]str
 	}
 }
 
+// NeedsOld reports whether an UPDATE's decision can depend on the stored
+// object. Only sticky labels read it, and they only put back a key the new
+// object lacks: when the new object carries every key an enrollment rule
+// can set (labels, pod template labels, scrape annotations), Enroll decides
+// the same with or without the old object, and the webhook skips decoding
+// it. An UPDATE of an enrolled object, the common case, is that one.
+func (p *Policy) NeedsOld(obj Object) bool {
+	missing := func(lts []labelTemplate, m map[string]string) bool {
+		for _, lt := range lts {
+			if _, ok := m[lt.key]; !ok {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range p.enroll {
+		r := &p.enroll[i]
+		if _, ok := r.kinds[obj.Kind]; !ok {
+			continue
+		}
+		if missing(r.labels, obj.Labels) ||
+			obj.Kind == "Service" && missing(r.annotations, obj.Annotations) ||
+			obj.HasPodTemplate && (missing(r.podTemplateLabels, obj.PodTemplateLabels) || missing(r.annotations, obj.PodTemplateAnnotations)) {
+			return true
+		}
+	}
+	return false
+}
+
 func isWorkload(kind string) bool { return slices.Contains(WorkloadKinds, kind) }
 
 func prefix(m Mode) string {

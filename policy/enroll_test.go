@@ -202,6 +202,61 @@ func TestEnrollIsIdempotentOnItsOwnOutput(t *testing.T) {
 	}
 }
 
+// TestNeedsOldNeverChangesADecision: whenever NeedsOld says the stored
+// object cannot matter, Enroll decides exactly the same without it, for
+// every combination of new and stored objects below; and an enrolled object
+// does not need it while one missing a rule's key does.
+func TestNeedsOldNeverChangesADecision(t *testing.T) {
+	p := mustParse(t, enrollPolicy)
+	created := deployment(map[string]string{"app.kubernetes.io/name": "api"}, map[string]string{"app": "api"})
+	enrolled := applyChanges(created, p.Enroll(EnrollRequest{Operation: Create, Object: created, Namespace: monitoringNS}).Enforced())
+	// The shadow rule's key is missing, and the stored object may have
+	// matched its selector: it is needed. Without such a rule it is not.
+	if !p.NeedsOld(enrolled) {
+		t.Errorf("the stored object may carry the shadow rule's label, but NeedsOld is false")
+	}
+	workloadsOnly := mustParse(t, enrollPolicy[:strings.Index(enrollPolicy, "- name: shadow")])
+	if workloadsOnly.NeedsOld(enrolled) {
+		t.Errorf("an enrolled Deployment needs its stored object: %+v", enrolled)
+	}
+	dropped := applyChanges(enrolled, nil)
+	delete(dropped.PodTemplateLabels, "monitoring.promenroll.io/pod-scrape")
+	if !p.NeedsOld(dropped) {
+		t.Error("a Deployment that dropped a pod template label the policy set does not need its stored object")
+	}
+	objects := []Object{enrolled, dropped, deployment(nil, nil), deployment(map[string]string{"tier": "experimental"}, nil),
+		applyChanges(enrolled, []LabelChange{change(MetadataLabels, "tier", "experimental", "")}),
+		applyChanges(enrolled, []LabelChange{change(MetadataLabels, "monitoring.promenroll.io/scrape", "false", "")}),
+		{Kind: "Service", Name: "api", Namespace: "shop", Labels: map[string]string{"app.kubernetes.io/name": "api", "monitoring.promenroll.io/scrape": "true", "team": "payments"}},
+		{Kind: "Service", Name: "api", Namespace: "shop", Labels: map[string]string{"app.kubernetes.io/name": "api"}},
+		{Kind: "Deployment", Name: "bare", Namespace: "shop", Labels: enrolled.Labels},
+	}
+	checked := 0
+	for _, p := range []*Policy{p, workloadsOnly} {
+		for _, obj := range objects {
+			if p.NeedsOld(obj) {
+				continue
+			}
+			for _, old := range objects {
+				if old.Kind != obj.Kind { // an UPDATE keeps the kind
+					continue
+				}
+				for _, ns := range []Namespace{monitoringNS, {Name: "shop"}, {Name: "legacy"}} {
+					with := p.Enroll(EnrollRequest{Operation: Update, Object: obj, Old: &old, Namespace: ns})
+					without := p.Enroll(EnrollRequest{Operation: Update, Object: obj, Namespace: ns})
+					if diff := cmp.Diff(with, without); diff != "" {
+						t.Errorf("NeedsOld(%+v) is false but the stored %+v changes the decision (-with +without):\n%s", obj, old, diff)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no object was judged independent of its stored version")
+	}
+}
+
 func TestEnrollNeverTouchesLabelsItDoesNotOwn(t *testing.T) {
 	p := mustParse(t, enrollPolicy)
 	obj := deployment(map[string]string{"app.kubernetes.io/name": "api", "monitoring.promenroll.io/scrape": "no"}, nil)

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -91,4 +93,38 @@ func BenchmarkValidateServiceMonitor5000Services(b *testing.B) {
 		`"spec":{"selector":{"matchLabels":{"app.kubernetes.io/name":"api"}},"endpoints":[{"port":"metrics","interval":"30s","relabelings":[{"action":"replace","sourceLabels":["__meta_kubernetes_pod_node_name"],"targetLabel":"node"}]}]}}`
 	h := handlerFor(b, &Validator{Policies: benchPolicy(b), Namespaces: nss, Services: services, Metrics: NewMetrics(nil)})
 	benchmarkHTTP(b, h, ValidatePath, review(metav1.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}, admissionv1.Create, "ns-7", sm, nil))
+}
+
+// enrolledDeployment is deploymentJSON as stored after enrollment.
+func enrolledDeployment(b *testing.B) string {
+	h := handlerFor(b, &Mutator{Policies: benchPolicy(b), Namespaces: testNamespaces, Metrics: NewMetrics(nil)})
+	req := httptest.NewRequest(http.MethodPost, MutatePath, bytes.NewReader(review(deploymentGVK, admissionv1.Create, "shop", deploymentJSON, nil)))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var ar admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil || ar.Response == nil || len(ar.Response.Patch) == 0 {
+		b.Fatalf("no patch: %v: %s", err, rec.Body)
+	}
+	doc, err := applyJSONPatch([]byte(deploymentJSON), ar.Response.Patch)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(doc)
+}
+
+// BenchmarkMutateDeploymentUpdateEnrolled is an UPDATE of an object
+// promenroll already enrolled (a rollout, a scale, a re-apply): nothing to
+// change.
+func BenchmarkMutateDeploymentUpdateEnrolled(b *testing.B) {
+	obj := enrolledDeployment(b)
+	h := handlerFor(b, &Mutator{Policies: benchPolicy(b), Namespaces: testNamespaces, Metrics: NewMetrics(nil)})
+	benchmarkHTTP(b, h, MutatePath, review(deploymentGVK, admissionv1.Update, "shop", obj, obj))
+}
+
+// BenchmarkNoopDeployment is the baseline: a handler that allows
+// everything, behind the same decoding and encoding.
+func BenchmarkNoopDeployment(b *testing.B) {
+	h := handlerFor(b, admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") }))
+	benchmarkHTTP(b, h, MutatePath, review(deploymentGVK, admissionv1.Create, "shop", deploymentJSON, nil))
 }

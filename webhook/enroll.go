@@ -36,7 +36,8 @@ func (m *Mutator) enroll(ctx context.Context, req admission.Request) outcome {
 		Object:    obj.object(req.Kind.Kind, req.Namespace),
 		Namespace: ns,
 	}
-	if req.Operation == admissionv1.Update {
+	p := m.Policies.Policy()
+	if req.Operation == admissionv1.Update && p.NeedsOld(er.Object) {
 		old, err := decodeShape(req.OldObject.Raw, "oldObject")
 		if err != nil {
 			return errored(http.StatusBadRequest, err)
@@ -44,7 +45,7 @@ func (m *Mutator) enroll(ctx context.Context, req admission.Request) outcome {
 		o := old.object(req.Kind.Kind, req.Namespace)
 		er.Old = &o
 	}
-	d := m.Policies.Policy().Enroll(er)
+	d := p.Enroll(er)
 	return labelOutcome(obj, d, m.Metrics, req.Kind.Kind)
 }
 
