@@ -19,11 +19,11 @@ import (
 	"github.com/promenroll/promenroll/policy"
 )
 
-// handlerFor wires a handler as serve does (admission.Webhook: decoding,
-// panic recovery, encoding), without a network.
+// handlerFor wires a handler as serve does (Reviews: decoding, panic
+// recovery, encoding), without a network.
 func handlerFor(b *testing.B, h admission.Handler) http.Handler {
 	b.Helper()
-	return &admission.Webhook{Handler: h}
+	return Reviews(&admission.Webhook{Handler: h})
 }
 
 func benchmarkHTTP(b *testing.B, h http.Handler, path string, body []byte) {
@@ -41,10 +41,11 @@ func benchmarkHTTP(b *testing.B, h http.Handler, path string, body []byte) {
 	}
 }
 
-func benchPolicy(b *testing.B) *PolicyStore {
+func benchPolicy(tb testing.TB) *PolicyStore {
+	tb.Helper()
 	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policy.Options{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return StaticPolicyStore(p)
 }

@@ -80,8 +80,8 @@ func newServer(t *testing.T, policyDoc string) *server {
 	m := NewMetrics(nil)
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}})
-	mux.Handle(ValidatePath, &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}})
+	mux.Handle(MutatePath, Reviews(&admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
+	mux.Handle(ValidatePath, Reviews(&admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
 	s := httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return &server{Server: s, metrics: m}

@@ -39,8 +39,8 @@ func limitedServer(t *testing.T, c LimiterConfig) (*server, *Limiter) {
 	limiter := NewLimiter(c, m)
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, limiter.Wrap("mutate", &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
-	mux.Handle(ValidatePath, limiter.Wrap("validate", &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
+	mux.Handle(MutatePath, limiter.Wrap("mutate", Reviews(&admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}})))
+	mux.Handle(ValidatePath, limiter.Wrap("validate", Reviews(&admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}})))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &server{Server: srv, metrics: m}, limiter

@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	srv := mgr.GetWebhookServer()
 	// Large requests are bounded before their bodies are read, on both paths.
 	limiter := NewLimiter(LimiterConfig{MaxInFlight: cfg.MaxHeavyValidations, InFlightBytes: cfg.HeavyInFlightBytes, HeavyBytes: cfg.HeavyBytes, Budget: cfg.QueueBudget}, metrics)
-	srv.Register(MutatePath, limiter.Wrap("mutate", &admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor}))
+	srv.Register(MutatePath, limiter.Wrap("mutate", Reviews(&admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})))
 	// Services: the monitor gate's warnings (a port no Service declares).
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {
 		return fmt.Errorf("service informer: %w", err)
@@ -279,7 +279,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		}
 	}
 	workloads := CachedWorkloads{Cache: mgr.GetCache()}
-	srv.Register(ValidatePath, limiter.Wrap("validate", &admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor}))
+	srv.Register(ValidatePath, limiter.Wrap("validate", Reviews(&admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})))
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

@@ -216,7 +216,7 @@ func TestMutateWarnsWhenNoPrometheusWillLoadAMonitor(t *testing.T) {
 			m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
 				Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return tt.proms })}
 			mux := http.NewServeMux()
-			mux.Handle(MutatePath, &admission.Webhook{Handler: m})
+			mux.Handle(MutatePath, Reviews(&admission.Webhook{Handler: m}))
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			s := &server{Server: srv}
@@ -308,7 +308,7 @@ monitors:
 	})
 	v := &Validator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: proms, Metrics: NewMetrics(nil)}
 	mux := http.NewServeMux()
-	mux.Handle(ValidatePath, &admission.Webhook{Handler: v})
+	mux.Handle(ValidatePath, Reviews(&admission.Webhook{Handler: v}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	s := &server{Server: srv}
@@ -339,7 +339,7 @@ func TestMutateProbesAndScrapeConfigsAreSelectedLikeMonitors(t *testing.T) {
 	m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
 		Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return proms })}
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, &admission.Webhook{Handler: m})
+	mux.Handle(MutatePath, Reviews(&admission.Webhook{Handler: m}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	s := &server{Server: srv}

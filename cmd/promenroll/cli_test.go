@@ -374,11 +374,11 @@ func TestCheckAndServeAgree(t *testing.T) {
 	}
 	shop := policy.Namespace{Name: "shop", Labels: map[string]string{"monitoring": "enabled", "team": "payments", "kubernetes.io/metadata.name": "shop"}}
 	mux := http.NewServeMux()
-	mux.Handle(webhook.MutatePath, &admission.Webhook{Handler: &webhook.Mutator{
+	mux.Handle(webhook.MutatePath, webhook.Reviews(&admission.Webhook{Handler: &webhook.Mutator{
 		Policies:   webhook.StaticPolicyStore(p),
 		Namespaces: webhook.NamespaceGetterFunc(func(_ context.Context, _ string) (policy.Namespace, error) { return shop, nil }),
 		Metrics:    webhook.NewMetrics(nil),
-	}})
+	}}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
