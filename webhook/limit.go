@@ -182,15 +182,23 @@ func (l *Limiter) acquire(ctx context.Context, size int64, budget time.Duration)
 func (l *Limiter) shed(w http.ResponseWriter, r *http.Request, name string, size int64, budget time.Duration) {
 	l.metrics.Shed.WithLabelValues(name).Inc()
 	_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
-	bound := fmt.Sprintf("%d requests of %d KiB or more", cap(l.slots), l.heavyBytes/1024)
+	bound := fmt.Sprintf("%d requests of %s or more", cap(l.slots), sizeOf(l.heavyBytes))
 	if l.byteBudget < math.MaxInt64 {
-		bound += fmt.Sprintf(", %d KiB of their bodies", l.byteBudget/1024)
+		bound += fmt.Sprintf(", %s of their bodies", sizeOf(l.byteBudget))
 	}
-	msg := fmt.Sprintf("promenroll is busy: this %d KiB request to /%s could not start within %v (at most %s in flight at once); the webhook's failurePolicy applies. Retry, or raise --max-heavy-validations or the memory limit",
-		size/1024, name, budget.Round(time.Millisecond), bound)
+	msg := fmt.Sprintf("promenroll is busy: this %s request to /%s could not start within %v (at most %s in flight at once); the webhook's failurePolicy applies. Retry, or raise --max-heavy-validations or the memory limit",
+		sizeOf(size), name, budget.Round(time.Millisecond), bound)
 	st := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
 		Code: http.StatusTooManyRequests, Reason: metav1.StatusReasonTooManyRequests, Message: msg}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusTooManyRequests)
 	_ = json.NewEncoder(w).Encode(st)
+}
+
+// sizeOf is n bytes for a message: KiB from 1 KiB up.
+func sizeOf(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%d KiB", n/1024)
 }

@@ -499,6 +499,13 @@ func (c *Cluster) ServingSerial() (*big.Int, error) {
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
 }
 
+// WebhookCA is the CA the webhook configurations trust, and the files of
+// the serving certificate it signed (valid for 127.0.0.1), for a test's own
+// webhook server.
+func (c *Cluster) WebhookCA() (caPEM []byte, certFile, keyFile string) {
+	return c.ca.certPEM, filepath.Join(c.certDir, "tls.crt"), filepath.Join(c.certDir, "tls.key")
+}
+
 // WebhookAddr is the webhook's TLS address.
 func (c *Cluster) WebhookAddr() string { return fmt.Sprintf("127.0.0.1:%d", c.port) }
 
