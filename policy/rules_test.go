@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	texttemplate "text/template"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -178,5 +179,18 @@ func TestRuleGateModes(t *testing.T) {
 	}
 	if r := p.CheckPrometheusRule(bad.rule, len(bad.raw), Namespace{Name: "kube-system"}); r.Reason == "" || len(r.Findings) > 0 {
 		t.Errorf("kube-system was checked: %+v", r)
+	}
+}
+
+// TestTextTemplateBuiltins: every name parseAlertTemplate takes for a
+// builtin is one to text/template, and nothing else is defined there.
+func TestTextTemplateBuiltins(t *testing.T) {
+	for _, name := range textTemplateBuiltins {
+		if _, err := texttemplate.New("").Parse("{{ " + name + " }}"); err != nil {
+			t.Errorf("%s is not a text/template builtin: %v", name, err)
+		}
+	}
+	if _, err := texttemplate.New("").Parse("{{ humanise }}"); err == nil {
+		t.Error("an unknown function parses: the probe above proves nothing")
 	}
 }
