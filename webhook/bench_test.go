@@ -19,11 +19,11 @@ import (
 	"github.com/promenroll/promenroll/policy"
 )
 
-// handlerFor wires a handler as serve does (Reviews: decoding, panic
+// handlerFor wires a handler as serve does (Endpoint: decoding, panic
 // recovery, encoding), without a network.
 func handlerFor(b *testing.B, h admission.Handler) http.Handler {
 	b.Helper()
-	return Reviews(&admission.Webhook{Handler: h})
+	return Endpoint("bench", h, nil)
 }
 
 func benchmarkHTTP(b *testing.B, h http.Handler, path string, body []byte) {

@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -80,8 +79,8 @@ func newServer(t *testing.T, policyDoc string) *server {
 	m := NewMetrics(nil)
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, Reviews(&admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
-	mux.Handle(ValidatePath, Reviews(&admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}}))
+	mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}, nil))
+	mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}, nil))
 	s := httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return &server{Server: s, metrics: m}

@@ -117,8 +117,12 @@ func DefaultInFlightBytes(memoryLimit int64) int64 {
 	return max(memoryLimit/2/HeapPerBodyByte, DefaultHeavyBytes)
 }
 
-// Wrap bounds the heavy requests reaching next, the named webhook.
+// Wrap bounds the heavy requests reaching next, the named webhook. A nil
+// Limiter bounds nothing.
 func (l *Limiter) Wrap(name string, next http.Handler) http.Handler {
+	if l == nil {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		size := r.ContentLength
 		if size < 0 {

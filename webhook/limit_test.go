@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -39,8 +38,8 @@ func limitedServer(t *testing.T, c LimiterConfig) (*server, *Limiter) {
 	limiter := NewLimiter(c, m)
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, limiter.Wrap("mutate", Reviews(&admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}})))
-	mux.Handle(ValidatePath, limiter.Wrap("validate", Reviews(&admission.Webhook{Handler: &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}})))
+	mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
+	mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &server{Server: srv, metrics: m}, limiter

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +20,18 @@ import (
 // does: two objects of at most 3 MiB (an UPDATE) and the rest.
 const maxReviewBytes = 7 << 20
 
-// Reviews serves wh over HTTP as the API server calls it: an AdmissionReview
+// Endpoint is h served as serve serves it: large requests bounded by l
+// (nil: unbounded) before their bodies are read, the AdmissionReview
+// decoded once (reviews), and a bare request logger (the one decision line
+// per request carries the request's fields itself: uid, kind, user, ...).
+// serve, the load harness and the tests all wire handlers through it.
+func Endpoint(name string, h admission.Handler, l *Limiter) http.Handler {
+	return l.Wrap(name, reviews(&admission.Webhook{Handler: h, LogConstructor: bareLogger}))
+}
+
+func bareLogger(base logr.Logger, _ *admission.Request) logr.Logger { return base }
+
+// reviews serves wh over HTTP as the API server calls it: an AdmissionReview
 // (admission.k8s.io/v1 or v1beta1) in, the same version out.
 //
 // It replaces controller-runtime's admission.Webhook.ServeHTTP, whose
@@ -28,7 +40,7 @@ const maxReviewBytes = 7 << 20
 // large rule's validation and of an UPDATE's cost. The body is decoded
 // once, the same way (case-sensitive, unknown fields ignored), and wh.Handle
 // still does the rest (request logger, panic recovery, response completion).
-func Reviews(wh *admission.Webhook) http.Handler {
+func reviews(wh *admission.Webhook) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		version, req, code, err := decodeReview(r)
 		if err != nil {

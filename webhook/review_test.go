@@ -9,14 +9,13 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // TestReviewsSpeakBothVersions: the AdmissionReview is answered in the
 // version it came in, and what is not an AdmissionReview is refused with
 // the cause.
 func TestReviewsSpeakBothVersions(t *testing.T) {
-	h := Reviews(&admission.Webhook{Handler: &Mutator{Policies: benchPolicy(t), Namespaces: testNamespaces, Metrics: NewMetrics(nil)}})
+	h := Endpoint("mutate", &Mutator{Policies: benchPolicy(t), Namespaces: testNamespaces, Metrics: NewMetrics(nil)}, nil)
 	create := review(deploymentGVK, admissionv1.Create, "shop", deploymentJSON, nil)
 	v1beta1 := bytes.Replace(create, []byte(`"apiVersion":"admission.k8s.io/v1"`), []byte(`"apiVersion":"admission.k8s.io/v1beta1"`), 1)
 	for _, c := range []struct {

@@ -29,7 +29,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -266,7 +265,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	srv := mgr.GetWebhookServer()
 	// Large requests are bounded before their bodies are read, on both paths.
 	limiter := NewLimiter(LimiterConfig{MaxInFlight: cfg.MaxHeavyValidations, InFlightBytes: cfg.HeavyInFlightBytes, HeavyBytes: cfg.HeavyBytes, Budget: cfg.QueueBudget}, metrics)
-	srv.Register(MutatePath, limiter.Wrap("mutate", Reviews(&admission.Webhook{Handler: &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})))
+	srv.Register(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, limiter))
 	// Services: the monitor gate's warnings (a port no Service declares).
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {
 		return fmt.Errorf("service informer: %w", err)
@@ -279,7 +278,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		}
 	}
 	workloads := CachedWorkloads{Cache: mgr.GetCache()}
-	srv.Register(ValidatePath, limiter.Wrap("validate", Reviews(&admission.Webhook{Handler: &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, LogConstructor: logConstructor})))
+	srv.Register(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -434,7 +433,3 @@ func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
 	c.UserAgent = userAgent
 	return c, nil
 }
-
-// logConstructor keeps the request logger bare: the one decision line per
-// request carries the request's fields itself (uid, kind, user, ...).
-func logConstructor(base logr.Logger, _ *admission.Request) logr.Logger { return base }

@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -216,7 +215,7 @@ func TestMutateWarnsWhenNoPrometheusWillLoadAMonitor(t *testing.T) {
 			m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
 				Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return tt.proms })}
 			mux := http.NewServeMux()
-			mux.Handle(MutatePath, Reviews(&admission.Webhook{Handler: m}))
+			mux.Handle(MutatePath, Endpoint("mutate", m, nil))
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			s := &server{Server: srv}
@@ -308,7 +307,7 @@ monitors:
 	})
 	v := &Validator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: proms, Metrics: NewMetrics(nil)}
 	mux := http.NewServeMux()
-	mux.Handle(ValidatePath, Reviews(&admission.Webhook{Handler: v}))
+	mux.Handle(ValidatePath, Endpoint("validate", v, nil))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	s := &server{Server: srv}
@@ -339,7 +338,7 @@ func TestMutateProbesAndScrapeConfigsAreSelectedLikeMonitors(t *testing.T) {
 	m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
 		Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return proms })}
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, Reviews(&admission.Webhook{Handler: m}))
+	mux.Handle(MutatePath, Endpoint("mutate", m, nil))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	s := &server{Server: srv}

@@ -17,7 +17,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/policy"
@@ -374,11 +373,11 @@ func TestCheckAndServeAgree(t *testing.T) {
 	}
 	shop := policy.Namespace{Name: "shop", Labels: map[string]string{"monitoring": "enabled", "team": "payments", "kubernetes.io/metadata.name": "shop"}}
 	mux := http.NewServeMux()
-	mux.Handle(webhook.MutatePath, webhook.Reviews(&admission.Webhook{Handler: &webhook.Mutator{
+	mux.Handle(webhook.MutatePath, webhook.Endpoint("mutate", &webhook.Mutator{
 		Policies:   webhook.StaticPolicyStore(p),
 		Namespaces: webhook.NamespaceGetterFunc(func(_ context.Context, _ string) (policy.Namespace, error) { return shop, nil }),
 		Metrics:    webhook.NewMetrics(nil),
-	}}))
+	}, nil))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

@@ -50,7 +50,7 @@ func TestShedRequestsGetTheFailurePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(limiter.Wrap("validate", webhook.Reviews(&admission.Webhook{Handler: allow})))
+	srv := httptest.NewUnstartedServer(webhook.Endpoint("validate", allow, limiter))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	srv.StartTLS()
 	defer srv.Close()

@@ -165,14 +165,14 @@ func newMux(lc webhook.LimiterConfig) (*http.ServeMux, error) {
 	proms, services := clusterState(50, 5000, 1000)
 	limiter := webhook.NewLimiter(lc, metrics)
 	mux := http.NewServeMux()
-	mux.Handle(webhook.MutatePath, limiter.Wrap("mutate", webhook.Reviews(&admission.Webhook{Handler: &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}})))
-	mux.Handle(webhook.ValidatePath, limiter.Wrap("validate", webhook.Reviews(&admission.Webhook{Handler: &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}})))
+	mux.Handle(webhook.MutatePath, webhook.Endpoint("mutate", &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}, limiter))
+	mux.Handle(webhook.ValidatePath, webhook.Endpoint("validate", &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}, limiter))
 	// The baseline: a webhook that allows everything, on the identical
 	// stack (TLS, mux, controller-runtime's admission.Webhook decoding and
 	// encoding).
-	mux.Handle("/noop", limiter.Wrap("noop", webhook.Reviews(&admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+	mux.Handle("/noop", webhook.Endpoint("noop", admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
-	})})))
+	}), limiter))
 	return mux, nil
 }
 
