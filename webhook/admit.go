@@ -22,6 +22,8 @@ type outcome struct {
 	rules    []string
 	reason   string
 	changes  []policy.LabelChange
+	// patch is encoded into resp by instrumented.
+	patch []patchOp
 }
 
 // lookupNamespace reads the request namespace's labels and annotations; a
@@ -71,6 +73,9 @@ func instrumented(ctx context.Context, req admission.Request, metrics *Metrics, 
 	start := time.Now()
 	metrics.Requests.WithLabelValues(name, req.Kind.Kind, string(req.Operation)).Inc()
 	out := decide()
+	if err := out.encodePatch(); err != nil {
+		out = errored(http.StatusInternalServerError, err)
+	}
 	metrics.Duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	return finish(ctx, req, metrics, start, out)
 }

@@ -58,8 +58,8 @@ func labelOutcome(obj *objectShape, d policy.Decision, metrics *Metrics, kind st
 	warnings := policy.LimitWarnings(policy.WarningsFor(d))
 	switch {
 	case len(ops) > 0:
-		out.resp, out.decision = admission.Patched(""), "patch"
-		out.resp.Patches = ops
+		out.resp, out.decision = admission.Allowed(""), "patch"
+		out.patch = ops
 	case len(d.DryRun()) > 0 || len(warnings) > 0:
 		out.resp, out.decision = admission.Allowed(""), "warn"
 	default:

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"gomodules.xyz/jsonpatch/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
@@ -101,7 +100,7 @@ func (m *Mutator) coerce(req admission.Request, mode policy.Mode, out *outcome) 
 			warnings = append(warnings, fmt.Sprintf("%swould coerce %s from %s to the string %q", policy.DryRunPrefix, c.Field, c.From, c.To))
 			continue
 		}
-		out.resp.Patches = append(out.resp.Patches, jsonpatch.NewOperation("replace", jsonPointer(c.Path), c.To))
+		out.patch = append(out.patch, patchOp{Op: "replace", Path: jsonPointer(c.Path), Value: c.To})
 		warnings = append(warnings, fmt.Sprintf("%s was %s, not a string; promenroll set it to %q", c.Field, c.From, c.To))
 	}
 	if len(coercions) > 0 && mode != policy.ModeDryRun {

@@ -70,9 +70,16 @@ func decisionMode(d policy.Decision) policy.Mode {
 }
 
 func describeChanges(cs []policy.LabelChange) string {
-	parts := make([]string, 0, len(cs))
-	for _, c := range cs {
-		parts = append(parts, fmt.Sprintf("%s %s=%s", c.Target, c.Key, c.Value))
+	var b strings.Builder
+	for i, c := range cs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(c.Target))
+		b.WriteByte(' ')
+		b.WriteString(c.Key)
+		b.WriteByte('=')
+		b.WriteString(c.Value)
 	}
-	return strings.Join(parts, ", ")
+	return b.String()
 }

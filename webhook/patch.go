@@ -1,12 +1,38 @@
 package webhook
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 
-	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/promenroll/promenroll/policy"
 )
+
+// patchOp is one RFC 6902 operation of a response. Responses carry the
+// encoded patch (admission.Response.Patch) rather than Patches: encoding
+// jsonpatch.JsonPatchOperation goes through its MarshalJSON and then
+// encoding/json's compaction of its output, a tenth of a CREATE's cost.
+type patchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// encodePatch puts out's operations in its response as a JSON Patch.
+func (out *outcome) encodePatch() error {
+	if len(out.patch) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(out.patch)
+	if err != nil {
+		return fmt.Errorf("encode the patch: %w", err)
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	out.resp.Patch, out.resp.PatchType = b, &pt
+	return nil
+}
 
 // pointerEscaper escapes a JSON Pointer reference token (RFC 6901 section 4:
 // "~" first, then "/"), so keys like app.kubernetes.io/name or
@@ -27,7 +53,7 @@ type metadataPatch struct {
 // policy, so the same input gives the same patch byte for byte. Only the
 // labels and annotations maps are touched; a missing or null map, or a
 // missing metadata object, is added whole.
-func labelPatch(s *objectShape, changes []policy.LabelChange) []jsonpatch.JsonPatchOperation {
+func labelPatch(s *objectShape, changes []policy.LabelChange) []patchOp {
 	obj := metadataPatch{parent: "/metadata", exists: s.hasMetadata, meta: s.Metadata}
 	tmpl := metadataPatch{parent: "/spec/template/metadata"}
 	if s.hasPodTemplate() && s.Spec.Template.Metadata != nil {
@@ -52,7 +78,7 @@ func labelPatch(s *objectShape, changes []policy.LabelChange) []jsonpatch.JsonPa
 	return ops
 }
 
-func (m metadataPatch) ops(ops []jsonpatch.JsonPatchOperation) []jsonpatch.JsonPatchOperation {
+func (m metadataPatch) ops(ops []patchOp) []patchOp {
 	if len(m.labels)+len(m.anns) == 0 {
 		return ops
 	}
@@ -64,21 +90,21 @@ func (m metadataPatch) ops(ops []jsonpatch.JsonPatchOperation) []jsonpatch.JsonP
 		if len(m.anns) > 0 {
 			whole["annotations"] = asMap(m.anns)
 		}
-		return append(ops, jsonpatch.NewOperation("add", m.parent, whole))
+		return append(ops, patchOp{Op: "add", Path: m.parent, Value: whole})
 	}
 	ops = appendMapOps(ops, m.parent+"/labels", m.meta.Labels != nil, m.labels)
 	return appendMapOps(ops, m.parent+"/annotations", m.meta.Annotations != nil, m.anns)
 }
 
-func appendMapOps(ops []jsonpatch.JsonPatchOperation, path string, exists bool, changes []policy.LabelChange) []jsonpatch.JsonPatchOperation {
+func appendMapOps(ops []patchOp, path string, exists bool, changes []policy.LabelChange) []patchOp {
 	if len(changes) == 0 {
 		return ops
 	}
 	if !exists {
-		return append(ops, jsonpatch.NewOperation("add", path, asMap(changes)))
+		return append(ops, patchOp{Op: "add", Path: path, Value: asMap(changes)})
 	}
 	for _, c := range changes {
-		ops = append(ops, jsonpatch.NewOperation("add", path+"/"+pointerEscaper.Replace(c.Key), c.Value))
+		ops = append(ops, patchOp{Op: "add", Path: path + "/" + pointerEscaper.Replace(c.Key), Value: c.Value})
 	}
 	return ops
 }

@@ -538,24 +538,27 @@ func (env *checkEnv) mutate(ctx context.Context, o *object, ns policy.Namespace)
 	for _, w := range resp.Warnings {
 		r.add(Finding{Level: "warn", Code: "admission-warning", Message: w}, o)
 	}
-	if len(resp.Patches) == 0 {
+	if len(resp.Patch) == 0 {
 		return o.js
 	}
-	patchJSON, err := json.Marshal(resp.Patches)
+	var ops []struct {
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	patch, err := jsonpatch.DecodePatch(resp.Patch)
 	if err == nil {
-		var patch jsonpatch.Patch
-		if patch, err = jsonpatch.DecodePatch(patchJSON); err == nil {
-			var out []byte
-			if out, err = patch.Apply(o.js); err == nil {
-				for _, op := range resp.Patches {
-					value := plainJSON(op.Value)
-					r.Labels = append(r.Labels, labelChanges(op.Path, value)...)
-					if applyToNode(o.node, op.Path, value) {
-						o.doc.dirty = true
-					}
+		err = json.Unmarshal(resp.Patch, &ops)
+	}
+	if err == nil {
+		var out []byte
+		if out, err = patch.Apply(o.js); err == nil {
+			for _, op := range ops {
+				r.Labels = append(r.Labels, labelChanges(op.Path, op.Value)...)
+				if applyToNode(o.node, op.Path, op.Value) {
+					o.doc.dirty = true
 				}
-				return out
 			}
+			return out
 		}
 	}
 	r.add(Finding{Level: "deny", Code: "mutate", Message: fmt.Sprintf("the webhook's patch does not apply: %v", err)}, o)

@@ -283,20 +283,6 @@ func writeYAML(w io.Writer, docs []*document) error {
 	return nil
 }
 
-// plainJSON turns a patch value into what JSON decoding gives (strings and
-// map[string]any), whatever Go type built it.
-func plainJSON(v any) any {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return v
-	}
-	var out any
-	if json.Unmarshal(b, &out) != nil {
-		return v
-	}
-	return out
-}
-
 // labelChanges turns a JSON Patch operation of the webhook (an add under
 // labels or annotations, or of a whole labels map) into changes.
 func labelChanges(path string, value any) []Change {
