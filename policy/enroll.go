@@ -173,11 +173,7 @@ type planner struct {
 }
 
 func newPlanner(d *Decision) *planner {
-	planned := make(map[Target]map[string]string, len(targetOrder))
-	for _, t := range targetOrder {
-		planned[t] = map[string]string{}
-	}
-	return &planner{d: d, planned: planned}
+	return &planner{d: d, planned: map[Target]map[string]string{}}
 }
 
 func (pl *planner) plan(c LabelChange, current map[string]string) {
@@ -192,6 +188,9 @@ func (pl *planner) plan(c LabelChange, current map[string]string) {
 			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s: rule %s wants %q, an earlier rule set %q", c.Target, c.Key, c.Rule, c.Value, v))
 		}
 		return
+	}
+	if pl.planned[c.Target] == nil {
+		pl.planned[c.Target] = map[string]string{}
 	}
 	pl.planned[c.Target][c.Key] = c.Value
 	pl.d.Changes = append(pl.d.Changes, c)
