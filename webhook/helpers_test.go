@@ -72,18 +72,30 @@ type server struct {
 
 func newServer(t *testing.T, policyDoc string) *server {
 	t.Helper()
-	p, err := policy.Parse("policy.yaml", []byte(policyDoc), policy.Options{OwnNamespace: "promenroll-system"})
+	s, _ := newLimitedServer(t, policyDoc, nil)
+	return s
+}
+
+// newLimitedServer serves both webhooks as serve wires them, behind a
+// Limiter sized by lc (nil: none).
+func newLimitedServer(t *testing.T, policyDoc string, lc *LimiterConfig) (*server, *Limiter) {
+	t.Helper()
+	p, err := policy.Parse("policy.yaml", []byte(policyDoc), policyOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics(nil)
+	var limiter *Limiter
+	if lc != nil {
+		limiter = NewLimiter(*lc, m)
+	}
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()
-	mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}, nil))
-	mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}, nil))
+	mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
+	mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
 	s := httptest.NewServer(mux)
 	t.Cleanup(s.Close)
-	return &server{Server: s, metrics: m}
+	return &server{Server: s, metrics: m}, limiter
 }
 
 // review builds an AdmissionReview for obj (and old, on UPDATE).

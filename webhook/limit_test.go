@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/promenroll/promenroll/policy"
 )
 
 // ruleOfSize is a valid PrometheusRule of at least n bytes of JSON.
@@ -25,24 +22,6 @@ func ruleOfSize(n int) string {
 		rules = append(rules, fmt.Sprintf(`{"alert":"Alert%d","expr":"up{job=\"job-%d\"} == 0","for":"5m","labels":{"severity":"warning"},"annotations":{"summary":"job %d is down"}}`, i, i, i))
 	}
 	return `{"apiVersion":"monitoring.coreos.com/v1","kind":"PrometheusRule","metadata":{"name":"big"},"spec":{"groups":[{"name":"g","rules":[` + strings.Join(rules, ",") + `]}]}}`
-}
-
-// limitedServer serves both webhooks behind a Limiter, as serve wires them.
-func limitedServer(t *testing.T, c LimiterConfig) (*server, *Limiter) {
-	t.Helper()
-	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policyOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewMetrics(nil)
-	limiter := NewLimiter(c, m)
-	store := StaticPolicyStore(p)
-	mux := http.NewServeMux()
-	mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
-	mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &server{Server: srv, metrics: m}, limiter
 }
 
 // wantShed checks a refusal as the API server reads it: HTTP 429 (a failed
@@ -74,7 +53,7 @@ func wantShed(t *testing.T, url string, body []byte, wantInMessage string) {
 // refused on both paths with 429 once its budget is spent, and counted; a
 // small rule and a Deployment are never held up; a freed slot admits again.
 func TestHeavyRequestsAreBoundedAndShed(t *testing.T) {
-	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: 50 * time.Millisecond})
+	s, limiter := newLimitedServer(t, testPolicy, &LimiterConfig{MaxInFlight: 1, Budget: 50 * time.Millisecond})
 	big := review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(100*1024), nil)
 	if r := s.admit(t, ValidatePath, big); !r.Allowed {
 		t.Fatalf("the large rule is refused with a free slot: %v", r.Result)
@@ -107,7 +86,7 @@ func TestHeavyRequestsAreBoundedAndShed(t *testing.T) {
 // large bodies to what the memory limit allows, whatever the slot count; a
 // body larger than the whole budget still runs, alone.
 func TestHeavyRequestsAreBoundedByBytes(t *testing.T) {
-	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 4, InFlightBytes: 400 * 1024, Budget: 50 * time.Millisecond})
+	s, limiter := newLimitedServer(t, testPolicy, &LimiterConfig{MaxInFlight: 4, InFlightBytes: 400 * 1024, Budget: 50 * time.Millisecond})
 	release, _, err := limiter.acquire(t.Context(), 300*1024, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +105,7 @@ func TestHeavyRequestsAreBoundedByBytes(t *testing.T) {
 // TestShedBudgetIsHalfTheAPIServersTimeout: the API server appends its
 // timeout to the URL; a request never waits more than half of it.
 func TestShedBudgetIsHalfTheAPIServersTimeout(t *testing.T) {
-	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: time.Minute})
+	s, limiter := newLimitedServer(t, testPolicy, &LimiterConfig{MaxInFlight: 1, Budget: time.Minute})
 	release, _, err := limiter.acquire(t.Context(), 100*1024, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +118,7 @@ func TestShedBudgetIsHalfTheAPIServersTimeout(t *testing.T) {
 // without waiting for a whole budget, a request waits a tenth of it; a
 // request that starts at once ends the overload.
 func TestSustainedOverloadShortensTheWait(t *testing.T) {
-	s, limiter := limitedServer(t, LimiterConfig{MaxInFlight: 1, Budget: 500 * time.Millisecond})
+	s, limiter := newLimitedServer(t, testPolicy, &LimiterConfig{MaxInFlight: 1, Budget: 500 * time.Millisecond})
 	big := review(prometheusRuleGVK, admissionv1.Create, "shop", ruleOfSize(100*1024), nil)
 	release, _, err := limiter.acquire(t.Context(), 100*1024, time.Second)
 	if err != nil {

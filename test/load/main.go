@@ -281,7 +281,7 @@ func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
 // startOperator runs the operator's webhook binary and returns its address.
 func startOperator(bin string) (string, func(), error) {
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return "", nil, err

@@ -23,7 +23,10 @@ import (
 // webhookTimeout is deploy/'s timeoutSeconds; the harness' client gives up
 // after it, as the API server does, and sends it in the URL as the API
 // server does (the limiter waits at most half of it).
-const webhookTimeout = 5 * time.Second
+const (
+	webhookTimeout = 5 * time.Second
+	timeoutQuery   = "?timeout=5s"
+)
 
 // ruleReview is an AdmissionReview of a PrometheusRule of about size bytes
 // of JSON: kube-prometheus' control-plane groups, repeated and renamed.
@@ -125,9 +128,10 @@ func runOpenLoop(client *http.Client, streams []stream) [][]sample {
 			var reqs sync.WaitGroup
 			for i, at := range s.times {
 				time.Sleep(time.Until(start.Add(at)))
+				late := time.Since(start.Add(at))
 				reqs.Go(func() {
 					out[si][i] = send(client, s.url, s.body, start.Add(at))
-					out[si][i].at = at
+					out[si][i].at, out[si][i].late = at, late
 				})
 			}
 			reqs.Wait()
@@ -201,8 +205,7 @@ func overload(d time.Duration) error {
 	}
 	defer srv.stop()
 	client := pinnedClient(webhookTimeout)
-	q := fmt.Sprintf("?timeout=%s", webhookTimeout)
-	capRun, err := measure(client, srv.url, scenario{name: "capacity: /validate 512 KiB PrometheusRule, 2 clients closed-loop", path: webhook.ValidatePath + q, body: heavy}, 60, 2, time.Minute)
+	capRun, err := measure(client, srv.url, scenario{name: "capacity: /validate 512 KiB PrometheusRule, 2 clients closed-loop", path: webhook.ValidatePath + timeoutQuery, body: heavy}, 60, 2, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -217,8 +220,8 @@ func overload(d time.Duration) error {
 		return err
 	}
 	res := runOpenLoop(client, []stream{
-		{url: srv.url + webhook.ValidatePath + q, body: heavy, times: heavyTimes},
-		{url: srv.url + webhook.MutatePath + q, body: review("apps", "Deployment", []byte(deployment)), times: schedule(light, total)},
+		{url: srv.url + webhook.ValidatePath + timeoutQuery, body: heavy, times: heavyTimes},
+		{url: srv.url + webhook.MutatePath + timeoutQuery, body: review("apps", "Deployment", []byte(deployment)), times: schedule(light, total)},
 	})
 	rss, err := peakRSS(srv.pid())
 	if err != nil {
@@ -324,26 +327,18 @@ func memory() error {
 			srv.stop()
 			return err
 		}
+		// Three rounds of four at once.
 		client := pinnedClient(webhookTimeout)
-		res := runOpenLoop(client, []stream{{url: srv.url + webhook.ValidatePath + "?timeout=5s", body: body, times: make([]time.Duration, 4)}})
-		for range 2 {
-			res = append(res, runOpenLoop(client, []stream{{url: srv.url + webhook.ValidatePath + "?timeout=5s", body: body, times: make([]time.Duration, 4)}})...)
+		var calls []sample
+		for range 3 {
+			calls = append(calls, runOpenLoop(client, []stream{{url: srv.url + webhook.ValidatePath + timeoutQuery, body: body, times: make([]time.Duration, 4)}})[0]...)
 		}
 		rss, err := peakRSS(srv.pid())
 		srv.stop()
 		if err != nil {
 			return err
 		}
-		var lat []time.Duration
-		shed, failed := 0, 0
-		for _, round := range res {
-			for _, s := range round {
-				lat = append(lat, s.lat)
-				shed += btoi(s.shed)
-				failed += btoi(s.failed)
-			}
-		}
-		sum := summarize(lat)
+		_, sum, shed, failed := tally(calls, 0, time.Hour)
 		perByte := float64(rss-idle) / float64(4*len(body))
 		fmt.Printf("%s\n  idle RSS %.1f MiB, peak RSS %.1f MiB; %d admitted, %d shed, %d failed; latency p50 %v max %v\n",
 			c.name, mib(idle), mib(rss), sum.n-shed-failed, shed, failed, sum.p50.Round(time.Millisecond), sum.max.Round(time.Millisecond))

@@ -13,8 +13,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -205,40 +203,21 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// openLoop sends n requests (at most rate × maxDur) at fixed intervals,
-// each on its own goroutine (at most 512 in flight), and measures each from
-// its scheduled time.
+// openLoop sends n requests (at most rate × maxDur) at fixed intervals
+// (runOpenLoop), and returns their latencies, measured from each request's
+// scheduled time, and how many were sent more than an interval late.
 func openLoop(client *http.Client, base string, s scenario, rate, n int, maxDur time.Duration) (summary, int, error) {
-	n = min(n, int(float64(rate)*maxDur.Seconds()))
-	interval := time.Second / time.Duration(rate)
-	lat := make([]time.Duration, n)
-	var failed, late atomic.Int64
-	sem := make(chan struct{}, 512)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		at := start.Add(time.Duration(i) * interval)
-		time.Sleep(time.Until(at))
-		if time.Since(at) > interval {
-			late.Add(1)
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			resp, err := client.Post(base+s.path, "application/json", bytes.NewReader(s.body))
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			lat[i] = time.Since(at)
-		}()
+	times := schedule(float64(rate), maxDur)
+	times = times[:min(n, len(times))]
+	var lat []time.Duration
+	failed, late := 0, 0
+	for _, r := range runOpenLoop(client, []stream{{url: base + s.path, body: s.body, times: times}})[0] {
+		lat = append(lat, r.lat)
+		failed += btoi(r.shed || r.failed)
+		late += btoi(r.late > time.Second/time.Duration(rate))
 	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		return summary{}, 0, fmt.Errorf("%d requests failed", failed.Load())
+	if failed > 0 {
+		return summary{}, 0, fmt.Errorf("%d requests failed", failed)
 	}
-	return summarize(lat), int(late.Load()), nil
+	return summarize(lat), late, nil
 }

@@ -53,6 +53,8 @@ func schedule(rate float64, d time.Duration) []time.Duration {
 type sample struct {
 	at  time.Duration // scheduled send time, from the run's start
 	lat time.Duration // from the scheduled time to the answer
+	// late is how long after its scheduled time it was sent.
+	late time.Duration
 	// shed: answered 429; failed: any other failure.
 	shed, failed bool
 }
