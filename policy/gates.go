@@ -130,6 +130,14 @@ func (p *Policy) unselectedDenial(obj Object, ns Namespace, cs ClusterState) []F
 		"no Prometheus will load this "+obj.Kind+": "+why+" (policy monitors.unselected: deny)")}}
 }
 
+// UnselectedDenies reports whether the gate of kind denies monitors and
+// rules no Prometheus loads (monitors.unselected: deny), so it cannot judge
+// without the cluster's Prometheus objects.
+func (p *Policy) UnselectedDenies(kind string) bool {
+	_, ok := p.monitors.kinds[kind]
+	return ok && p.monitors.unselected == LevelDeny
+}
+
 // UnselectedWarns reports whether the mutating webhook should warn about a
 // monitor or rule no Prometheus loads (monitors.unselected: warn).
 func (p *Policy) UnselectedWarns() bool { return p.monitors.unselected == LevelWarn }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,7 +24,25 @@ type outcome struct {
 	reason   string
 	changes  []policy.LabelChange
 	// patch is encoded into resp by instrumented.
-	patch []patchOp
+	patch []policy.PatchOp
+}
+
+// encodePatch puts out's operations in its response as a JSON Patch.
+// Responses carry the encoded patch (admission.Response.Patch) rather than
+// Patches: encoding jsonpatch.JsonPatchOperation goes through its
+// MarshalJSON and then encoding/json's compaction of its output, a tenth of
+// a CREATE's cost.
+func (out *outcome) encodePatch() error {
+	if len(out.patch) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(out.patch)
+	if err != nil {
+		return fmt.Errorf("encode the patch: %w", err)
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	out.resp.Patch, out.resp.PatchType = b, &pt
+	return nil
 }
 
 // lookupNamespace reads the request namespace's labels and annotations; a

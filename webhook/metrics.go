@@ -18,10 +18,12 @@ type Metrics struct {
 	PolicyInfo      *prometheus.GaugeVec
 	LabelsCoerced   prometheus.Counter
 	NamespaceErrors prometheus.Counter
-	TLSIssued       *prometheus.CounterVec
-	TLSErrors       prometheus.Counter
-	CertExpiry      prometheus.Gauge
-	Shed            *prometheus.CounterVec
+	// PrometheusErrors counts failed reads of the Prometheus objects.
+	PrometheusErrors prometheus.Counter
+	TLSIssued        *prometheus.CounterVec
+	TLSErrors        prometheus.Counter
+	CertExpiry       prometheus.Gauge
+	Shed             *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -66,6 +68,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promenroll_namespace_lookup_errors_total",
 			Help: "Namespace lookups that failed; the request got an error and the webhook's failurePolicy applied.",
 		}),
+		PrometheusErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promenroll_prometheus_lookup_errors_total",
+			Help: "Reads of the cluster's Prometheus objects (informer cache) that failed: /mutate skipped autoSelect and the selection warning with a warning; /validate refused monitors and rules when monitors.unselected is deny, so the webhook's failurePolicy applied.",
+		}),
 		TLSIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promenroll_tls_certificates_issued_total",
 			Help: "Certificates written to the self-managed Secret by the leader, by certificate (ca, serving) and reason (missing, unusable, expired, not-yet-valid, wrong-name, untrusted, renewal, new-ca). Any reason but renewal and new-ca means the Secret was repaired.",
@@ -85,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Duration, m.Decisions, m.LabelsInjected, m.GateFindings,
-			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors,
+			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors, m.PrometheusErrors,
 			m.TLSIssued, m.TLSErrors, m.CertExpiry, m.Shed)
 	}
 	return m

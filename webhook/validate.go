@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/policy"
@@ -58,16 +59,25 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 	if len(req.Object.Raw) == 0 {
 		return errored(http.StatusBadRequest, fmt.Errorf("the admission request has no object"))
 	}
+	pol := v.Policies.Policy()
 	ns, err := lookupNamespace(ctx, v.Namespaces, v.Metrics, req)
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)
 	}
 	cs := policy.ClusterState{Services: v.Services, Workloads: v.Workloads}
 	if v.Prometheuses != nil {
-		// From the informer cache; an error means none to judge with.
-		cs.Prometheuses, _ = v.Prometheuses.Prometheuses(ctx)
+		// From the informer cache. Without them the timeout warning is
+		// skipped; monitors.unselected: deny cannot be judged, and
+		// admitting would fail open, so the request fails instead.
+		if cs.Prometheuses, err = v.Prometheuses.Prometheuses(ctx); err != nil {
+			v.Metrics.PrometheusErrors.Inc()
+			logf.FromContext(ctx).Error(err, "cannot list the cluster's Prometheus objects")
+			if pol.UnselectedDenies(gk.Kind) {
+				return errored(http.StatusInternalServerError, fmt.Errorf("promenroll could not read the cluster's Prometheus objects to apply monitors.unselected: deny (%w); the webhook's failurePolicy applies, retry shortly", err))
+			}
+		}
 	}
-	res, err := v.Policies.Policy().Gate(gk, req.Object.Raw, ns, cs)
+	res, err := pol.Gate(gk, req.Object.Raw, ns, cs)
 	if err != nil {
 		st := apierrors.NewBadRequest(fmt.Sprintf("%s %s/%s cannot be decoded: %v", gk.Kind, req.Namespace, req.Name, err)).ErrStatus
 		return outcome{resp: admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &st}}, decision: "deny", reason: st.Message}

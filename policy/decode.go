@@ -1,20 +1,18 @@
-package webhook
+package policy
 
 import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 	sigsjson "sigs.k8s.io/json"
-
-	"github.com/promenroll/promenroll/policy"
 )
 
-// objectShape is what promenroll reads of an incoming object: its metadata,
+// objectShape is what the mutation table reads of an object: its metadata,
 // a Service's ports and, for workloads, the pod template's metadata and
 // container ports. Decoding only these keeps the request path cheap and
-// independent of API versions' other fields.
+// independent of API versions' other fields, and every engine (serve,
+// check, audit) reads an object through it, so none can read less.
 type objectShape struct {
-	Kind     string    `json:"kind"`
 	Metadata *metadata `json:"metadata"`
 	Spec     *struct {
 		Template *struct {
@@ -42,13 +40,14 @@ type objectShape struct {
 }
 
 type metadata struct {
-	Name         string            `json:"name"`
-	GenerateName string            `json:"generateName"`
-	Namespace    string            `json:"namespace"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
 }
 
+// decodeShape reads raw (JSON, as the API server sends it); what names the
+// member in errors ("object", "oldObject").
 func decodeShape(raw []byte, what string) (*objectShape, error) {
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("the admission request has no %s", what)
@@ -74,18 +73,18 @@ func (s *objectShape) podTemplateMetadata() *metadata {
 }
 
 // ports are the pod template's container ports, or a Service's ports.
-func (s *objectShape) ports() []policy.Port {
+func (s *objectShape) ports() []Port {
 	if s.Spec == nil {
 		return nil
 	}
-	var out []policy.Port
+	var out []Port
 	for _, p := range s.Spec.Ports {
-		out = append(out, policy.Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+		out = append(out, Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
 	}
 	if s.hasPodTemplate() && s.Spec.Template.Spec != nil {
 		for _, c := range s.Spec.Template.Spec.Containers {
 			for _, p := range c.Ports {
-				out = append(out, policy.Port{Name: p.Name, Number: p.ContainerPort})
+				out = append(out, Port{Name: p.Name, Number: p.ContainerPort})
 			}
 		}
 	}
@@ -94,13 +93,13 @@ func (s *objectShape) ports() []policy.Port {
 
 // object converts the shape to the policy's view of it. The request's
 // namespace wins over the object's (it may be empty in the body).
-func (s *objectShape) object(kind, namespace string) policy.Object {
+func (s *objectShape) object(kind, namespace string) Object {
 	ns := s.Metadata.Namespace
 	if namespace != "" {
 		ns = namespace
 	}
 	tm := s.podTemplateMetadata()
-	return policy.Object{
+	return Object{
 		Kind:                   kind,
 		Name:                   s.Metadata.Name,
 		Namespace:              ns,
