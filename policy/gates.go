@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
@@ -33,6 +35,27 @@ type ClusterState struct {
 	// Prometheuses are the cluster's Prometheus objects' selectors (none:
 	// which Prometheus loads an object is not judged).
 	Prometheuses []PrometheusSelectors
+	// Scope, when set, lists the only namespaces whose Services and
+	// workloads are known (audit -n): a check that reads others is
+	// skipped, and the report says so in Skipped.
+	Scope []string
+}
+
+// outOfScope says why a monitor's target checks are skipped: the
+// namespaces its namespaceSelector reaches are not all in cs.Scope.
+func (cs ClusterState) outOfScope(kind, what string, sel monv1.NamespaceSelector, own string) string {
+	if cs.Scope == nil {
+		return ""
+	}
+	names, all := MonitorNamespaces(sel, own)
+	if !all && !slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(cs.Scope, n) }) {
+		return ""
+	}
+	reach := "any namespace"
+	if !all {
+		reach = "namespaces " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("target check skipped: this %s selects %s in %s, and only %s were read; scan them too (-A) to check it", kind, what, reach, strings.Join(cs.Scope, ", "))
 }
 
 // gate decodes one kind's object (JSON, as the API server sends it) and
@@ -70,8 +93,12 @@ var gates = map[schema.GroupKind]gate{
 	}),
 	{Group: groupMonitoring, Kind: "ServiceMonitor"}: gateFor(func(p *Policy, o *monv1.ServiceMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckServiceMonitor(o, ns)
-		if len(rep.Denials()) == 0 {
-			rep.Findings = append(rep.Findings, ServiceMonitorTargetWarnings(o, cs.Services)...)
+		if len(rep.Denials()) == 0 && rep.Reason == "" {
+			if skip := cs.outOfScope("ServiceMonitor", "Services", o.Spec.NamespaceSelector, o.Namespace); skip != "" {
+				rep.Skipped = append(rep.Skipped, skip)
+			} else {
+				rep.Findings = append(rep.Findings, ServiceMonitorTargetWarnings(o, cs.Services)...)
+			}
 		}
 		obj := Object{Kind: "ServiceMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming
@@ -84,8 +111,12 @@ var gates = map[schema.GroupKind]gate{
 	}),
 	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *Policy, o *monv1.PodMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPodMonitor(o, ns)
-		if len(rep.Denials()) == 0 {
-			rep.Findings = append(rep.Findings, PodMonitorTargetWarnings(o, cs.Workloads)...)
+		if len(rep.Denials()) == 0 && rep.Reason == "" {
+			if skip := cs.outOfScope("PodMonitor", "pods", o.Spec.NamespaceSelector, o.Namespace); skip != "" {
+				rep.Skipped = append(rep.Skipped, skip)
+			} else {
+				rep.Findings = append(rep.Findings, PodMonitorTargetWarnings(o, cs.Workloads)...)
+			}
 		}
 		obj := Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming

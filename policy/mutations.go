@@ -222,6 +222,10 @@ func (p *Policy) labelRule(kind string, s *objectShape, req MutationRequest) (Mu
 	return m, nil
 }
 
+// NotLoadedWarning starts the warning that no Prometheus will load a
+// monitor or rule (its kind follows).
+const NotLoadedWarning = "no Prometheus will load this "
+
 // selectionWarnings flags an object no Prometheus will load, with the
 // labels it will have after this admission, judged by the Prometheus
 // objects' selectors. Nothing is said when the cluster has no Prometheus
@@ -246,5 +250,5 @@ func (p *Policy) selectionWarnings(o Object, d Decision, req MutationRequest) []
 	if why == "" {
 		return nil
 	}
-	return []string{fmt.Sprintf("no Prometheus will load this %s: %s", o.Kind, why)}
+	return []string{fmt.Sprintf("%s%s: %s", NotLoadedWarning, o.Kind, why)}
 }

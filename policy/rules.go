@@ -33,6 +33,9 @@ type Report struct {
 	Reason string
 	// Checked counts what was checked: rules, or a monitor's endpoints.
 	Checked int
+	// Skipped says which checks did not run and why (cluster state that
+	// was not read).
+	Skipped []string
 }
 
 // Denials returns the findings that deny the object (in enforce mode).

@@ -6,19 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"reflect"
 	"slices"
-	"sort"
 	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -70,8 +70,8 @@ would be refused today, 2 usage, policy or API error.`,
 			if err != nil {
 				return err
 			}
-			a := &auditor{ctx: c.Context(), c: cl, p: p, out: c.OutOrStdout(), ns: namespace, chunk: chunk, namespaces: map[string]policy.Namespace{},
-				res: &Result{APIVersion: ResultAPIVersion, Policy: PolicyInfo{Path: policyPath, Generation: p.Generation, Mode: string(p.Source.Mode)}}, reports: map[string]int{}}
+			a := &auditor{ctx: c.Context(), c: cl, p: p, out: c.OutOrStdout(), ns: namespace, chunk: chunk,
+				res: &Result{APIVersion: ResultAPIVersion, Policy: PolicyInfo{Path: policyPath, Generation: p.Generation, Mode: string(p.Source.Mode)}}}
 			if output == "json" {
 				a.out = io.Discard
 			}
@@ -119,130 +119,158 @@ func auditClient(kubeconfig string) (client.Client, error) {
 }
 
 type auditor struct {
-	ctx        context.Context
-	c          client.Client
-	p          *policy.Policy
-	out        io.Writer
-	ns         string
-	chunk      int64
-	namespaces map[string]policy.Namespace
+	ctx   context.Context
+	c     client.Client
+	p     *policy.Policy
+	out   io.Writer
+	ns    string
+	chunk int64
 
 	notEnrolled, conflicts, unselected, unlabelled, denied, checked int
 	requests                                                        int
 
-	workloads staticWorkloads
-	progress  io.Writer // nil: no progress lines
+	progress io.Writer // nil: no progress lines
 
 	// res collects what is printed, for -o json: one report per object.
-	res     *Result
-	reports map[string]int
+	res *Result
 }
 
-// report returns the object's report in a.res, created on first use.
-func (a *auditor) report(apiVersion, kind, ns, name string) *ObjectReport {
-	key := kind + "/" + ns + "/" + name
-	i, ok := a.reports[key]
-	if !ok {
-		i = len(a.res.Objects)
-		a.reports[key] = i
-		a.res.Objects = append(a.res.Objects, ObjectReport{Source: "cluster", APIVersion: apiVersion, Kind: kind, Namespace: ns, Name: name})
-	}
-	return &a.res.Objects[i]
+// stateKinds are listed only as cluster state: the Prometheus objects,
+// cluster-wide (one in another namespace may load this namespace's
+// monitors and rules).
+var stateKinds = []schema.GroupVersionKind{
+	monv1.SchemeGroupVersion.WithKind(monv1.PrometheusesKind),
+	monv1alpha1.SchemeGroupVersion.WithKind(monv1alpha1.PrometheusAgentsKind),
 }
 
-func apiVersionOf(kind string) string {
-	switch kind {
-	case "Service":
-		return "v1"
-	case "Deployment", "StatefulSet", "DaemonSet":
-		return "apps/v1"
-	case "ScrapeConfig":
-		return "monitoring.coreos.com/v1alpha1"
-	}
-	return "monitoring.coreos.com/v1"
-}
-
-// changeList turns label changes into the report's form.
-func changeList(cs []policy.LabelChange) []Change {
-	out := make([]Change, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, Change{Field: string(c.Target), Key: c.Key, Value: c.Value})
-	}
-	return out
-}
-
-func (a *auditor) run() error {
-	var nsList corev1.NamespaceList
-	if err := a.list(&nsList); err != nil {
-		return fmt.Errorf("list namespaces: %w", err)
-	}
-	for _, n := range nsList.Items {
-		a.namespaces[n.Name] = policy.Namespace{Name: n.Name, Labels: n.Labels, Annotations: n.Annotations}
-	}
-	opts := []client.ListOption{}
-	if a.ns != "" {
-		opts = append(opts, client.InNamespace(a.ns))
-	}
-	var objs []policy.Object
-	var deps appsv1.DeploymentList
-	var sts appsv1.StatefulSetList
-	var dss appsv1.DaemonSetList
-	var svcs corev1.ServiceList
-	for _, l := range []client.ObjectList{&deps, &sts, &dss, &svcs} {
-		if err := a.list(l, opts...); err != nil {
-			return fmt.Errorf("list %T: %w", l, err)
+// auditedKinds are the kinds of the mutation and gate tables, in the
+// order audit reports them: workloads and Services first.
+func auditedKinds() []schema.GroupKind {
+	kinds := policy.MutatedKinds()
+	for _, gk := range policy.GatedKinds() {
+		if !slices.Contains(kinds, gk) {
+			kinds = append(kinds, gk)
 		}
 	}
-	for _, d := range deps.Items {
-		objs = append(objs, workload("Deployment", d.ObjectMeta.Name, d.Namespace, d.Labels, d.Spec.Template.Labels))
-		a.workloads = append(a.workloads, webhook.WorkloadOf("Deployment", &d.ObjectMeta, &d.Spec.Template))
-	}
-	for _, s := range sts.Items {
-		objs = append(objs, workload("StatefulSet", s.Name, s.Namespace, s.Labels, s.Spec.Template.Labels))
-		a.workloads = append(a.workloads, webhook.WorkloadOf("StatefulSet", &s.ObjectMeta, &s.Spec.Template))
-	}
-	for _, d := range dss.Items {
-		objs = append(objs, workload("DaemonSet", d.Name, d.Namespace, d.Labels, d.Spec.Template.Labels))
-		a.workloads = append(a.workloads, webhook.WorkloadOf("DaemonSet", &d.ObjectMeta, &d.Spec.Template))
-	}
-	for _, s := range svcs.Items {
-		objs = append(objs, policy.Object{Kind: "Service", Name: s.Name, Namespace: s.Namespace, Labels: s.Labels})
-	}
-	sort.SliceStable(objs, func(i, j int) bool {
-		return objs[i].Namespace+"/"+objs[i].Name+objs[i].Kind < objs[j].Namespace+"/"+objs[j].Name+objs[j].Kind
+	slices.SortStableFunc(kinds, func(a, b schema.GroupKind) int {
+		return cmpBool(a.Group == groupMonitoring, b.Group == groupMonitoring)
 	})
-	for _, o := range objs {
-		a.enrollment(o)
+	return kinds
+}
+
+const groupMonitoring = "monitoring.coreos.com"
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
 	}
-	if err := a.monitors(opts); err != nil {
-		return err
+	return -1
+}
+
+// run lists every kind the two tables decide on, as stored (JSON, every
+// field), and judges each object as serve would judge it as a CREATE
+// today, against the cluster's state as serve's caches hold it.
+func (a *auditor) run() error {
+	st := &clusterState{namespaces: map[string]policy.Namespace{}}
+	nsGVK := corev1.SchemeGroupVersion.WithKind("Namespace")
+	if err := a.list(nsGVK, "", func(js []byte) { st.add(nsGVK, js) }); err != nil {
+		return fmt.Errorf("list namespaces: %w", err)
+	}
+	var objs []*object
+	operatorCRDs := true
+	for _, gk := range auditedKinds() {
+		gvk := schema.FromAPIVersionAndKind(apiVersionOf(gk), gk.Kind)
+		err := a.list(gvk, a.ns, func(js []byte) {
+			o := &object{js: js, gvk: gvk}
+			var head struct {
+				Metadata metav1.ObjectMeta `json:"metadata"`
+			}
+			_ = json.Unmarshal(js, &head)
+			o.report = ObjectReport{Source: "cluster", APIVersion: gvk.GroupVersion().String(), Kind: gk.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name}
+			objs = append(objs, o)
+			st.add(gvk, js)
+		})
+		switch {
+		case meta.IsNoMatchError(err) && gk.Group == groupMonitoring:
+			// Probes and ScrapeConfigs have CRDs of their own, absent
+			// from some installs; without the operator's, there is no
+			// monitor or rule at all.
+			if operatorCRDs && (gk.Kind == "ServiceMonitor" || gk.Kind == "PodMonitor" || gk.Kind == "PrometheusRule") {
+				operatorCRDs = false
+				fmt.Fprintln(a.out, "audit: the Prometheus Operator's CRDs are not installed: no monitors or rules to scan")
+			}
+		case err != nil:
+			return fmt.Errorf("list %s: %w", gk.Kind, err)
+		}
+	}
+	for _, gvk := range stateKinds {
+		if err := a.list(gvk, "", func(js []byte) { st.add(gvk, js) }); err != nil && !meta.IsNoMatchError(err) {
+			return fmt.Errorf("list %s: %w", gvk.Kind, err)
+		}
+	}
+	var scope []string
+	if a.ns != "" {
+		scope = []string{a.ns}
+	}
+	e := &engine{p: a.p, namespaces: st.namespaces, cs: st.state(scope)}
+	if operatorCRDs && len(e.cs.Prometheuses) == 0 {
+		fmt.Fprintln(a.out, "audit: no Prometheus objects found: which Prometheus loads each monitor and rule is not checked")
+	}
+	slices.SortStableFunc(objs, func(x, y *object) int {
+		if c := cmpBool(x.gvk.Group == groupMonitoring, y.gvk.Group == groupMonitoring); c != 0 {
+			return c
+		}
+		if x.gvk.Group == groupMonitoring {
+			return 0 // monitors and rules in the tables' order, each as listed
+		}
+		return strings.Compare(x.report.Namespace+"/"+x.report.Name+x.report.Kind, y.report.Namespace+"/"+y.report.Name+y.report.Kind)
+	})
+	enrollable := 0
+	for _, o := range objs {
+		e.mutate(o)
+		rep := e.gate(o)
+		if o.gvk.Group != groupMonitoring {
+			enrollable++
+		}
+		a.print(o, rep, e)
 	}
 	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules and monitors checked, %d would be refused (%d list requests of at most %d objects)\n",
-		len(objs), a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied, a.requests, a.chunk)
+		enrollable, a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied, a.requests, a.chunk)
 	if a.denied > 0 {
 		return errCheckFailed
 	}
 	return nil
 }
 
-// list lists in pages of a.chunk (limit/continue), so no request asks the
-// API server for the whole cluster at once.
-func (a *auditor) list(list client.ObjectList, opts ...client.ListOption) error {
-	var all []runtime.Object
-	cont := ""
+// list lists one kind in pages of a.chunk (limit/continue), so no request
+// asks the API server for the whole cluster at once, and hands each item
+// on as JSON, every field as stored.
+func (a *auditor) list(gvk schema.GroupVersionKind, namespace string, each func(js []byte)) error {
+	opts := []client.ListOption{client.Limit(a.chunk)}
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	listed, cont := 0, ""
 	for {
-		page := list.DeepCopyObject().(client.ObjectList)
-		if err := a.c.List(a.ctx, page, append(slices.Clone(opts), client.Limit(a.chunk), client.Continue(cont))...); err != nil {
+		page := &unstructured.UnstructuredList{}
+		page.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := a.c.List(a.ctx, page, append(slices.Clone(opts), client.Continue(cont))...); err != nil {
 			return err
 		}
-		items, err := meta.ExtractList(page)
-		if err != nil {
-			return err
-		}
-		all = append(all, items...)
 		a.requests++
+		for i := range page.Items {
+			js, err := page.Items[i].MarshalJSON()
+			if err != nil {
+				return fmt.Errorf("encode %s %s: %w", gvk.Kind, page.Items[i].GetName(), err)
+			}
+			each(js)
+		}
+		listed += len(page.Items)
 		if a.progress != nil {
-			fmt.Fprintf(a.progress, "\raudit: %s: %d listed ", strings.TrimSuffix(reflect.TypeOf(list).Elem().Name(), "List"), len(all))
+			fmt.Fprintf(a.progress, "\raudit: %s: %d listed ", gvk.Kind, listed)
 		}
 		if cont = page.GetContinue(); cont == "" {
 			break
@@ -251,29 +279,84 @@ func (a *auditor) list(list client.ObjectList, opts ...client.ListOption) error 
 	if a.progress != nil {
 		fmt.Fprintln(a.progress)
 	}
-	return meta.SetList(list, all)
+	return nil
 }
 
-func workload(kind, name, ns string, labels, tmpl map[string]string) policy.Object {
-	return policy.Object{Kind: kind, Name: name, Namespace: ns, Labels: labels, HasPodTemplate: true, PodTemplateLabels: tmpl}
-}
-
-// enrollment reports what CREATE of the object would add today.
-func (a *auditor) enrollment(o policy.Object) {
-	d := a.p.Enroll(policy.EnrollRequest{Operation: policy.Create, Object: o, Namespace: a.namespaces[o.Namespace]})
-	id := fmt.Sprintf("%s %s/%s", o.Kind, o.Namespace, o.Name)
-	if len(d.Changes) > 0 {
-		a.notEnrolled++
-		fmt.Fprintf(a.out, "%s: not enrolled: would add %s\n", id, changes(d.Changes))
-		r := a.report(apiVersionOf(o.Kind), o.Kind, o.Namespace, o.Name)
-		r.Labels = append(r.Labels, changeList(d.Changes)...)
+// print says what the engine decided on o, in audit's words, and keeps
+// o's report for -o json when there is something in it.
+func (a *auditor) print(o *object, rep *policy.Report, e *engine) {
+	r := &o.report
+	id := fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name)
+	mu := o.mutation
+	if mu != nil && o.gvk.Group != groupMonitoring {
+		if len(mu.Changes) > 0 {
+			a.notEnrolled++
+			fmt.Fprintf(a.out, "%s: not enrolled: would add %s\n", id, changes(mu.Changes))
+		}
+		if ws := mu.Warnings(); len(ws) > 0 {
+			a.conflicts++
+			for _, w := range ws {
+				fmt.Fprintf(a.out, "%s: %s\n", id, w)
+			}
+		}
 	}
-	if len(d.Warnings) > 0 {
-		a.conflicts++
-		r := a.report(apiVersionOf(o.Kind), o.Kind, o.Namespace, o.Name)
-		for _, w := range d.Warnings {
+	if mu != nil && o.gvk.Group == groupMonitoring {
+		a.selection(id, mu, e)
+	}
+	if rep != nil && rep.Reason == "" {
+		a.checked++
+		if denials := rep.Denials(); len(denials) > 0 {
+			verdict := "would be refused today"
+			if rep.Mode == policy.ModeDryRun {
+				verdict = "breaks the policy (dry-run: admitted with warnings)"
+			} else {
+				a.denied++
+			}
+			fmt.Fprintf(a.out, "%s: %s (%d problem(s)):\n", id, verdict, len(denials))
+			for _, e := range denials {
+				fmt.Fprintf(a.out, "  %s\n", e)
+			}
+		}
+		for _, e := range rep.Warnings() {
+			fmt.Fprintf(a.out, "%s: warning: %s\n", id, e)
+		}
+		for _, s := range rep.Skipped {
+			fmt.Fprintf(a.out, "%s: %s\n", id, s)
+		}
+	}
+	if len(r.Labels)+len(r.Findings)+len(r.Skipped) > 0 || r.CheckedWhat != "" {
+		a.res.Objects = append(a.res.Objects, *r)
+	}
+}
+
+// selection says whether a stored monitor or rule is loaded by a
+// Prometheus today, and whether the policy's labels (the mutation's
+// changes, enforced or dry-run) would change that.
+func (a *auditor) selection(id string, mu *policy.Mutation, e *engine) {
+	obj, proms := mu.Object, e.cs.Prometheuses
+	ns := e.namespace(obj.Namespace)
+	if len(proms) > 0 && len(policy.SelectingPrometheuses(proms, obj, ns)) == 0 {
+		a.unselected++
+		fixed := obj
+		fixed.Labels = maps.Clone(obj.Labels)
+		if fixed.Labels == nil {
+			fixed.Labels = map[string]string{}
+		}
+		for _, c := range mu.Changes {
+			fixed.Labels[c.Key] = c.Value
+		}
+		if len(mu.Changes) > 0 && len(policy.SelectingPrometheuses(proms, fixed, ns)) > 0 {
+			fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(mu.Changes))
+		} else {
+			fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, policy.WhyNotSelected(proms, fixed, ns))
+		}
+	} else if len(mu.Changes) > 0 {
+		a.unlabelled++
+		fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(mu.Changes))
+	}
+	for _, w := range mu.Warnings() {
+		if !strings.HasPrefix(w, policy.NotLoadedWarning) {
 			fmt.Fprintf(a.out, "%s: %s\n", id, w)
-			r.add(Finding{Level: "warn", Code: "admission-warning", Message: w}, nil)
 		}
 	}
 }
@@ -291,190 +374,4 @@ func changes(cs []policy.LabelChange) string {
 		s += ")"
 	}
 	return s
-}
-
-// monitors scans the Prometheus Operator's objects, if its CRDs exist.
-func (a *auditor) monitors(opts []client.ListOption) error {
-	var sms monv1.ServiceMonitorList
-	var pms monv1.PodMonitorList
-	var prs monv1.PrometheusRuleList
-	for _, l := range []client.ObjectList{&sms, &pms, &prs} {
-		if err := a.list(l, opts...); err != nil {
-			if meta.IsNoMatchError(err) {
-				fmt.Fprintln(a.out, "audit: the Prometheus Operator's CRDs are not installed: no monitors or rules to scan")
-				return nil
-			}
-			return fmt.Errorf("list %T: %w", l, err)
-		}
-	}
-	// Probes and ScrapeConfigs (v1alpha1) have CRDs of their own, absent
-	// from some installs: skipped when not served.
-	var probes monv1.ProbeList
-	var scs monv1alpha1.ScrapeConfigList
-	for _, l := range []client.ObjectList{&probes, &scs} {
-		if err := a.list(l, opts...); err != nil && !meta.IsNoMatchError(err) {
-			return fmt.Errorf("list %T: %w", l, err)
-		}
-	}
-	type named struct {
-		kind, ns, name string
-		labels         map[string]string
-	}
-	var mons []named
-	for _, m := range sms.Items {
-		mons = append(mons, named{"ServiceMonitor", m.Namespace, m.Name, m.Labels})
-	}
-	for _, m := range pms.Items {
-		mons = append(mons, named{"PodMonitor", m.Namespace, m.Name, m.Labels})
-	}
-	for _, r := range prs.Items {
-		mons = append(mons, named{"PrometheusRule", r.Namespace, r.Name, r.Labels})
-	}
-	for _, m := range probes.Items {
-		mons = append(mons, named{"Probe", m.Namespace, m.Name, m.Labels})
-	}
-	for _, m := range scs.Items {
-		mons = append(mons, named{"ScrapeConfig", m.Namespace, m.Name, m.Labels})
-	}
-	// Prometheuses are listed cluster-wide: one in another namespace may
-	// load this namespace's monitors.
-	var proms monv1.PrometheusList
-	if err := a.list(&proms); err != nil && !meta.IsNoMatchError(err) {
-		return fmt.Errorf("list Prometheuses: %w", err)
-	}
-	sel := webhook.PrometheusSelectorsOf(proms.Items)
-	var agents monv1alpha1.PrometheusAgentList
-	if err := a.list(&agents); err == nil {
-		sel = append(sel, webhook.AgentSelectorsOf(agents.Items)...)
-	} else if !meta.IsNoMatchError(err) {
-		return fmt.Errorf("list PrometheusAgents: %w", err)
-	}
-	if len(sel) == 0 {
-		fmt.Fprintln(a.out, "audit: no Prometheus objects found: which Prometheus loads each monitor and rule is not checked")
-	}
-	for _, m := range mons {
-		obj := policy.Object{Kind: m.kind, Name: m.name, Namespace: m.ns, Labels: m.labels}
-		ns := a.namespaces[m.ns]
-		d := a.p.MonitorLabels(obj, ns, sel)
-		id := fmt.Sprintf("%s %s/%s", m.kind, m.ns, m.name)
-		if len(sel) > 0 && len(policy.SelectingPrometheuses(sel, obj, ns)) == 0 {
-			a.unselected++
-			fixed := obj
-			fixed.Labels = map[string]string{}
-			for k, v := range obj.Labels {
-				fixed.Labels[k] = v
-			}
-			for _, c := range d.Changes {
-				fixed.Labels[c.Key] = c.Value
-			}
-			r := a.report(apiVersionOf(m.kind), m.kind, m.ns, m.name)
-			r.Labels = append(r.Labels, changeList(d.Changes)...)
-			if len(d.Changes) > 0 && len(policy.SelectingPrometheuses(sel, fixed, ns)) > 0 {
-				fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(d.Changes))
-			} else {
-				why := policy.WhyNotSelected(sel, fixed, ns)
-				fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, why)
-				r.add(Finding{Level: "warn", Code: policy.CheckUnselected, Field: "metadata.labels", Message: "loaded by no Prometheus: " + why}, nil)
-			}
-			continue
-		}
-		if len(d.Changes) > 0 {
-			a.unlabelled++
-			fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(d.Changes))
-			r := a.report(apiVersionOf(m.kind), m.kind, m.ns, m.name)
-			r.Labels = append(r.Labels, changeList(d.Changes)...)
-		}
-	}
-	// Every stored rule and monitor through the webhook's gates, against
-	// the cluster's Prometheuses and Services as the webhook sees them.
-	var svcs corev1.ServiceList
-	if err := a.list(&svcs); err != nil {
-		return fmt.Errorf("list Services: %w", err)
-	}
-	var services staticServices
-	for i := range svcs.Items {
-		services = append(services, webhook.ServiceOf(&svcs.Items[i]))
-	}
-	// The PodMonitor checks read the workloads listed above; with -n only
-	// one namespace's are known, and a PodMonitor may select others, so
-	// the checks are skipped rather than wrong.
-	cs := policy.ClusterState{Prometheuses: sel, Services: services}
-	if a.ns == "" {
-		cs.Workloads = a.workloads
-	}
-	var gated []client.Object
-	for i := range prs.Items {
-		gated = append(gated, &prs.Items[i])
-	}
-	for i := range sms.Items {
-		gated = append(gated, &sms.Items[i])
-	}
-	for i := range pms.Items {
-		gated = append(gated, &pms.Items[i])
-	}
-	for i := range probes.Items {
-		gated = append(gated, &probes.Items[i])
-	}
-	for i := range scs.Items {
-		gated = append(gated, &scs.Items[i])
-	}
-	for _, obj := range gated {
-		gk := schema.GroupKind{Group: monv1.SchemeGroupVersion.Group, Kind: kindOf(obj)}
-		raw, err := json.Marshal(obj)
-		if err != nil {
-			return err
-		}
-		res, err := a.p.Gate(gk, raw, a.namespaces[obj.GetNamespace()], cs)
-		if err != nil {
-			return err
-		}
-		rep := res.Report
-		if rep.Reason != "" {
-			continue
-		}
-		a.checked++
-		id := fmt.Sprintf("%s %s/%s", gk.Kind, obj.GetNamespace(), obj.GetName())
-		r := a.report(apiVersionOf(gk.Kind), gk.Kind, obj.GetNamespace(), obj.GetName())
-		r.Mode, r.Checked, r.CheckedWhat = string(rep.Mode), rep.Checked, res.Noun(gk)
-		for _, f := range rep.Findings {
-			r.add(Finding{Level: string(f.Level), Code: f.Check, Field: f.Err.Field, Message: f.Err.ErrorBody()}, nil)
-		}
-		if len(rep.Denials()) > 0 && rep.Mode == policy.ModeEnforce {
-			r.Denied = true
-		}
-		if denials := rep.Denials(); len(denials) > 0 {
-			verdict := "would be refused today"
-			if rep.Mode == policy.ModeDryRun {
-				verdict = "breaks the policy (dry-run: admitted with warnings)"
-			} else {
-				a.denied++
-			}
-			fmt.Fprintf(a.out, "%s: %s (%d problem(s)):\n", id, verdict, len(denials))
-			for _, e := range denials {
-				fmt.Fprintf(a.out, "  %s\n", e)
-			}
-		}
-		for _, e := range rep.Warnings() {
-			fmt.Fprintf(a.out, "%s: warning: %s\n", id, e)
-		}
-	}
-	return nil
-}
-
-// kindOf names a gated object's kind (typed objects from a List carry no
-// TypeMeta).
-func kindOf(obj client.Object) string {
-	switch obj.(type) {
-	case *monv1.PrometheusRule:
-		return "PrometheusRule"
-	case *monv1.ServiceMonitor:
-		return "ServiceMonitor"
-	case *monv1.PodMonitor:
-		return "PodMonitor"
-	case *monv1.Probe:
-		return "Probe"
-	case *monv1alpha1.ScrapeConfig:
-		return "ScrapeConfig"
-	}
-	return ""
 }

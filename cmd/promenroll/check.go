@@ -3,34 +3,27 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
-	"github.com/go-logr/logr"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/spf13/cobra"
 	yamlv3 "go.yaml.in/yaml/v3"
-	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/policy"
-	"github.com/promenroll/promenroll/webhook"
 )
 
 // errCheckFailed is returned when something would be denied; the details
@@ -130,9 +123,8 @@ func (o *checkOptions) run(ctx context.Context, stdin io.Reader, stdout, stderr 
 
 	docs := readInputs(o.filenames, stdin, res)
 	objs := objectsOf(docs, res)
-	env := newCheckEnv(p, objs, o.namespace, nsLabels, o.mode == "enforce")
+	judgeInput(p, objs, o.namespace, nsLabels, o.mode == "enforce")
 	for _, obj := range objs {
-		env.judge(ctx, obj)
 		res.Objects = append(res.Objects, obj.report)
 	}
 	res.summarize()
@@ -223,15 +215,6 @@ type document struct {
 	text   []byte
 	root   *yamlv3.Node // the document's content; nil if empty or unparseable
 	dirty  bool
-}
-
-// object is one Kubernetes object: a document, or an item of a List.
-type object struct {
-	doc    *document
-	node   *yamlv3.Node
-	js     []byte
-	gvk    schema.GroupVersionKind
-	report ObjectReport
 }
 
 // readInputs reads every file, folder and stdin argument into documents;
@@ -377,27 +360,18 @@ func scalar(n *yamlv3.Node, key string) string {
 	return ""
 }
 
-// checkEnv is what the webhook would know in a cluster holding the input:
-// namespaces, Services, workloads and Prometheus objects; and the
-// webhook's own /mutate handler and gates.
-type checkEnv struct {
-	p          *policy.Policy
-	mutator    *webhook.Mutator
-	cs         policy.ClusterState
-	namespaces map[string]policy.Namespace
-	defaultNS  string
-	clusterNS  map[string]bool
-}
-
-func newCheckEnv(p *policy.Policy, objs []*object, defaultNS string, nsLabels map[string]map[string]string, asEnforced bool) *checkEnv {
-	env := &checkEnv{p: p, defaultNS: defaultNS, namespaces: map[string]policy.Namespace{}}
-	var state inputState
+// judgeInput judges check's input as the cluster would hold it after
+// `kubectl apply` of all of it through the webhooks: the Namespaces in the
+// input (and --namespace-labels) are the namespaces; every object is
+// mutated as a CREATE; the Services, workloads and Prometheus objects as
+// stored after enrollment are the cluster state every gate reads. So the
+// order of the documents does not matter, and a ServiceMonitor is judged
+// against the Services it will select once they are enrolled.
+func judgeInput(p *policy.Policy, objs []*object, defaultNS string, nsLabels map[string]map[string]string, asEnforced bool) {
+	st := &clusterState{namespaces: map[string]policy.Namespace{}}
 	for _, o := range objs {
 		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
-			var ns corev1.Namespace
-			if yaml.Unmarshal(o.js, &ns) == nil {
-				env.namespaces[ns.Name] = policy.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
-			}
+			st.add(o.gvk, o.js)
 			continue
 		}
 		// Objects without a namespace land in --namespace, as kubectl
@@ -406,39 +380,58 @@ func newCheckEnv(p *policy.Policy, objs []*object, defaultNS string, nsLabels ma
 			o.report.Namespace = defaultNS
 			o.js = withNamespace(o.js, defaultNS)
 		}
-		state.add(o.gvk, o.js)
 	}
 	for name, labels := range nsLabels {
-		ns := env.namespaces[name]
+		ns := st.namespaces[name]
 		ns.Name = name
 		if ns.Labels == nil {
 			ns.Labels = map[string]string{}
 		}
-		for k, v := range labels {
-			ns.Labels[k] = v
-		}
-		env.namespaces[name] = ns
+		maps.Copy(ns.Labels, labels)
+		st.namespaces[name] = ns
 	}
 	if asEnforced {
-		for name, ns := range env.namespaces {
+		for name, ns := range st.namespaces {
 			delete(ns.Annotations, policy.ModeAnnotation)
-			env.namespaces[name] = ns
+			st.namespaces[name] = ns
 		}
 	}
-	env.cs = policy.ClusterState{Prometheuses: append(webhook.PrometheusSelectorsOf(state.prometheuses), webhook.AgentSelectorsOf(state.agents)...)}
-	if len(state.services) > 0 {
-		env.cs.Services = state.services
+	// Prometheus objects are not mutated: they are the state the
+	// mutation of monitors reads.
+	for _, o := range objs {
+		if o.gvk.Group == monv1.SchemeGroupVersion.Group && (o.gvk.Kind == monv1.PrometheusesKind || o.gvk.Kind == monv1alpha1.PrometheusAgentsKind) {
+			st.add(o.gvk, o.js)
+		}
 	}
-	if len(state.workloads) > 0 {
-		env.cs.Workloads = state.workloads
+	e := &engine{p: p, namespaces: st.namespaces, cs: st.state(nil)}
+	var admitted []*object
+	for _, o := range objs {
+		if errs := validateSchema(o.gvk, o.js); len(errs) > 0 {
+			for _, fe := range errs {
+				o.report.add(Finding{Level: "deny", Code: "schema", Field: fe.Field, Message: fe.ErrorBody()}, o)
+			}
+			o.report.Denied = true
+			continue
+		}
+		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
+			continue
+		}
+		for _, op := range e.mutate(o) {
+			if applyToNode(o.node, op.Path, op.Value) {
+				o.doc.dirty = true
+			}
+		}
+		admitted = append(admitted, o)
 	}
-	env.mutator = &webhook.Mutator{
-		Policies:     webhook.StaticPolicyStore(p),
-		Namespaces:   webhook.NamespaceGetterFunc(func(_ context.Context, name string) (policy.Namespace, error) { return env.namespace(name), nil }),
-		Prometheuses: staticPrometheuses(env.cs.Prometheuses),
-		Metrics:      webhook.NewMetrics(nil),
+	for _, o := range admitted {
+		if o.gvk.Kind != monv1.PrometheusesKind && o.gvk.Kind != monv1alpha1.PrometheusAgentsKind {
+			st.add(o.gvk, o.stored)
+		}
 	}
-	return env
+	e.cs = st.state(nil)
+	for _, o := range admitted {
+		e.gate(o)
+	}
 }
 
 func withNamespace(js []byte, ns string) []byte {
@@ -447,196 +440,4 @@ func withNamespace(js []byte, ns string) []byte {
 		return js
 	}
 	return patched
-}
-
-func (env *checkEnv) namespace(name string) policy.Namespace {
-	if ns, ok := env.namespaces[name]; ok {
-		return ns
-	}
-	// As the API server labels every namespace.
-	return policy.Namespace{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}
-}
-
-type staticPrometheuses []policy.PrometheusSelectors
-
-func (s staticPrometheuses) Prometheuses(context.Context) ([]policy.PrometheusSelectors, error) {
-	return s, nil
-}
-
-// judge runs one object through what the API server and the webhooks
-// would do with it: the schema, then /mutate (the very handler serve
-// runs), then the gates (the same dispatch table /validate uses) on the
-// mutated object.
-func (env *checkEnv) judge(ctx context.Context, o *object) {
-	r := &o.report
-	if errs := validateSchema(o.gvk, o.js); len(errs) > 0 {
-		for _, e := range errs {
-			r.add(Finding{Level: "deny", Code: "schema", Field: e.Field, Message: e.ErrorBody()}, o)
-		}
-		r.Denied = true
-		return
-	}
-	if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
-		return
-	}
-	ns := env.namespace(r.Namespace)
-	js := env.mutate(ctx, o, ns)
-	gk := o.gvk.GroupKind()
-	if !policy.Gated(gk) {
-		return
-	}
-	res, err := env.p.Gate(gk, js, ns, env.cs)
-	if err != nil {
-		r.add(Finding{Level: "deny", Code: "decode", Message: err.Error()}, o)
-		r.Denied = true
-		return
-	}
-	rep := res.Report
-	r.Mode = string(rep.Mode)
-	if rep.Reason != "" {
-		r.NotChecked = rep.Reason
-	} else {
-		r.Checked, r.CheckedWhat = rep.Checked, res.Noun(gk)
-	}
-	for _, f := range rep.Findings {
-		level := string(f.Level)
-		r.add(Finding{Level: level, Code: f.Check, Field: f.Err.Field, Message: f.Err.ErrorBody()}, o)
-	}
-	if len(rep.Denials()) > 0 && rep.Mode == policy.ModeEnforce {
-		r.Denied = true
-	}
-}
-
-// mutate asks the webhook's /mutate handler about o (a CREATE) and
-// returns the object as it would be stored: the patch applied.
-func (env *checkEnv) mutate(ctx context.Context, o *object, ns policy.Namespace) []byte {
-	g, kind := o.gvk.Group, o.gvk.Kind
-	handled := (g == "apps" && slices.Contains(policy.WorkloadKinds, kind)) || (g == "" && kind == "Service") ||
-		(g == "monitoring.coreos.com" && slices.Contains(policy.MonitorKinds, kind))
-	if !handled {
-		return o.js
-	}
-	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID:       "promenroll-check",
-		Kind:      metav1.GroupVersionKind{Group: g, Version: o.gvk.Version, Kind: kind},
-		Namespace: ns.Name,
-		Name:      o.report.Name,
-		Operation: admissionv1.Create,
-		Object:    runtime.RawExtension{Raw: o.js},
-	}}
-	resp := env.mutator.Handle(logf.IntoContext(ctx, logr.Discard()), req)
-	r := &o.report
-	if !resp.Allowed {
-		msg := "the webhook refused the object"
-		if resp.Result != nil {
-			msg = resp.Result.Message
-		}
-		r.add(Finding{Level: "deny", Code: "mutate", Message: msg}, o)
-		r.Denied = true
-		return o.js
-	}
-	for _, w := range resp.Warnings {
-		r.add(Finding{Level: "warn", Code: "admission-warning", Message: w}, o)
-	}
-	if len(resp.Patch) == 0 {
-		return o.js
-	}
-	var ops []struct {
-		Path  string `json:"path"`
-		Value any    `json:"value"`
-	}
-	patch, err := jsonpatch.DecodePatch(resp.Patch)
-	if err == nil {
-		err = json.Unmarshal(resp.Patch, &ops)
-	}
-	if err == nil {
-		var out []byte
-		if out, err = patch.Apply(o.js); err == nil {
-			for _, op := range ops {
-				r.Labels = append(r.Labels, labelChanges(op.Path, op.Value)...)
-				if applyToNode(o.node, op.Path, op.Value) {
-					o.doc.dirty = true
-				}
-			}
-			return out
-		}
-	}
-	r.add(Finding{Level: "deny", Code: "mutate", Message: fmt.Sprintf("the webhook's patch does not apply: %v", err)}, o)
-	r.Denied = true
-	return o.js
-}
-
-// inputState is the cluster state found in check's input: Services,
-// workloads and Prometheus objects.
-type inputState struct {
-	services     staticServices
-	workloads    staticWorkloads
-	prometheuses []monv1.Prometheus
-	agents       []monv1alpha1.PrometheusAgent
-}
-
-// add records an object of the input if it is cluster state: its kind is
-// already known, so only the kinds kept are decoded (JSON).
-func (st *inputState) add(gvk schema.GroupVersionKind, doc []byte) {
-	head := struct{ APIVersion, Kind string }{gvk.GroupVersion().String(), gvk.Kind}
-	switch {
-	case head.APIVersion == "apps/v1" && slices.Contains(policy.WorkloadKinds, head.Kind):
-		var w struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-			Spec     struct {
-				Template corev1.PodTemplateSpec `json:"template"`
-			} `json:"spec"`
-		}
-		if yaml.Unmarshal(doc, &w) == nil {
-			st.workloads = append(st.workloads, webhook.WorkloadOf(head.Kind, &w.Metadata, &w.Spec.Template))
-		}
-	case head.APIVersion == "v1" && head.Kind == "Service":
-		var s corev1.Service
-		if yaml.Unmarshal(doc, &s) == nil {
-			st.services = append(st.services, webhook.ServiceOf(&s))
-		}
-	case strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") && head.Kind == "Prometheus":
-		var pr monv1.Prometheus
-		if yaml.Unmarshal(doc, &pr) == nil {
-			if pr.Spec.ScrapeInterval == "" {
-				pr.Spec.ScrapeInterval = "30s" // the CRD's default
-			}
-			st.prometheuses = append(st.prometheuses, pr)
-		}
-	case strings.HasPrefix(head.APIVersion, "monitoring.coreos.com/") && head.Kind == "PrometheusAgent":
-		var ag monv1alpha1.PrometheusAgent
-		if yaml.Unmarshal(doc, &ag) == nil {
-			if ag.Spec.ScrapeInterval == "" {
-				ag.Spec.ScrapeInterval = "30s" // the CRD's default
-			}
-			st.agents = append(st.agents, ag)
-		}
-	}
-}
-
-// staticWorkloads serves the input's Deployments, StatefulSets and
-// DaemonSets. None at all skips the PodMonitor checks.
-type staticWorkloads []policy.Workload
-
-func (s staticWorkloads) Workloads(namespaces []string, all bool) []policy.Workload {
-	return inNamespaces(s, func(w policy.Workload) string { return w.Namespace }, namespaces, all)
-}
-
-// inNamespaces keeps the items in the given namespaces (all: every item).
-func inNamespaces[T any](items []T, namespaceOf func(T) string, namespaces []string, all bool) []T {
-	var out []T
-	for _, it := range items {
-		if all || slices.Contains(namespaces, namespaceOf(it)) {
-			out = append(out, it)
-		}
-	}
-	return out
-}
-
-// staticServices serves the input's Services. None at all means the input
-// says nothing about Services: the port checks are skipped.
-type staticServices []policy.Service
-
-func (s staticServices) Services(namespaces []string, all bool) []policy.Service {
-	return inNamespaces(s, func(svc policy.Service) string { return svc.Namespace }, namespaces, all)
 }

@@ -154,3 +154,43 @@ spec:
 		t.Errorf("output lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestCheckJudgesMonitorsAgainstTheServicesAsEnrolled: a ServiceMonitor
+// that selects the label enrollment adds is judged against the Service as
+// the webhooks will store it, in either document order: it is selected,
+// and the warning is the one kubectl prints, that its port names no port
+// of that Service.
+func TestCheckJudgesMonitorsAgainstTheServicesAsEnrolled(t *testing.T) {
+	service := `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop, labels: {app.kubernetes.io/name: web}}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+`
+	monitor := `apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {monitoring.promenroll.io/scrape: "true"}}
+  endpoints: [{port: http-metrics}]
+`
+	for name, input := range map[string]string{
+		"the Service first":        shopNamespace + "---\n" + service + "---\n" + monitor,
+		"the ServiceMonitor first": shopNamespace + "---\n" + monitor + "---\n" + service,
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, _, code := checkRun(t, input, "--policy", examplePolicy, "-")
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, out)
+			}
+			if strings.Contains(out, "matches no Service") {
+				t.Errorf("the ServiceMonitor was judged against the Service before enrollment:\n%s", out)
+			}
+			want := `ServiceMonitor shop/web: warning: spec.endpoints[0].port: Invalid value: "http-metrics": names no port of the selected Services (Service web: http): this endpoint yields no target; use one of those names`
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		})
+	}
+}

@@ -59,6 +59,9 @@ type ObjectReport struct {
 	// NotChecked says why a gate did not look (e.g. a namespace the
 	// policy excludes).
 	NotChecked string `json:"notChecked,omitempty"`
+	// Skipped says which checks did not run and why (audit -n: a monitor
+	// that selects in namespaces that were not read).
+	Skipped []string `json:"skipped,omitempty"`
 	// Checked counts what a gate checked: rules, or a monitor's
 	// endpoints (CheckedWhat names which).
 	Checked     int    `json:"checked,omitempty"`
