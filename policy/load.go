@@ -385,6 +385,30 @@ func compileRules(r *Rules, parent Mode, errs field.ErrorList) (rulesSection, fi
 	for _, v := range r.Require.SeverityValues {
 		s.severityValues[v] = struct{}{}
 	}
+	rfld := fld.Child("require")
+	levels := []Level{LevelWarn, LevelDeny}
+	if r.Require.Level == "" {
+		r.Require.Level = LevelDeny
+	}
+	if !slices.Contains(levels, r.Require.Level) {
+		errs = append(errs, field.NotSupported(rfld.Child("level"), r.Require.Level, levels))
+	}
+	for _, l := range []struct {
+		v   *Level
+		fld string
+	}{
+		{&r.Require.Levels.AlertLabels, "alertLabels"},
+		{&r.Require.Levels.AlertAnnotations, "alertAnnotations"},
+		{&r.Require.Levels.SeverityValues, "severityValues"},
+	} {
+		if *l.v == "" {
+			*l.v = r.Require.Level
+		}
+		if !slices.Contains(levels, *l.v) {
+			errs = append(errs, field.NotSupported(rfld.Child("levels", l.fld), *l.v, levels))
+		}
+	}
+	s.require = r.Require
 	lfld := fld.Child("lint")
 	for _, l := range []struct {
 		v   *Level

@@ -103,6 +103,9 @@ func TestParseAppliesDefaults(t *testing.T) {
 		APIVersion: APIVersion, Kind: Kind, Mode: ModeEnforce,
 		Monitors: &Monitors{Kinds: MonitorKinds, Unselected: LevelWarn},
 		Rules: &Rules{NameValidation: NameValidationUTF8, MaxBytes: DefaultRulesMaxBytes,
+			// Conventions deny unless a level says otherwise: the meaning
+			// rules.require had before it had levels.
+			Require: Require{Level: LevelDeny, Levels: RequireLevels{AlertLabels: LevelDeny, AlertAnnotations: LevelDeny, SeverityValues: LevelDeny}},
 			Lint: Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
 	}
 	if diff := cmp.Diff(want, p.Source); diff != "" {

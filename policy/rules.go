@@ -167,18 +167,18 @@ func (p *Policy) checkConventions(g *monv1.RuleGroup, r *monv1.Rule, rp *field.P
 	}
 	for _, k := range s.require.AlertLabels {
 		if v, ok := label(k); !ok || v == "" {
-			add(CheckAlertLabels, LevelDeny, field.Required(rp.Child("labels").Key(k), fmt.Sprintf("alert %s needs label %s (policy rules.require.alertLabels)", r.Alert, k)))
+			add(CheckAlertLabels, s.require.Levels.AlertLabels, field.Required(rp.Child("labels").Key(k), fmt.Sprintf("alert %s needs label %s (policy rules.require.alertLabels)", r.Alert, k)))
 		}
 	}
 	for _, k := range s.require.AlertAnnotations {
 		if r.Annotations[k] == "" {
-			add(CheckAnnotations, LevelDeny, field.Required(rp.Child("annotations").Key(k), fmt.Sprintf("alert %s needs annotation %s (policy rules.require.alertAnnotations)", r.Alert, k)))
+			add(CheckAnnotations, s.require.Levels.AlertAnnotations, field.Required(rp.Child("annotations").Key(k), fmt.Sprintf("alert %s needs annotation %s (policy rules.require.alertAnnotations)", r.Alert, k)))
 		}
 	}
 	if len(s.severityValues) > 0 {
 		if v, ok := label("severity"); ok {
 			if _, allowed := s.severityValues[v]; !allowed {
-				add(CheckSeverity, LevelDeny, field.NotSupported(rp.Child("labels").Key("severity"), v, s.require.SeverityValues))
+				add(CheckSeverity, s.require.Levels.SeverityValues, field.NotSupported(rp.Child("labels").Key("severity"), v, s.require.SeverityValues))
 			}
 		}
 	}

@@ -1,13 +1,16 @@
 package policy
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	texttemplate "text/template"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
@@ -20,6 +23,8 @@ type ruleCase struct {
 	suite   string
 	good    bool
 	expects []expectation
+	// warns are "# warn:" lines: warnings a good file must get.
+	warns []expectation
 	raw     []byte // JSON, as the API server sends it
 	rule    *monv1.PrometheusRule
 }
@@ -42,6 +47,10 @@ func ruleCases(tb testing.TB) []ruleCase {
 			if rest, ok := strings.CutPrefix(line, "# expect: "); ok {
 				f, m, _ := strings.Cut(rest, ": ")
 				c.expects = append(c.expects, expectation{field: f, msg: m})
+			}
+			if rest, ok := strings.CutPrefix(line, "# warn: "); ok {
+				f, m, _ := strings.Cut(rest, ": ")
+				c.warns = append(c.warns, expectation{field: f, msg: m})
 			}
 		}
 		if c.raw, err = yaml.YAMLToJSON(data); err != nil {
@@ -82,6 +91,11 @@ func TestCheckPrometheusRuleTestdata(t *testing.T) {
 			if c.good {
 				if len(denials) > 0 {
 					t.Fatalf("a good rule file was denied: %v", denials.ToAggregate())
+				}
+				for _, w := range c.warns {
+					if !slices.ContainsFunc(rep.Warnings(), func(e *field.Error) bool { return e.Field == w.field && strings.Contains(e.Error(), w.msg) }) {
+						t.Errorf("no warning at %s containing %q; got:\n%s", w.field, w.msg, listErrors(rep.Warnings()))
+					}
 				}
 				return
 			}
@@ -192,5 +206,40 @@ func TestTextTemplateBuiltins(t *testing.T) {
 	}
 	if _, err := texttemplate.New("").Parse("{{ humanise }}"); err == nil {
 		t.Error("an unknown function parses: the probe above proves nothing")
+	}
+}
+
+// TestRequireLevels: rules.require conventions deny by default (their
+// meaning before they had levels), warn at level warn, and a per-convention
+// level overrides the section's.
+func TestRequireLevels(t *testing.T) {
+	rule := &monv1.PrometheusRule{Spec: monv1.PrometheusRuleSpec{Groups: []monv1.RuleGroup{{Name: "g", Rules: []monv1.Rule{
+		{Alert: "NoSeverity", Expr: intstr.FromString("up == 0")},
+		{Alert: "Major", Expr: intstr.FromString("up == 0"), Labels: map[string]string{"severity": "major"}, Annotations: map[string]string{"summary": "s"}},
+	}}}}}
+	levelsOf := func(rep Report) map[string]Level {
+		out := map[string]Level{}
+		for _, f := range rep.Findings {
+			out[f.Check] = f.Level
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name, require string
+		want          map[string]Level
+	}{
+		{"conventions without a level deny", "", map[string]Level{CheckAlertLabels: LevelDeny, CheckAnnotations: LevelDeny, CheckSeverity: LevelDeny}},
+		{"level warn makes every convention a warning", "    level: warn\n", map[string]Level{CheckAlertLabels: LevelWarn, CheckAnnotations: LevelWarn, CheckSeverity: LevelWarn}},
+		{"a per-convention level overrides the section's", "    level: warn\n    levels: {alertAnnotations: deny}\n", map[string]Level{CheckAlertLabels: LevelWarn, CheckAnnotations: LevelDeny, CheckSeverity: LevelWarn}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustParse(t, "apiVersion: promenroll.io/v1alpha1\nkind: Policy\nrules:\n  require:\n    alertLabels: [severity]\n    alertAnnotations: [summary]\n    severityValues: [critical, warning]\n"+tt.require)
+			if got := levelsOf(p.CheckPrometheusRule(rule, 100, Namespace{Name: "shop"})); !maps.Equal(got, tt.want) {
+				t.Errorf("levels by check = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := Parse("policy.yaml", []byte("apiVersion: promenroll.io/v1alpha1\nkind: Policy\nrules:\n  require:\n    level: off\n"), Options{}); err == nil || !strings.Contains(err.Error(), "rules.require.level") {
+		t.Errorf("level off (use an empty list to drop a convention) accepted or not named: %v", err)
 	}
 }

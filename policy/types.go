@@ -154,11 +154,26 @@ type Rules struct {
 	Lint Lint `json:"lint,omitempty"`
 }
 
-// Require lists conventions for alerting rules. Violations deny (enforce).
+// Require lists conventions for alerting rules, and how a violation is
+// reported: deny (the default, the meaning these fields have always had)
+// or warn, for the whole section (Level) or per convention (Levels).
 type Require struct {
 	AlertLabels      []string `json:"alertLabels,omitempty"`
 	AlertAnnotations []string `json:"alertAnnotations,omitempty"`
 	SeverityValues   []string `json:"severityValues,omitempty"`
+	// Level is what a violation of any of the conventions above does:
+	// warn or deny. Default deny.
+	Level Level `json:"level,omitempty"`
+	// Levels overrides Level per convention.
+	Levels RequireLevels `json:"levels,omitempty"`
+}
+
+// RequireLevels are the per-convention levels of rules.require: each warn
+// or deny, unset inherits rules.require.level.
+type RequireLevels struct {
+	AlertLabels      Level `json:"alertLabels,omitempty"`
+	AlertAnnotations Level `json:"alertAnnotations,omitempty"`
+	SeverityValues   Level `json:"severityValues,omitempty"`
 }
 
 // Lint configures convention checks, each off, warn or deny.

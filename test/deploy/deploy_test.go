@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/test/manifests"
@@ -176,6 +179,62 @@ func TestDockerfile(t *testing.T) {
 	for _, want := range []string{"CGO_ENABLED=0", "./cmd/promenroll", "USER 65532:65532", `ENTRYPOINT ["/promenroll"]`} {
 		if !bytes.Contains(df, []byte(want)) {
 			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+}
+
+// TestShippedPolicyAdmitsWhatPrometheusLoads: the policy deploy/ ships
+// refuses only what Prometheus or the operator would refuse. Every
+// PrometheusRule of kube-prometheus (shared/corpus) and of the third-party
+// shapes in policy/testdata/rules/third-party (a severity outside the
+// convention, no severity at all: rules real projects ship) goes through
+// the gate table as /validate runs it: none is denied, and the conventions
+// they miss are warnings.
+func TestShippedPolicyAdmitsWhatPrometheusLoads(t *testing.T) {
+	r := root(t)
+	var files []string
+	for _, glob := range []string{
+		filepath.Join(r, "..", "shared", "corpus", "kube-prometheus", "*prometheusRule.yaml"),
+		filepath.Join(r, "policy", "testdata", "rules", "third-party", "*.good.yaml"),
+	} {
+		m, err := filepath.Glob(glob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) == 0 {
+			t.Fatalf("no rule files at %s", glob)
+		}
+		files = append(files, m...)
+	}
+	for _, overlay := range []string{"base", "dry-run"} {
+		p := policyFrom(t, render(t, overlay))
+		warned := map[string]bool{}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, err := yaml.YAMLToJSON(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := p.Gate(schema.GroupKind{Group: "monitoring.coreos.com", Kind: "PrometheusRule"}, js, policy.Namespace{Name: "monitoring"}, policy.ClusterState{})
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if d := res.Report.Denials(); len(d) > 0 {
+				t.Errorf("deploy/%s refuses %s, which Prometheus loads: %v", overlay, filepath.Base(f), d.ToAggregate())
+			}
+			for _, fd := range res.Report.Findings {
+				if fd.Check == policy.CheckAlertLabels || fd.Check == policy.CheckSeverity {
+					warned[filepath.Base(f)] = true
+				}
+			}
+		}
+		for _, f := range []string{"severity-major.good.yaml", "no-severity.good.yaml"} {
+			if !warned[f] {
+				t.Errorf("deploy/%s says nothing of %s's severity: the convention should warn", overlay, f)
+			}
 		}
 	}
 }
