@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -321,6 +323,55 @@ monitors:
 	}
 	if r := s.admit(t, ValidatePath, review(serviceMonitorGVK, admissionv1.Create, "shop", obj("kube-prometheus-stack"), nil)); !r.Allowed {
 		t.Errorf("a selected ServiceMonitor was denied: %v", r.Result)
+	}
+}
+
+// failingPrometheuses is a Prometheus lister whose cache cannot answer.
+type failingPrometheuses struct{}
+
+func (failingPrometheuses) Prometheuses(context.Context) ([]policy.PrometheusSelectors, error) {
+	return nil, errors.New("the Prometheus informer has not synced")
+}
+
+// TestUnselectedDenyFailsWhenThePrometheusesCannotBeRead: with
+// monitors.unselected: deny, an unreadable Prometheus list is an error
+// (the API server's failurePolicy applies), counted, never a silent allow;
+// at warn the gate still judges what it can, and /mutate labels the
+// monitor and says what it skipped.
+func TestUnselectedDenyFailsWhenThePrometheusesCannotBeRead(t *testing.T) {
+	obj := `{"apiVersion":"monitoring.coreos.com/v1","kind":"ServiceMonitor","metadata":{"name":"shop","namespace":"shop"},"spec":{"selector":{},"endpoints":[{"port":"web"}]}}`
+	for _, level := range []string{"deny", "warn"} {
+		t.Run("unselected "+level, func(t *testing.T) {
+			p, err := policy.Parse("policy.yaml", []byte("apiVersion: promenroll.io/v1alpha1\nkind: Policy\nmonitors:\n  labels: {release: kps}\n  unselected: "+level+"\n"), policyOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics := NewMetrics(nil)
+			mux := http.NewServeMux()
+			mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: failingPrometheuses{}, Metrics: metrics}, nil))
+			mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: failingPrometheuses{}, Metrics: metrics}, nil))
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			s := &server{Server: srv}
+			r := s.admit(t, ValidatePath, review(serviceMonitorGVK, admissionv1.Create, "shop", obj, nil))
+			switch level {
+			case "deny":
+				if r.Allowed || r.Result == nil || r.Result.Code != http.StatusInternalServerError || !strings.Contains(r.Result.Message, "monitors.unselected: deny") {
+					t.Errorf("want an error naming monitors.unselected: deny, got allowed=%v %v", r.Allowed, r.Result)
+				}
+			case "warn":
+				if !r.Allowed {
+					t.Errorf("at warn an unreadable Prometheus list refused the monitor: %v", r.Result)
+				}
+			}
+			m := s.admit(t, MutatePath, review(serviceMonitorGVK, admissionv1.Create, "shop", obj, nil))
+			if !m.Allowed || !strings.Contains(string(m.Patch), `"release":"kps"`) || !slices.ContainsFunc(m.Warnings, func(w string) bool { return strings.Contains(w, "could not read the cluster's Prometheus objects") }) {
+				t.Errorf("/mutate: allowed=%v patch=%s warnings=%q", m.Allowed, m.Patch, m.Warnings)
+			}
+			if got := testutil.ToFloat64(metrics.PrometheusErrors); got != 2 {
+				t.Errorf("promenroll_prometheus_lookup_errors_total = %v, want 2", got)
+			}
+		})
 	}
 }
 
