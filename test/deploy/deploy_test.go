@@ -12,9 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
@@ -234,6 +236,47 @@ func TestShippedPolicyAdmitsWhatPrometheusLoads(t *testing.T) {
 		for _, f := range []string{"severity-major.good.yaml", "no-severity.good.yaml"} {
 			if !warned[f] {
 				t.Errorf("deploy/%s says nothing of %s's severity: the convention should warn", overlay, f)
+			}
+		}
+	}
+}
+
+// TestWebhooksCoverEveryKindOfTheTables: serve is called for every kind
+// of the policy's mutation table (/mutate) and gate table (/validate), in
+// every install, so a new table entry without its webhook rule fails here.
+func TestWebhooksCoverEveryKindOfTheTables(t *testing.T) {
+	for overlay := range Overlays {
+		in := render(t, overlay)
+		mut, err := manifests.One[admissionregistrationv1.MutatingWebhookConfiguration](in, "MutatingWebhookConfiguration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		val, err := manifests.One[admissionregistrationv1.ValidatingWebhookConfiguration](in, "ValidatingWebhookConfiguration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered := func(rules []admissionregistrationv1.RuleWithOperations, gk schema.GroupKind) bool {
+			resource := strings.ToLower(gk.Kind) + "s"
+			return slices.ContainsFunc(rules, func(r admissionregistrationv1.RuleWithOperations) bool {
+				return slices.Contains(r.APIGroups, gk.Group) && slices.Contains(r.Resources, resource) &&
+					slices.Contains(r.Operations, admissionregistrationv1.Create) && slices.Contains(r.Operations, admissionregistrationv1.Update)
+			})
+		}
+		var mutRules, valRules []admissionregistrationv1.RuleWithOperations
+		for _, w := range mut.Webhooks {
+			mutRules = append(mutRules, w.Rules...)
+		}
+		for _, w := range val.Webhooks {
+			valRules = append(valRules, w.Rules...)
+		}
+		for _, gk := range policy.MutatedKinds() {
+			if !covered(mutRules, gk) {
+				t.Errorf("deploy/%s: no mutating webhook rule for %s (CREATE and UPDATE)", overlay, gk)
+			}
+		}
+		for _, gk := range policy.GatedKinds() {
+			if !covered(valRules, gk) {
+				t.Errorf("deploy/%s: no validating webhook rule for %s (CREATE and UPDATE)", overlay, gk)
 			}
 		}
 	}

@@ -26,7 +26,7 @@ var (
 
 const basePolicy = `apiVersion: promenroll.io/v1alpha1
 kind: Policy
-excludeNamespaces: [legacy]
+excludeNamespaces: [legacy, diff-excluded]
 enroll:
 - name: services
   kinds: [Service]
@@ -48,6 +48,12 @@ enroll:
   podTemplateLabels:
     monitoring.promenroll.io/scrape: "true"
   scrape: {port: admin, path: /stats/prometheus}
+- name: parts
+  kinds: [Deployment, StatefulSet]
+  selector: {matchLabels: {app.kubernetes.io/part-of: shop}}
+  labels:
+    shop.example/component: "{label:app.kubernetes.io/name}"
+    shop.example/team: "{namespaceLabel:team}"
 monitors:
   labels: {release: kube-prometheus-stack}
 rules:
