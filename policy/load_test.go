@@ -106,7 +106,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			// Conventions deny unless a level says otherwise: the meaning
 			// rules.require had before it had levels.
 			Require: Require{Level: LevelDeny, Levels: RequireLevels{AlertLabels: LevelDeny, AlertAnnotations: LevelDeny, SeverityValues: LevelDeny}},
-			Lint: Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
+			Lint:    Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
 	}
 	if diff := cmp.Diff(want, p.Source); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

@@ -208,4 +208,3 @@ func TestEveryKindOfTheTablesIsKnown(t *testing.T) {
 		}
 	}
 }
-

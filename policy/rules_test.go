@@ -25,8 +25,8 @@ type ruleCase struct {
 	expects []expectation
 	// warns are "# warn:" lines: warnings a good file must get.
 	warns []expectation
-	raw     []byte // JSON, as the API server sends it
-	rule    *monv1.PrometheusRule
+	raw   []byte // JSON, as the API server sends it
+	rule  *monv1.PrometheusRule
 }
 
 type expectation struct{ field, msg string }
