@@ -109,6 +109,15 @@ type Config struct {
 	Registry prometheus.Registerer
 }
 
+// Defaults of the Config fields that serve's flags also show.
+const (
+	// DefaultShutdownDelay outlasts the endpoint removal reaching the API
+	// servers after readiness drops.
+	DefaultShutdownDelay = 5 * time.Second
+	// DefaultGracefulShutdownTimeout bounds in-flight requests at stop.
+	DefaultGracefulShutdownTimeout = 30 * time.Second
+)
+
 // SetDefaults fills in zero values.
 func (c *Config) SetDefaults() {
 	if c.Port == 0 {
@@ -124,10 +133,10 @@ func (c *Config) SetDefaults() {
 		c.Namespace = os.Getenv("POD_NAMESPACE")
 	}
 	if c.ShutdownDelay == 0 {
-		c.ShutdownDelay = 5 * time.Second
+		c.ShutdownDelay = DefaultShutdownDelay
 	}
 	if c.GracefulShutdownTimeout == 0 {
-		c.GracefulShutdownTimeout = 30 * time.Second
+		c.GracefulShutdownTimeout = DefaultGracefulShutdownTimeout
 	}
 	if c.CRDCheckInterval == 0 {
 		c.CRDCheckInterval = CRDCheckInterval

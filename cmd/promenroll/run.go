@@ -148,8 +148,8 @@ func newServeCommand() *cobra.Command {
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig outside a cluster (default: in-cluster config, then $KUBECONFIG)")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "promenroll's own namespace, always excluded (default: $POD_NAMESPACE)")
 	fs.BoolVar(&cfg.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off: CVE-2023-44487)")
-	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "keep serving, unready, this long after a stop signal (default 5s)")
-	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", 0, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went (default 30s)")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", webhook.DefaultShutdownDelay, "keep serving, unready, this long after a stop signal")
+	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", webhook.CRDCheckInterval, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
 	return c
 }

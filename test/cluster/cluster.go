@@ -148,9 +148,12 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c = &Cluster{Root: root, Dir: dir, opts: opts, certDir: filepath.Join(dir, "tls"), LogDir: filepath.Join(dir, "logs")}
+	// A failed start returns (nil, err): stop what was started through a
+	// copy, not the named result.
+	started := c
 	defer func() {
 		if err != nil {
-			c.Stop()
+			started.Stop()
 		}
 	}()
 	assets := filepath.Join(root, "bin", "k8s")
