@@ -189,7 +189,10 @@ func (p *Policy) enrollObject(kind string, s *objectShape, req MutationRequest) 
 func (p *Policy) labelMonitor(kind string, s *objectShape, req MutationRequest) (Mutation, error) {
 	o := s.object(kind, req.Namespace.Name)
 	m := Mutation{Decision: p.MonitorLabels(o, req.Namespace, req.Prometheuses), Object: o, shape: s}
-	if _, excluded := p.ExcludedNamespace(req.Namespace); !excluded {
+	// An excluded namespace or an opted-out object gets nothing, warnings
+	// included: the webhook configurations' selectors do not even call
+	// promenroll for them.
+	if _, excluded := p.Excluded(req.Namespace, o.Labels); !excluded {
 		m.Decision.Warnings = append(m.Decision.Warnings, p.selectionWarnings(o, m.Decision, req)...)
 	}
 	return m, nil

@@ -301,7 +301,7 @@ func (a *auditor) print(o *object, rep *policy.Report, e *engine) {
 		}
 	}
 	if mu != nil && o.gvk.Group == groupMonitoring {
-		a.selection(id, mu, e)
+		a.selection(id, r, mu, e)
 	}
 	if rep != nil && rep.Reason == "" {
 		a.checked++
@@ -332,7 +332,7 @@ func (a *auditor) print(o *object, rep *policy.Report, e *engine) {
 // selection says whether a stored monitor or rule is loaded by a
 // Prometheus today, and whether the policy's labels (the mutation's
 // changes, enforced or dry-run) would change that.
-func (a *auditor) selection(id string, mu *policy.Mutation, e *engine) {
+func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *engine) {
 	obj, proms := mu.Object, e.cs.Prometheuses
 	ns := e.namespace(obj.Namespace)
 	if len(proms) > 0 && len(policy.SelectingPrometheuses(proms, obj, ns)) == 0 {
@@ -348,7 +348,13 @@ func (a *auditor) selection(id string, mu *policy.Mutation, e *engine) {
 		if len(mu.Changes) > 0 && len(policy.SelectingPrometheuses(proms, fixed, ns)) > 0 {
 			fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(mu.Changes))
 		} else {
-			fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, policy.WhyNotSelected(proms, fixed, ns))
+			why := policy.WhyNotSelected(proms, fixed, ns)
+			fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, why)
+			// In -o json once: as the mutation's warning, or (an opted-out
+			// object, monitors.unselected: off) as audit's own finding.
+			if !slices.ContainsFunc(mu.Warnings(), func(w string) bool { return strings.HasPrefix(w, policy.NotLoadedWarning) }) {
+				r.add(Finding{Level: "warn", Code: policy.CheckUnselected, Field: "metadata.labels", Message: "loaded by no Prometheus: " + why}, nil)
+			}
 		}
 	} else if len(mu.Changes) > 0 {
 		a.unlabelled++

@@ -405,18 +405,31 @@ func judgeInput(p *policy.Policy, objs []*object, defaultNS string, nsLabels map
 	}
 	e := &engine{p: p, namespaces: st.namespaces, cs: st.state(nil)}
 	var admitted []*object
+	schemaDenied := func(o *object, js []byte) bool {
+		errs := validateSchema(o.gvk, js)
+		for _, fe := range errs {
+			o.report.add(Finding{Level: "deny", Code: "schema", Field: fe.Field, Message: fe.ErrorBody()}, o)
+		}
+		o.report.Denied = o.report.Denied || len(errs) > 0
+		return len(errs) > 0
+	}
 	for _, o := range objs {
-		if errs := validateSchema(o.gvk, o.js); len(errs) > 0 {
-			for _, fe := range errs {
-				o.report.add(Finding{Level: "deny", Code: "schema", Field: fe.Field, Message: fe.ErrorBody()}, o)
-			}
-			o.report.Denied = true
+		// The API server decodes a built-in kind into its type before
+		// admission, and validates a custom resource against its CRD's
+		// schema after the mutating webhooks (which is how a rule's
+		// `severity: 1` is coerced instead of refused).
+		crd := isCustomResource(o.gvk)
+		if !crd && schemaDenied(o, o.js) {
 			continue
 		}
 		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
 			continue
 		}
-		for _, op := range e.mutate(o) {
+		ops := e.mutate(o)
+		if crd && schemaDenied(o, o.stored) {
+			continue
+		}
+		for _, op := range ops {
 			if applyToNode(o.node, op.Path, op.Value) {
 				o.doc.dirty = true
 			}

@@ -194,3 +194,28 @@ spec:
 		})
 	}
 }
+
+// TestCheckCoercesBeforeTheCRDSchema: the API server validates a custom
+// resource against its CRD after the mutating webhooks, so a rule label
+// written as a boolean is coerced, not refused, and check says the same.
+func TestCheckCoercesBeforeTheCRDSchema(t *testing.T) {
+	rule := `apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: typo, namespace: shop}
+spec:
+  groups:
+  - name: typo
+    rules:
+    - alert: Typo
+      expr: up == 0
+      labels: {severity: warning, page: true}
+`
+	out, _, code := checkRun(t, shopNamespace+"---\n"+rule, "--policy", examplePolicy, "-")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	want := `PrometheusRule shop/typo: warning: spec.groups[0].rules[0].labels[page] was true, not a string; promenroll set it to "true"`
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}

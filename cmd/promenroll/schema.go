@@ -101,6 +101,16 @@ func addCRD(name string) error {
 // unknown fields (kubectl's default strict field validation); for built-in
 // kinds, strict decoding into the API type and the object metadata rules.
 // Kinds it knows nothing of pass.
+// isCustomResource reports whether gvk is validated against an embedded
+// CRD (or is of a CRD's group: an unserved version is refused the same).
+func isCustomResource(gvk schema.GroupVersionKind) bool {
+	crdOnce.Do(loadCRDs)
+	if _, ok := crdValidators[gvk]; ok {
+		return true
+	}
+	return len(servedVersions(gvk)) > 0
+}
+
 func validateSchema(gvk schema.GroupVersionKind, js []byte) field.ErrorList {
 	crdOnce.Do(loadCRDs)
 	if crdErr != nil {
