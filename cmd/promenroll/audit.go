@@ -41,8 +41,13 @@ func newAuditCommand() *cobra.Command {
 		Use:   "audit --policy POLICY [-n NAMESPACE | -A]",
 		Short: "Scan a live cluster, read-only, with the same engine",
 		Long: `audit lists the cluster's workloads, Services, monitors, rules and Prometheus
-objects (in pages of --chunk-size, as kubectl does) and reports what the
-webhook would do with them today. It changes nothing.
+objects (in pages of --chunk-size, as kubectl does), every field as stored,
+and judges each through the same mutation and gate tables as serve judges a
+CREATE of it today, against the cluster's state. It changes nothing.
+
+With -n, only that namespace's Services and workloads are read: every check
+whose inputs lie there runs, and a monitor that selects in other namespaces
+says which check it skipped.
 
 Exit codes: 0 nothing would be refused, 1 a stored PrometheusRule or monitor
 would be refused today, 2 usage, policy or API error.`,

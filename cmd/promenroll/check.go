@@ -51,16 +51,20 @@ func newCheckCommand() *cobra.Command {
 		Long: `check runs the webhook's engine over manifests: files, folders (recursive:
 .yaml, .yml, .json) or stdin (-); multi-document YAML and List objects.
 
-Every object is first checked against the schema the API server applies (the
-Prometheus Operator's CRDs for monitoring.coreos.com kinds, strict decoding
-and object metadata rules for the built-in kinds). Then, as the admission
-webhooks would: Deployments, StatefulSets, DaemonSets and Services get the
-enrollment labels (shown, with each warning), monitors and rules get
-monitors.labels and are judged against the Prometheus objects in the input,
-and PrometheusRules, ServiceMonitors, PodMonitors, Probes and ScrapeConfigs
-go through their gates. Namespace objects and Services, workloads and
-Prometheus objects in the input stand for the cluster. Other kinds pass
-untouched.
+Every object goes through what the API server and the webhooks would do with
+it, on the same engine serve runs: the schema the API server applies (strict
+decoding and object metadata rules for built-in kinds, before admission; the
+Prometheus Operator's CRDs for monitoring.coreos.com kinds, after the
+mutation, as the API server validates custom resources), the mutation table
+(enrollment labels and scrape annotations for Deployments, StatefulSets,
+DaemonSets and Services; monitors.labels for monitors and rules; every
+warning), and the gate table on the object as it would be stored.
+
+Order: the input is judged as the cluster holds it once all of it is
+applied through the webhooks (as after 'kubectl apply -f dir/'): Namespace
+objects give namespaces their labels, and the Services, workloads and
+Prometheus objects, as stored after enrollment, are the cluster state every
+gate reads, whatever the order of the documents. Other kinds pass untouched.
 
 Exit codes: 0 nothing would be denied, 1 something would be denied, 2 usage,
 I/O, parse or policy error (an unparseable document is reported with its file
