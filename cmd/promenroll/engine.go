@@ -179,19 +179,23 @@ func (st *clusterState) add(gvk schema.GroupVersionKind, doc []byte) {
 	case gvk.Group == monv1.SchemeGroupVersion.Group && gvk.Kind == monv1.PrometheusesKind:
 		var pr monv1.Prometheus
 		if decode(&pr) {
-			if pr.Spec.ScrapeInterval == "" {
-				pr.Spec.ScrapeInterval = "30s" // the CRD's default
-			}
+			defaultScrapeInterval(&pr.Spec.ScrapeInterval)
 			st.prometheuses = append(st.prometheuses, pr)
 		}
 	case gvk.Group == monv1.SchemeGroupVersion.Group && gvk.Kind == monv1alpha1.PrometheusAgentsKind:
 		var ag monv1alpha1.PrometheusAgent
 		if decode(&ag) {
-			if ag.Spec.ScrapeInterval == "" {
-				ag.Spec.ScrapeInterval = "30s" // the CRD's default
-			}
+			defaultScrapeInterval(&ag.Spec.ScrapeInterval)
 			st.agents = append(st.agents, ag)
 		}
+	}
+}
+
+// defaultScrapeInterval applies the CRD's default (30s), which a manifest
+// in check's input has not been through.
+func defaultScrapeInterval(d *monv1.Duration) {
+	if *d == "" {
+		*d = "30s"
 	}
 }
 
