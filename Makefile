@@ -111,8 +111,12 @@ fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mut
 	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime $(FUZZTIME) ./webhook
 
+.PHONY: hygiene
+hygiene: ## Fail on tracked files over 1 MiB outside testdata or compiled binaries.
+	@test/tools/hygiene.sh
+
 .PHONY: lint
-lint: ## gofmt and go vet.
+lint: hygiene ## gofmt and go vet (and hygiene).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd test/chart && $(GO) vet ./...

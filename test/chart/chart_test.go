@@ -283,7 +283,7 @@ func TestInvalidValuesNameTheKey(t *testing.T) {
 	}{
 		"unknown key":         {map[string]any{"replica": 3}, "replica"},
 		"failurePolicy typo":  {map[string]any{"webhook": map[string]any{"rules": map[string]any{"failurePolicy": "fail", "timeoutSeconds": 5}}}, "failurePolicy"},
-		"timeout too long":    {map[string]any{"webhook": map[string]any{"enroll": map[string]any{"failurePolicy": "Ignore", "timeoutSeconds": 60}}}, "timeoutSeconds"},
+		"timeout too long":    {map[string]any{"webhook": map[string]any{"enroll": map[string]any{"failurePolicy": "Ignore", "timeoutSeconds": 6}}}, "timeoutSeconds"},
 		"unknown TLS mode":    {map[string]any{"tls": map[string]any{"mode": "manual"}}, "mode"},
 		"existingSecret bare": {map[string]any{"tls": map[string]any{"mode": "existingSecret"}}, "existingSecret"},
 		"bad duration":        {map[string]any{"tls": map[string]any{"mode": "selfManaged", "selfManaged": map[string]any{"certValidity": "1 year"}}}, "certValidity"},
