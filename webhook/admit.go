@@ -12,6 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -47,7 +48,7 @@ func (out *outcome) encodePatch() error {
 
 // lookupNamespace reads the request namespace's labels and annotations; a
 // failure is an infrastructure error for the failurePolicy to handle.
-func lookupNamespace(ctx context.Context, g NamespaceGetter, metrics *Metrics, req admission.Request) (policy.Namespace, error) {
+func lookupNamespace(ctx context.Context, g clusterstate.NamespaceGetter, metrics *Metrics, req admission.Request) (policy.Namespace, error) {
 	if req.Namespace == "" {
 		return policy.Namespace{}, nil
 	}

@@ -16,7 +16,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
+
+	"github.com/promenroll/promenroll/clusterstate/clusterstatetest"
 )
 
 // handlerFor wires a handler as serve does (Endpoint: decoding, panic
@@ -80,12 +83,12 @@ func BenchmarkValidateLargestRule(b *testing.B) {
 func BenchmarkValidateServiceMonitor5000Services(b *testing.B) {
 	builder := fake.NewClientBuilder()
 	for i := range 5000 {
-		s := service(i)
+		s := clusterstatetest.Service(i)
 		s.ManagedFields = nil // the fake client refuses entries without an apiVersion
 		s.ResourceVersion = ""
 		builder = builder.WithObjects(s)
 	}
-	services := CachedServices{Cache: builder.Build()}
+	services := clusterstate.CachedServices{Cache: builder.Build()}
 	nss := fakeNamespaces{}
 	for i := range 1000 {
 		nss[fmt.Sprintf("ns-%d", i)] = policy.Namespace{}

@@ -11,6 +11,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -20,10 +21,10 @@ import (
 // PrometheusRule values).
 type Mutator struct {
 	Policies   *PolicyStore
-	Namespaces NamespaceGetter
+	Namespaces clusterstate.NamespaceGetter
 	// Prometheuses, if set, lets promenroll add monitors.autoSelect's
 	// labels and warn about monitors and rules no Prometheus will load.
-	Prometheuses PrometheusLister
+	Prometheuses clusterstate.PrometheusLister
 	Metrics      *Metrics
 
 	// autoSelectMissing remembers the autoSelect targets already logged as

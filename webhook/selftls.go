@@ -106,7 +106,7 @@ func (s *SelfManagedTLS) SetDefaults() {
 	s.wake = make(chan struct{}, 1)
 }
 
-// CacheOptions restricts the informers the rotation needs to the one
+// clusterstate.CacheOptions restricts the informers the rotation needs to the one
 // Secret and the two webhook configurations, by field selector: nothing
 // else is listed or held, and RBAC can grant list/watch by resourceNames.
 func (s *SelfManagedTLS) CacheOptions() map[client.Object]cache.ByObject {

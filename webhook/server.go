@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -100,9 +101,9 @@ type Config struct {
 	// GracefulShutdownTimeout bounds waiting for in-flight requests.
 	// Default 30s.
 	GracefulShutdownTimeout time.Duration
-	// CRDCheckInterval is how often the Prometheus and PrometheusAgent CRDs
+	// clusterstate.CRDCheckInterval is how often the Prometheus and PrometheusAgent CRDs
 	// are looked for (informers start when one appears, stop when it goes).
-	// Default CRDCheckInterval (30s).
+	// Default clusterstate.CRDCheckInterval (30s).
 	CRDCheckInterval time.Duration
 	// Registry receives the metrics. Default: controller-runtime's registry,
 	// which the metrics server serves.
@@ -139,7 +140,7 @@ func (c *Config) SetDefaults() {
 		c.GracefulShutdownTimeout = DefaultGracefulShutdownTimeout
 	}
 	if c.CRDCheckInterval == 0 {
-		c.CRDCheckInterval = CRDCheckInterval
+		c.CRDCheckInterval = clusterstate.CRDCheckInterval
 	}
 	if c.Registry == nil {
 		c.Registry = DefaultRegistry
@@ -251,10 +252,10 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 			return err
 		}
 	}
-	namespaces := CachedNamespaces{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
+	namespaces := clusterstate.CachedNamespaces{Cache: mgr.GetCache(), Live: mgr.GetAPIReader()}
 	// Register the informer now so the cache lists namespaces at start and
 	// readiness waits for it.
-	if _, err := mgr.GetCache().GetInformer(ctx, namespaceMeta()); err != nil {
+	if _, err := mgr.GetCache().GetInformer(ctx, clusterstate.NamespaceMeta()); err != nil {
 		return fmt.Errorf("namespace informer: %w", err)
 	}
 	// Prometheus and PrometheusAgent informers follow their CRDs: started
@@ -263,7 +264,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("discovery client: %w", err)
 	}
-	prometheuses := NewDynamicPrometheuses(mgr.GetCache(), dc, log.WithName("crds"))
+	prometheuses := clusterstate.NewDynamicPrometheuses(mgr.GetCache(), dc, log.WithName("crds"))
 	prometheuses.Interval = cfg.CRDCheckInterval
 	if err := prometheuses.Sync(ctx); err != nil {
 		return fmt.Errorf("check the Prometheus CRDs: %w", err)
@@ -279,14 +280,14 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {
 		return fmt.Errorf("service informer: %w", err)
 	}
-	services := CachedServices{Cache: mgr.GetCache()}
+	services := clusterstate.CachedServices{Cache: mgr.GetCache()}
 	// Workloads' pod templates: the PodMonitor checks (a port no Pod declares).
 	for _, obj := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("%T informer: %w", obj, err)
 		}
 	}
-	workloads := CachedWorkloads{Cache: mgr.GetCache()}
+	workloads := clusterstate.CachedWorkloads{Cache: mgr.GetCache()}
 	srv.Register(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
 
 	var stopping atomic.Bool
@@ -396,7 +397,7 @@ func newManager(restCfg *rest.Config, cfg Config, selfTLS *SelfManagedTLS, log l
 			c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
 		})
 	}
-	cacheOpts := cacheOptions()
+	cacheOpts := clusterstate.CacheOptions()
 	leaderElection := false
 	if selfTLS != nil {
 		for obj, by := range selfTLS.CacheOptions() {

@@ -13,6 +13,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -30,14 +31,14 @@ const maxProblemChars = 400
 // monitor gate.
 type Validator struct {
 	Policies   *PolicyStore
-	Namespaces NamespaceGetter
+	Namespaces clusterstate.NamespaceGetter
 	// Services backs the monitor gate's warnings; nil skips them.
 	Services policy.ServiceReader
 	// Workloads backs the PodMonitor warnings; nil skips them.
 	Workloads policy.WorkloadReader
 	// Prometheuses backs monitors.unselected: deny and the timeout-vs-
 	// scrapeInterval warning; nil skips them.
-	Prometheuses PrometheusLister
+	Prometheuses clusterstate.PrometheusLister
 	Metrics      *Metrics
 }
 

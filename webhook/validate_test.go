@@ -188,7 +188,7 @@ func rawReview(obj string) []byte {
 		`"resource":{"group":"apps","version":"v1","resource":"deployments"},"operation":"CREATE","namespace":"shop","userInfo":{},"object":` + obj + `}}`)
 }
 
-// prometheusesFunc adapts a function to PrometheusLister.
+// prometheusesFunc adapts a function to clusterstate.PrometheusLister.
 type prometheusesFunc func() []policy.PrometheusSelectors
 
 func (f prometheusesFunc) Prometheuses(context.Context) ([]policy.PrometheusSelectors, error) {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/webhook"
 )
@@ -375,7 +376,7 @@ func TestCheckAndServeAgree(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle(webhook.MutatePath, webhook.Endpoint("mutate", &webhook.Mutator{
 		Policies:   webhook.StaticPolicyStore(p),
-		Namespaces: webhook.NamespaceGetterFunc(func(_ context.Context, _ string) (policy.Namespace, error) { return shop, nil }),
+		Namespaces: clusterstate.NamespaceGetterFunc(func(_ context.Context, _ string) (policy.Namespace, error) { return shop, nil }),
 		Metrics:    webhook.NewMetrics(nil),
 	}, nil))
 	srv := httptest.NewServer(mux)

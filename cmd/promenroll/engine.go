@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
-	"github.com/promenroll/promenroll/webhook"
 )
 
 // object is one Kubernetes object check or audit judges: a document or an
@@ -169,12 +169,12 @@ func (st *clusterState) add(gvk schema.GroupVersionKind, doc []byte) {
 			} `json:"spec"`
 		}
 		if decode(&w) {
-			st.workloads = append(st.workloads, webhook.WorkloadOf(gvk.Kind, &w.Metadata, &w.Spec.Template))
+			st.workloads = append(st.workloads, clusterstate.WorkloadOf(gvk.Kind, &w.Metadata, &w.Spec.Template))
 		}
 	case gvk.Group == "" && gvk.Kind == "Service":
 		var s corev1.Service
 		if decode(&s) {
-			st.services = append(st.services, webhook.ServiceOf(&s))
+			st.services = append(st.services, clusterstate.ServiceOf(&s))
 		}
 	case gvk.Group == monv1.SchemeGroupVersion.Group && gvk.Kind == monv1.PrometheusesKind:
 		var pr monv1.Prometheus
@@ -204,7 +204,7 @@ func defaultScrapeInterval(d *monv1.Duration) {
 // them, and their checks are skipped); scope limits them to namespaces
 // (audit -n).
 func (st *clusterState) state(scope []string) policy.ClusterState {
-	cs := policy.ClusterState{Prometheuses: append(webhook.PrometheusSelectorsOf(st.prometheuses), webhook.AgentSelectorsOf(st.agents)...), Scope: scope}
+	cs := policy.ClusterState{Prometheuses: append(clusterstate.PrometheusSelectorsOf(st.prometheuses), clusterstate.AgentSelectorsOf(st.agents)...), Scope: scope}
 	if len(st.services) > 0 || scope != nil {
 		cs.Services = st.services
 	}

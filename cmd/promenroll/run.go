@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/webhook"
 )
 
@@ -149,7 +150,7 @@ func newServeCommand() *cobra.Command {
 	fs.StringVar(&cfg.Namespace, "namespace", "", "promenroll's own namespace, always excluded (default: $POD_NAMESPACE)")
 	fs.BoolVar(&cfg.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off: CVE-2023-44487)")
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", webhook.DefaultShutdownDelay, "keep serving, unready, this long after a stop signal")
-	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", webhook.CRDCheckInterval, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went")
+	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", clusterstate.CRDCheckInterval, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
 	return c
 }

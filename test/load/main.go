@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/webhook"
@@ -153,7 +154,7 @@ func newMux(lc webhook.LimiterConfig) (*http.ServeMux, error) {
 		return nil, err
 	}
 	store := webhook.StaticPolicyStore(p)
-	namespaces := webhook.NamespaceGetterFunc(func(_ context.Context, name string) (policy.Namespace, error) {
+	namespaces := clusterstate.NamespaceGetterFunc(func(_ context.Context, name string) (policy.Namespace, error) {
 		return policy.Namespace{Name: name, Labels: map[string]string{"team": "payments"}}, nil
 	})
 	// Decision lines are encoded as in serve (JSON through zap), then dropped.

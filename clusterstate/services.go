@@ -1,4 +1,4 @@
-package webhook
+package clusterstate
 
 import (
 	"context"
@@ -74,9 +74,9 @@ func trimService(obj any) (any, error) {
 	return trimmed, nil
 }
 
-// cacheOptions registers the trimming transforms of the caches the monitor
+// CacheOptions registers the trimming transforms of the caches the monitor
 // gate reads: Services and the workloads' pod templates.
-func cacheOptions() cache.Options {
+func CacheOptions() cache.Options {
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Service{}:     {Transform: trimService},
 		&appsv1.Deployment{}:  {Transform: trimWorkload},

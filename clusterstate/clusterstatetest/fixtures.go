@@ -1,18 +1,18 @@
-package webhook
+// Package clusterstatetest holds fixtures for tests of the caches and of
+// what reads them.
+package clusterstatetest
 
 import (
 	"fmt"
-	"runtime"
-	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// service is a typical Service as the API server sends it: labels from a
+// Service is a typical Service as the API server sends it: labels from a
 // Helm chart, annotations, two ports, managed fields.
-func service(i int) *corev1.Service {
+func Service(i int) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: fmt.Sprintf("svc-%d", i), Namespace: fmt.Sprintf("ns-%d", i%1000), UID: "0d4c5a8e-8f1b-4c1e-9b6f-3a2f1c0e7d%02d", ResourceVersion: "123456",
@@ -27,34 +27,5 @@ func service(i int) *corev1.Service {
 			ClusterIPs: []string{"10.96.12.34"},
 			Type:       corev1.ServiceTypeClusterIP,
 		},
-	}
-}
-
-func TestTrimServiceKeepsWhatTheChecksRead(t *testing.T) {
-	got, _ := trimService(service(7))
-	s := got.(*corev1.Service)
-	if s.Name != "svc-7" || s.Namespace != "ns-7" || s.Labels["app.kubernetes.io/name"] != "api" || len(s.Spec.Ports) != 2 || s.Spec.Ports[1].Name != "metrics" || s.Spec.Ports[1].TargetPort.StrVal != "metrics" {
-		t.Errorf("trimmed too much: %+v", s)
-	}
-	if len(s.Annotations) != 0 || len(s.ManagedFields) != 0 || s.Spec.Selector != nil || s.Spec.ClusterIP != "" {
-		t.Errorf("kept what no check reads: %+v", s)
-	}
-}
-
-// BenchmarkServiceCacheMemory reports the heap 10,000 cached Services take
-// after trimming (bytes/10k-services).
-func BenchmarkServiceCacheMemory(b *testing.B) {
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		kept := make([]any, 10000)
-		for i := range kept {
-			kept[i], _ = trimService(service(i))
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "bytes/10k-services")
-		runtime.KeepAlive(kept)
 	}
 }

@@ -1,4 +1,4 @@
-package webhook
+package clusterstate
 
 import (
 	"context"
@@ -36,10 +36,10 @@ type CachedNamespaces struct {
 
 // Namespace implements NamespaceGetter.
 func (c CachedNamespaces) Namespace(ctx context.Context, name string) (policy.Namespace, error) {
-	ns := namespaceMeta()
+	ns := NamespaceMeta()
 	err := c.Cache.Get(ctx, client.ObjectKey{Name: name}, ns)
 	if apierrors.IsNotFound(err) && c.Live != nil {
-		ns = namespaceMeta()
+		ns = NamespaceMeta()
 		err = c.Live.Get(ctx, client.ObjectKey{Name: name}, ns)
 	}
 	if err != nil {
@@ -48,7 +48,8 @@ func (c CachedNamespaces) Namespace(ctx context.Context, name string) (policy.Na
 	return policy.Namespace{Name: name, Labels: ns.Labels, Annotations: ns.Annotations}, nil
 }
 
-func namespaceMeta() *metav1.PartialObjectMetadata {
+// NamespaceMeta is an empty Namespace of the metadata-only informer.
+func NamespaceMeta() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}
 	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
 	return ns

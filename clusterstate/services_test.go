@@ -1,0 +1,39 @@
+package clusterstate
+
+import (
+	"runtime"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/promenroll/promenroll/clusterstate/clusterstatetest"
+)
+
+func TestTrimServiceKeepsWhatTheChecksRead(t *testing.T) {
+	got, _ := trimService(clusterstatetest.Service(7))
+	s := got.(*corev1.Service)
+	if s.Name != "svc-7" || s.Namespace != "ns-7" || s.Labels["app.kubernetes.io/name"] != "api" || len(s.Spec.Ports) != 2 || s.Spec.Ports[1].Name != "metrics" || s.Spec.Ports[1].TargetPort.StrVal != "metrics" {
+		t.Errorf("trimmed too much: %+v", s)
+	}
+	if len(s.Annotations) != 0 || len(s.ManagedFields) != 0 || s.Spec.Selector != nil || s.Spec.ClusterIP != "" {
+		t.Errorf("kept what no check reads: %+v", s)
+	}
+}
+
+// BenchmarkServiceCacheMemory reports the heap 10,000 cached Services take
+// after trimming (bytes/10k-services).
+func BenchmarkServiceCacheMemory(b *testing.B) {
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		kept := make([]any, 10000)
+		for i := range kept {
+			kept[i], _ = trimService(clusterstatetest.Service(i))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "bytes/10k-services")
+		runtime.KeepAlive(kept)
+	}
+}
