@@ -8,6 +8,7 @@ COPY cmd/ cmd/
 COPY policy/ policy/
 COPY webhook/ webhook/
 COPY clusterstate/ clusterstate/
+COPY limit/ limit/
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/promenroll ./cmd/promenroll
 

@@ -38,7 +38,7 @@ test-chart: test-bins ## Test the Helm chart with Helm's SDK: lint, renders, saf
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control plane).
-	$(GO) test $(TEST_FLAGS) ./policy/... ./clusterstate/... ./webhook/... ./cmd/...
+	$(GO) test $(TEST_FLAGS) ./policy/... ./clusterstate/... ./limit/... ./webhook/... ./cmd/...
 
 .PHONY: test-e2e
 test-e2e: test-bins ## Run the end-to-end suite against a local kube-apiserver.
@@ -86,7 +86,7 @@ $(OPERATOR_ADMISSION): test/tools/operator/go.mod test/tools/operator/go.sum tes
 .PHONY: bench
 bench: $(OPERATOR_ADMISSION) ## Go benchmarks; the load harness beside a no-op webhook and prometheus-operator's webhook; server CPU per request pinned to one core, open-loop at 1000 req/s; memory; overload; report in bin/bench-report.txt.
 	@mkdir -p $(BIN)
-	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./clusterstate/... ./webhook/... && \
+	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./clusterstate/... ./limit/... ./webhook/... && \
 	  $(GO) run ./test/load -n 5000 -c 1 -operator $(OPERATOR_ADMISSION) && \
 	  $(GO) build -o $(BIN)/load ./test/load && \
 	  taskset -c 1 $(BIN)/load -pinned -n 5000 -c 8 -rate 1000 && \

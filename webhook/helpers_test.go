@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -78,16 +79,16 @@ func newServer(t *testing.T, policyDoc string) *server {
 
 // newLimitedServer serves both webhooks as serve wires them, behind a
 // Limiter sized by lc (nil: none).
-func newLimitedServer(t *testing.T, policyDoc string, lc *LimiterConfig) (*server, *Limiter) {
+func newLimitedServer(t *testing.T, policyDoc string, lc *limit.Config) (*server, *limit.Limiter) {
 	t.Helper()
 	p, err := policy.Parse("policy.yaml", []byte(policyDoc), policyOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMetrics(nil)
-	var limiter *Limiter
+	var limiter *limit.Limiter
 	if lc != nil {
-		limiter = NewLimiter(*lc, m)
+		limiter = limit.New(*lc, m.Shed)
 	}
 	store := StaticPolicyStore(p)
 	mux := http.NewServeMux()

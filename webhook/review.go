@@ -14,6 +14,8 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/promenroll/promenroll/limit"
 )
 
 // maxReviewBytes bounds an AdmissionReview body, as controller-runtime
@@ -25,7 +27,7 @@ const maxReviewBytes = 7 << 20
 // decoded once (reviews), and a bare request logger (the one decision line
 // per request carries the request's fields itself: uid, kind, user, ...).
 // serve, the load harness and the tests all wire handlers through it.
-func Endpoint(name string, h admission.Handler, l *Limiter) http.Handler {
+func Endpoint(name string, h admission.Handler, l *limit.Limiter) http.Handler {
 	return l.Wrap(name, reviews(&admission.Webhook{Handler: h, LogConstructor: bareLogger}))
 }
 

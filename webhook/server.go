@@ -31,6 +31,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -274,7 +275,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 	srv := mgr.GetWebhookServer()
 	// Large requests are bounded before their bodies are read, on both paths.
-	limiter := NewLimiter(LimiterConfig{MaxInFlight: cfg.MaxHeavyValidations, InFlightBytes: cfg.HeavyInFlightBytes, HeavyBytes: cfg.HeavyBytes, Budget: cfg.QueueBudget}, metrics)
+	limiter := limit.New(limit.Config{MaxInFlight: cfg.MaxHeavyValidations, InFlightBytes: cfg.HeavyInFlightBytes, HeavyBytes: cfg.HeavyBytes, Budget: cfg.QueueBudget}, metrics.Shed)
 	srv.Register(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, limiter))
 	// Services: the monitor gate's warnings (a port no Service declares).
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {

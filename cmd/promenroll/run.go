@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/webhook"
 )
 
@@ -140,8 +141,8 @@ func newServeCommand() *cobra.Command {
 	fs.StringVar(&cfg.ClientCAFile, "client-ca", "", "PEM CA bundle: require callers (the API server) to present a client certificate it signed")
 	fs.IntVar(&cfg.MaxHeavyValidations, "max-heavy-validations", 0, "requests of --heavy-bytes or more decoded and judged at once (default: GOMAXPROCS); beyond, a request waits --queue-budget, then is refused with HTTP 429")
 	fs.Int64Var(&cfg.HeavyInFlightBytes, "heavy-inflight-bytes", 0, "bytes of such requests' bodies in flight at once (default: GOMEMLIMIT / 32, so their heap stays within half the memory limit; unbounded without GOMEMLIMIT)")
-	fs.IntVar(&cfg.HeavyBytes, "heavy-bytes", webhook.DefaultHeavyBytes, "request bodies this large or larger are heavy")
-	fs.DurationVar(&cfg.QueueBudget, "queue-budget", webhook.DefaultQueueBudget, "how long a heavy request may wait to start (at most half the API server's timeout for the call)")
+	fs.IntVar(&cfg.HeavyBytes, "heavy-bytes", limit.DefaultHeavyBytes, "request bodies this large or larger are heavy")
+	fs.DurationVar(&cfg.QueueBudget, "queue-budget", limit.DefaultQueueBudget, "how long a heavy request may wait to start (at most half the API server's timeout for the call)")
 	fs.IntVar(&cfg.Port, "port", 9443, "webhook HTTPS port")
 	fs.StringVar(&cfg.Host, "bind-host", "", "webhook bind host (default: all interfaces)")
 	fs.StringVar(&cfg.MetricsBindAddress, "metrics-bind-address", ":8080", "metrics address; \"0\" disables")

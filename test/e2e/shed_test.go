@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/webhook"
 )
 
@@ -36,7 +37,7 @@ func TestShedRequestsGetTheFailurePolicy(t *testing.T) {
 	hold := make(chan struct{})
 	var holding, calls atomic.Int32
 	metrics := webhook.NewMetrics(nil)
-	limiter := webhook.NewLimiter(webhook.LimiterConfig{MaxInFlight: 1, HeavyBytes: 1, Budget: 50 * time.Millisecond}, metrics)
+	limiter := limit.New(limit.Config{MaxInFlight: 1, HeavyBytes: 1, Budget: 50 * time.Millisecond}, metrics.Shed)
 	allow := admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
 		calls.Add(1)
 		if req.Name == "hold" {

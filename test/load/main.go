@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/webhook"
@@ -53,7 +54,7 @@ func main() {
 	overFor := flag.Duration("overload-for", 60*time.Second, "with -overload: how long the overload lasts")
 	mem := flag.Bool("memory", false, "pinned server: four concurrent 1.4 MiB rule validations, peak RSS against deploy/'s memory limit")
 	serve := flag.Bool("serve", false, "internal: serve the handlers only (the -pinned child)")
-	var lc webhook.LimiterConfig
+	var lc limit.Config
 	flag.IntVar(&lc.MaxInFlight, "max-heavy", 0, "with -serve: --max-heavy-validations")
 	flag.Int64Var(&lc.InFlightBytes, "heavy-inflight-bytes", 0, "with -serve: --heavy-inflight-bytes")
 	flag.Parse()
@@ -148,7 +149,7 @@ func clusterState(nProm, nSvc, nNS int) (staticPrometheuses, namespacedServices)
 
 // newMux wires the handlers as serve does (the limiter in front), with a cluster's worth of
 // cached state, plus the no-op baseline at /noop.
-func newMux(lc webhook.LimiterConfig) (*http.ServeMux, error) {
+func newMux(lc limit.Config) (*http.ServeMux, error) {
 	p, err := policy.Parse("load-policy.yaml", []byte(loadPolicy), policy.Options{})
 	if err != nil {
 		return nil, err
@@ -164,7 +165,7 @@ func newMux(lc webhook.LimiterConfig) (*http.ServeMux, error) {
 	// A cluster's worth of cached state for the monitor scenarios: 50
 	// Prometheus objects and 5,000 Services in 1,000 namespaces.
 	proms, services := clusterState(50, 5000, 1000)
-	limiter := webhook.NewLimiter(lc, metrics)
+	limiter := limit.New(lc, metrics.Shed)
 	mux := http.NewServeMux()
 	mux.Handle(webhook.MutatePath, webhook.Endpoint("mutate", &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Metrics: metrics}, limiter))
 	mux.Handle(webhook.ValidatePath, webhook.Endpoint("validate", &webhook.Validator{Policies: store, Namespaces: namespaces, Prometheuses: proms, Services: services, Metrics: metrics}, limiter))
@@ -197,7 +198,7 @@ func run(n, conc int, maxDur time.Duration, operatorBin string) error {
 	if err != nil {
 		return err
 	}
-	mux, err := newMux(webhook.LimiterConfig{})
+	mux, err := newMux(limit.Config{})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/webhook"
 )
@@ -100,12 +101,12 @@ func limitAndRule(size int) (int64, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	limit, err := deployMemoryLimit(root)
+	memLimit, err := deployMemoryLimit(root)
 	if err != nil {
 		return 0, nil, err
 	}
 	body, err := ruleReview(root, size)
-	return limit, body, err
+	return memLimit, body, err
 }
 
 // stream is one open-loop flow of identical requests.
@@ -195,11 +196,11 @@ func shift(ts []time.Duration, d time.Duration) []time.Duration {
 // for d, and at half again for 10s, beside 100 Deployment CREATEs a second
 // throughout. It checks the targets and fails if one is missed.
 func overload(d time.Duration) error {
-	limit, heavy, err := limitAndRule(512 * 1024)
+	memLimit, heavy, err := limitAndRule(512 * 1024)
 	if err != nil {
 		return err
 	}
-	srv, err := startChild([]string{fmt.Sprintf("GOMEMLIMIT=%d", limit)})
+	srv, err := startChild([]string{fmt.Sprintf("GOMEMLIMIT=%d", memLimit)})
 	if err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func overload(d time.Duration) error {
 	const calm, light = 10 * time.Second, 100.0
 	total := calm + d + calm
 	heavyTimes := append(append(schedule(capacity/2, calm), shift(schedule(2*capacity, d), calm)...), shift(schedule(capacity/2, calm), calm+d)...)
-	fmt.Printf("overload: server on CPU 0 (GOMAXPROCS=1, GOMEMLIMIT=%d MiB as deploy/ sets it), %d KiB rule bodies (%d bytes)\n", limit>>20, len(heavy)>>10, len(heavy))
+	fmt.Printf("overload: server on CPU 0 (GOMAXPROCS=1, GOMEMLIMIT=%d MiB as deploy/ sets it), %d KiB rule bodies (%d bytes)\n", memLimit>>20, len(heavy)>>10, len(heavy))
 	fmt.Printf("  capacity %.1f req/s; /validate at %.1f req/s for %v, %.1f req/s for %v, %.1f req/s for %v; /mutate Deployment CREATE at %.0f req/s throughout\n\n",
 		capacity, capacity/2, calm, 2*capacity, d, capacity/2, calm, light)
 	if err := resetPeakRSS(srv.pid()); err != nil {
@@ -276,9 +277,9 @@ func overload(d time.Duration) error {
 	default:
 		fmt.Printf("recovered within %ds of the load dropping\n", back)
 	}
-	fmt.Printf("server peak RSS during the run: %.1f MiB (the Deployment's limit: %d MiB)\n", mib(rss), limit>>20)
-	if rss > limit {
-		misses = append(misses, fmt.Sprintf("peak RSS %.1f MiB is over the %d MiB limit", mib(rss), limit>>20))
+	fmt.Printf("server peak RSS during the run: %.1f MiB (the Deployment's limit: %d MiB)\n", mib(rss), memLimit>>20)
+	if rss > memLimit {
+		misses = append(misses, fmt.Sprintf("peak RSS %.1f MiB is over the %d MiB limit", mib(rss), memLimit>>20))
 	}
 	return verdict(misses)
 }
@@ -299,14 +300,14 @@ func verdict(misses []string) error {
 // a fresh pinned server per configuration and compares its peak RSS with
 // deploy/'s memory limit. It fails if the deployed configuration goes over
 // the limit or refuses one, or if the measured heap per body byte is above
-// webhook.HeapPerBodyByte (which sizes the default byte budget).
+// limit.HeapPerBodyByte (which sizes the default byte budget).
 func memory() error {
-	limit, body, err := limitAndRule(1468006) // 1.4 MiB
+	memLimit, body, err := limitAndRule(1468006) // 1.4 MiB
 	if err != nil {
 		return err
 	}
-	fmt.Printf("memory: 4 concurrent /validate calls of a %.2f MiB PrometheusRule review, 3 rounds (12 calls), server on CPU 0 with GOMAXPROCS=1; the Deployment's memory limit is %d MiB\n\n", mib(int64(len(body))), limit>>20)
-	gomemlimit := fmt.Sprintf("GOMEMLIMIT=%d", limit)
+	fmt.Printf("memory: 4 concurrent /validate calls of a %.2f MiB PrometheusRule review, 3 rounds (12 calls), server on CPU 0 with GOMAXPROCS=1; the Deployment's memory limit is %d MiB\n\n", mib(int64(len(body))), memLimit>>20)
+	gomemlimit := fmt.Sprintf("GOMEMLIMIT=%d", memLimit)
 	configs := []struct {
 		name string
 		env  []string
@@ -343,17 +344,17 @@ func memory() error {
 		fmt.Printf("%s\n  idle RSS %.1f MiB, peak RSS %.1f MiB; %d admitted, %d shed, %d failed; latency p50 %v max %v\n",
 			c.name, mib(idle), mib(rss), sum.n-shed-failed, shed, failed, sum.p50.Round(time.Millisecond), sum.max.Round(time.Millisecond))
 		if i < 2 {
-			if rss > limit {
-				misses = append(misses, fmt.Sprintf("%s: peak RSS %.1f MiB is over the %d MiB limit", c.name, mib(rss), limit>>20))
+			if rss > memLimit {
+				misses = append(misses, fmt.Sprintf("%s: peak RSS %.1f MiB is over the %d MiB limit", c.name, mib(rss), memLimit>>20))
 			}
 			if shed+failed > 0 {
 				misses = append(misses, fmt.Sprintf("%s: %d of 12 calls were refused", c.name, shed+failed))
 			}
 			continue
 		}
-		fmt.Printf("  peak RSS above idle per byte of the 4 bodies in flight: %.1f (webhook.HeapPerBodyByte: %d)\n", perByte, webhook.HeapPerBodyByte)
-		if perByte > webhook.HeapPerBodyByte {
-			misses = append(misses, fmt.Sprintf("heap per body byte %.1f is above webhook.HeapPerBodyByte (%d): raise it", perByte, webhook.HeapPerBodyByte))
+		fmt.Printf("  peak RSS above idle per byte of the 4 bodies in flight: %.1f (limit.HeapPerBodyByte: %d)\n", perByte, limit.HeapPerBodyByte)
+		if perByte > limit.HeapPerBodyByte {
+			misses = append(misses, fmt.Sprintf("heap per body byte %.1f is above limit.HeapPerBodyByte (%d): raise it", perByte, limit.HeapPerBodyByte))
 		}
 	}
 	return verdict(misses)

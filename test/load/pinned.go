@@ -20,13 +20,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/promenroll/promenroll/limit"
 	"github.com/promenroll/promenroll/webhook"
 )
 
 // serveOnly is `load -serve`: the handlers alone, for pinned runs, with
 // the limiter sized by lc as serve sizes it. It prints its URL and serves
 // until stdin closes.
-func serveOnly(lc webhook.LimiterConfig) error {
+func serveOnly(lc limit.Config) error {
 	mux, err := newMux(lc)
 	if err != nil {
 		return err

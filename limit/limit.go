@@ -1,4 +1,6 @@
-package webhook
+// Package limit bounds the large admission requests decoded and judged at
+// once, by count and by bytes, before their bodies are read.
+package limit
 
 import (
 	"context"
@@ -12,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -63,11 +66,11 @@ type Limiter struct {
 	byteBudget int64
 	heavyBytes int64
 	budget     time.Duration
-	metrics    *Metrics
+	shedCount  *prometheus.CounterVec
 }
 
-// LimiterConfig sizes a Limiter; zero values take the defaults.
-type LimiterConfig struct {
+// Config sizes a Limiter; zero values take the defaults.
+type Config struct {
 	// MaxInFlight heavy requests at once. Default GOMAXPROCS: they are
 	// CPU-bound, more only adds latency.
 	MaxInFlight int
@@ -86,8 +89,9 @@ type LimiterConfig struct {
 	Budget time.Duration
 }
 
-// NewLimiter returns a Limiter sized by c.
-func NewLimiter(c LimiterConfig, m *Metrics) *Limiter {
+// New returns a Limiter sized by c; shed counts its refusals by webhook
+// name (promenroll_shed_requests_total).
+func New(c Config, shed *prometheus.CounterVec) *Limiter {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = runtime.GOMAXPROCS(0)
 	}
@@ -102,7 +106,7 @@ func NewLimiter(c LimiterConfig, m *Metrics) *Limiter {
 	}
 	l := &Limiter{
 		slots: make(chan struct{}, c.MaxInFlight), bytes: semaphore.NewWeighted(c.InFlightBytes), byteBudget: c.InFlightBytes,
-		heavyBytes: int64(c.HeavyBytes), budget: c.Budget, metrics: m,
+		heavyBytes: int64(c.HeavyBytes), budget: c.Budget, shedCount: shed,
 	}
 	l.startedAt.Store(time.Now().UnixNano())
 	return l
@@ -184,7 +188,7 @@ func (l *Limiter) acquire(ctx context.Context, size int64, budget time.Duration)
 // reading the body so the connection stays usable. No Retry-After: the API
 // server's client would retry, adding load.
 func (l *Limiter) shed(w http.ResponseWriter, r *http.Request, name string, size int64, budget time.Duration) {
-	l.metrics.Shed.WithLabelValues(name).Inc()
+	l.shedCount.WithLabelValues(name).Inc()
 	_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
 	bound := fmt.Sprintf("%d requests of %s or more", cap(l.slots), sizeOf(l.heavyBytes))
 	if l.byteBudget < math.MaxInt64 {
