@@ -41,21 +41,23 @@ type ClusterState struct {
 	Scope []string
 }
 
-// outOfScope says why a monitor's target checks are skipped: the
-// namespaces its namespaceSelector reaches are not all in cs.Scope.
-func (cs ClusterState) outOfScope(kind, what string, sel monv1.NamespaceSelector, own string) string {
-	if cs.Scope == nil {
-		return ""
+// targetChecks adds a valid monitor's target warnings (check) to rep, or,
+// when the namespaces its namespaceSelector reaches are not all in
+// cs.Scope, says in rep.Skipped that they were not judged.
+func (cs ClusterState) targetChecks(rep *Report, kind, what string, sel monv1.NamespaceSelector, own string, check func() []Finding) {
+	if len(rep.Denials()) > 0 || rep.Reason != "" {
+		return
 	}
 	names, all := MonitorNamespaces(sel, own)
-	if !all && !slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(cs.Scope, n) }) {
-		return ""
+	if cs.Scope == nil || !all && !slices.ContainsFunc(names, func(n string) bool { return !slices.Contains(cs.Scope, n) }) {
+		rep.Findings = append(rep.Findings, check()...)
+		return
 	}
 	reach := "any namespace"
 	if !all {
 		reach = "namespaces " + strings.Join(names, ", ")
 	}
-	return fmt.Sprintf("target check skipped: this %s selects %s in %s, and only %s were read; scan them too (-A) to check it", kind, what, reach, strings.Join(cs.Scope, ", "))
+	rep.Skipped = append(rep.Skipped, fmt.Sprintf("target check skipped: this %s selects %s in %s, and only %s were read; scan them too (-A) to check it", kind, what, reach, strings.Join(cs.Scope, ", ")))
 }
 
 // gate decodes one kind's object (JSON, as the API server sends it) and
@@ -93,13 +95,7 @@ var gates = map[schema.GroupKind]gate{
 	}),
 	{Group: groupMonitoring, Kind: "ServiceMonitor"}: gateFor(func(p *Policy, o *monv1.ServiceMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckServiceMonitor(o, ns)
-		if len(rep.Denials()) == 0 && rep.Reason == "" {
-			if skip := cs.outOfScope("ServiceMonitor", "Services", o.Spec.NamespaceSelector, o.Namespace); skip != "" {
-				rep.Skipped = append(rep.Skipped, skip)
-			} else {
-				rep.Findings = append(rep.Findings, ServiceMonitorTargetWarnings(o, cs.Services)...)
-			}
-		}
+		cs.targetChecks(&rep, "ServiceMonitor", "Services", o.Spec.NamespaceSelector, o.Namespace, func() []Finding { return ServiceMonitorTargetWarnings(o, cs.Services) })
 		obj := Object{Kind: "ServiceMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming
 		for i, ep := range o.Spec.Endpoints {
@@ -111,13 +107,7 @@ var gates = map[schema.GroupKind]gate{
 	}),
 	{Group: groupMonitoring, Kind: "PodMonitor"}: gateFor(func(p *Policy, o *monv1.PodMonitor, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPodMonitor(o, ns)
-		if len(rep.Denials()) == 0 && rep.Reason == "" {
-			if skip := cs.outOfScope("PodMonitor", "pods", o.Spec.NamespaceSelector, o.Namespace); skip != "" {
-				rep.Skipped = append(rep.Skipped, skip)
-			} else {
-				rep.Findings = append(rep.Findings, PodMonitorTargetWarnings(o, cs.Workloads)...)
-			}
-		}
+		cs.targetChecks(&rep, "PodMonitor", "pods", o.Spec.NamespaceSelector, o.Namespace, func() []Finding { return PodMonitorTargetWarnings(o, cs.Workloads) })
 		obj := Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming
 		for i, ep := range o.Spec.PodMetricsEndpoints {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,3 +50,33 @@ func TestGateWarnsAboutATimeoutAboveTheLoadingPrometheusInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetChecksInAScopeRunOnlyWhatTheScopeHolds: with only namespace
+// shop read (audit -n shop), a ServiceMonitor that looks only at its own
+// namespace is judged against shop's Services, and one that selects in any
+// namespace says its target check was skipped instead of warning wrongly.
+func TestTargetChecksInAScopeRunOnlyWhatTheScopeHolds(t *testing.T) {
+	p := mustParse(t, minimalPolicy)
+	gk := schema.GroupKind{Group: groupMonitoring, Kind: "ServiceMonitor"}
+	cs := ClusterState{Services: scopedServices{}, Scope: []string{"shop"}}
+	own := []byte(`{"metadata":{"name":"web","namespace":"shop"},"spec":{"selector":{"matchLabels":{"app":"web"}},"endpoints":[{"port":"metrics"}]}}`)
+	res, err := p.Gate(gk, own, Namespace{Name: "shop"}, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Report.Skipped) > 0 || len(res.Report.Warnings()) != 1 || !strings.Contains(res.Report.Warnings()[0].Error(), "matches no Service in namespace shop") {
+		t.Errorf("own namespace: skipped %q, warnings %v; want the check run", res.Report.Skipped, res.Report.Warnings())
+	}
+	anyNS := []byte(`{"metadata":{"name":"web","namespace":"shop"},"spec":{"namespaceSelector":{"any":true},"selector":{"matchLabels":{"app":"web"}},"endpoints":[{"port":"metrics"}]}}`)
+	if res, err = p.Gate(gk, anyNS, Namespace{Name: "shop"}, cs); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Report.Warnings()) > 0 || len(res.Report.Skipped) != 1 || !strings.Contains(res.Report.Skipped[0], "selects Services in any namespace, and only shop were read") {
+		t.Errorf("any namespace: skipped %q, warnings %v; want the check skipped and said", res.Report.Skipped, res.Report.Warnings())
+	}
+}
+
+// scopedServices is a namespace with no Service.
+type scopedServices struct{}
+
+func (scopedServices) Services([]string, bool) []Service { return nil }

@@ -74,25 +74,24 @@ func (m Mutation) Patch() []PatchOp {
 }
 
 // Apply returns raw (the object the mutation was decided on) with the
-// patch applied: the object as the API server stores it.
-func (m Mutation) Apply(raw []byte) ([]byte, error) {
+// patch applied, the object as the API server stores it, and the patch as
+// the JSON /mutate sends (nil when there is nothing to change).
+func (m Mutation) Apply(raw []byte) (stored, patch []byte, err error) {
 	ops := m.Patch()
 	if len(ops) == 0 {
-		return raw, nil
+		return raw, nil, nil
 	}
-	b, err := json.Marshal(ops)
+	if patch, err = json.Marshal(ops); err != nil {
+		return nil, nil, fmt.Errorf("encode the patch: %w", err)
+	}
+	decoded, err := jsonpatch.DecodePatch(patch)
 	if err != nil {
-		return nil, fmt.Errorf("encode the patch: %w", err)
+		return nil, nil, fmt.Errorf("decode the patch %s: %w", patch, err)
 	}
-	patch, err := jsonpatch.DecodePatch(b)
-	if err != nil {
-		return nil, fmt.Errorf("decode the patch %s: %w", b, err)
+	if stored, err = decoded.Apply(raw); err != nil {
+		return nil, nil, fmt.Errorf("apply the patch %s: %w", patch, err)
 	}
-	out, err := patch.Apply(raw)
-	if err != nil {
-		return nil, fmt.Errorf("apply the patch %s: %w", b, err)
-	}
-	return out, nil
+	return stored, patch, nil
 }
 
 // mutator decides one kind's mutation from its decoded shape.
@@ -202,7 +201,7 @@ func (p *Policy) labelMonitor(kind string, s *objectShape, req MutationRequest) 
 // non-string label and annotation values coerced to strings.
 func (p *Policy) labelRule(kind string, s *objectShape, req MutationRequest) (Mutation, error) {
 	m, err := p.labelMonitor(kind, s, req)
-	if _, excluded := p.ExcludedNamespace(req.Namespace); err != nil || excluded {
+	if _, excluded := p.Excluded(req.Namespace, m.Object.Labels); err != nil || excluded {
 		return m, err
 	}
 	var raw struct {

@@ -139,6 +139,12 @@ func TestMutationTable(t *testing.T) {
 			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/release","value":"kps"},{"op":"replace","path":"/spec/groups/0/rules/0/labels/severity","value":"1"}]`,
 				Warnings: []string{`spec.groups[0].rules[0].labels[severity] was 1, not a string; promenroll set it to "1"`}, Matched: []string{MonitorsRule}},
 		},
+		{
+			name: "an opted-out PrometheusRule gets neither labels nor coercions nor warnings, as the webhooks never call promenroll for it",
+			gk:   ruleGK,
+			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"metadata":{"name":"r","labels":{"promenroll.io/enroll":"false"}},"spec":{"groups":[{"name":"g","rules":[{"alert":"A","expr":"up == 0","labels":{"severity":1}}]}]}}`), Prometheuses: []PrometheusSelectors{kpsPrometheus}},
+			want: mutated{Reason: "object opted out (promenroll.io/enroll=false)"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +185,7 @@ func TestMutationsOfMalformedObjectsWarnAndNeverPanic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := m.Apply([]byte(tt.obj)); err != nil {
+			if _, _, err := m.Apply([]byte(tt.obj)); err != nil {
 				t.Errorf("the patch does not apply: %v", err)
 			}
 			got := strings.Join(m.Warnings(), "\n")

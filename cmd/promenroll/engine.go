@@ -73,18 +73,20 @@ func (e *engine) mutate(o *object) []patchOp {
 	for _, w := range mu.Warnings() {
 		r.add(Finding{Level: "warn", Code: "admission-warning", Message: w}, o)
 	}
-	stored, err := mu.Apply(o.js)
+	stored, patch, err := mu.Apply(o.js)
 	if err != nil {
 		r.add(Finding{Level: "deny", Code: "mutate", Message: fmt.Sprintf("the webhook's patch does not apply: %v", err)}, o)
 		r.Denied = true
 		return nil
 	}
 	o.stored = stored
-	ops, err := wireOps(mu.Patch())
-	if err != nil {
-		r.add(Finding{Level: "deny", Code: "mutate", Message: err.Error()}, o)
-		r.Denied = true
-		return nil
+	var ops []patchOp
+	if patch != nil {
+		if err := json.Unmarshal(patch, &ops); err != nil {
+			r.add(Finding{Level: "deny", Code: "mutate", Message: err.Error()}, o)
+			r.Denied = true
+			return nil
+		}
 	}
 	for _, op := range ops {
 		r.Labels = append(r.Labels, labelChanges(op.Path, op.Value)...)
@@ -96,18 +98,6 @@ func (e *engine) mutate(o *object) []patchOp {
 type patchOp struct {
 	Path  string `json:"path"`
 	Value any    `json:"value"`
-}
-
-func wireOps(ops []policy.PatchOp) ([]patchOp, error) {
-	if len(ops) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(ops)
-	if err != nil {
-		return nil, fmt.Errorf("encode the patch: %w", err)
-	}
-	var out []patchOp
-	return out, json.Unmarshal(b, &out)
 }
 
 // gate runs the stored object through its gate, if its kind has one.
