@@ -4,6 +4,7 @@ import (
 	"context"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -77,10 +78,15 @@ func trimService(obj any) (any, error) {
 // CacheOptions registers the trimming transforms of the caches the monitor
 // gate reads: Services and the workloads' pod templates.
 func CacheOptions() cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Service{}:     {Transform: trimService},
-		&appsv1.Deployment{}:  {Transform: trimWorkload},
-		&appsv1.StatefulSet{}: {Transform: trimWorkload},
-		&appsv1.DaemonSet{}:   {Transform: trimWorkload},
-	}}
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Service{}: {Transform: trimService}}}
+	for _, obj := range PodOwners() {
+		opts.ByObject[obj] = cache.ByObject{Transform: trimWorkload}
+	}
+	return opts
+}
+
+// PodOwners are the built-in pod owners the PodMonitor checks read, one
+// empty object of each kind for the informers.
+func PodOwners() []client.Object {
+	return []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &batchv1.Job{}, &batchv1.CronJob{}}
 }

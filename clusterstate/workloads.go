@@ -4,6 +4,7 @@ import (
 	"context"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -11,7 +12,8 @@ import (
 	"github.com/promenroll/promenroll/policy"
 )
 
-// CachedWorkloads reads Deployments, StatefulSets and DaemonSets from the
+// CachedWorkloads reads Deployments, StatefulSets, DaemonSets, Jobs and
+// CronJobs (the built-in pod owners) from the
 // manager's informer cache for the PodMonitor checks (list/watch);
 // never the API server.
 type CachedWorkloads struct {
@@ -40,6 +42,18 @@ func (c CachedWorkloads) Workloads(namespaces []string, all bool) []policy.Workl
 		if c.Cache.List(ctx, &dss, opts...) == nil {
 			for i := range dss.Items {
 				out = append(out, WorkloadOf("DaemonSet", &dss.Items[i].ObjectMeta, &dss.Items[i].Spec.Template))
+			}
+		}
+		var js batchv1.JobList
+		if c.Cache.List(ctx, &js, opts...) == nil {
+			for i := range js.Items {
+				out = append(out, WorkloadOf("Job", &js.Items[i].ObjectMeta, &js.Items[i].Spec.Template))
+			}
+		}
+		var cjs batchv1.CronJobList
+		if c.Cache.List(ctx, &cjs, opts...) == nil {
+			for i := range cjs.Items {
+				out = append(out, WorkloadOf("CronJob", &cjs.Items[i].ObjectMeta, &cjs.Items[i].Spec.JobTemplate.Spec.Template))
 			}
 		}
 	}
@@ -75,7 +89,7 @@ func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 	return out
 }
 
-// trimWorkload keeps of a Deployment, StatefulSet or DaemonSet only what
+// trimWorkload keeps of a built-in pod owner only what
 // the checks read (name, namespace, the pod template's labels and ports),
 // so the caches cost little per workload.
 func trimWorkload(obj any) (any, error) {
@@ -89,6 +103,10 @@ func trimWorkload(obj any) (any, error) {
 		return &appsv1.StatefulSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.StatefulSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
 	case *appsv1.DaemonSet:
 		return &appsv1.DaemonSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.DaemonSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+	case *batchv1.Job:
+		return &batchv1.Job{ObjectMeta: meta(o.ObjectMeta), Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+	case *batchv1.CronJob:
+		return &batchv1.CronJob{ObjectMeta: meta(o.ObjectMeta), Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
 	}
 	return obj, nil
 }

@@ -8,25 +8,15 @@ import (
 )
 
 // objectShape is what the mutation table reads of an object: its metadata,
-// a Service's ports and, for workloads, the pod template's metadata and
-// container ports. Decoding only these keeps the request path cheap and
-// independent of API versions' other fields, and every engine (serve,
-// check, audit) reads an object through it, so none can read less.
+// a Service's ports and, for pod owners, the pod template's metadata and
+// container ports, wherever the kind keeps its template. Decoding only these
+// keeps the request path cheap and independent of API versions' other
+// fields, and every engine (serve, check, audit) reads an object through
+// it, so none can read less.
 type objectShape struct {
 	Metadata *metadata `json:"metadata"`
-	Spec     *struct {
-		Template *struct {
-			Metadata *metadata `json:"metadata"`
-			Spec     *struct {
-				Containers []struct {
-					Ports []struct {
-						Name          string `json:"name"`
-						ContainerPort int32  `json:"containerPort"`
-					} `json:"ports"`
-				} `json:"containers"`
-			} `json:"spec"`
-		} `json:"template"`
-		// Ports are a Service's.
+	// Spec is a Service's.
+	Spec *struct {
 		Ports []struct {
 			Name       string             `json:"name"`
 			Port       int32              `json:"port"`
@@ -34,9 +24,28 @@ type objectShape struct {
 		} `json:"ports"`
 	} `json:"spec"`
 
+	// template is the pod template at the kind's path, nil when the
+	// object has none there; templateProblem says why a template that is
+	// there could not be read.
+	template        *podTemplateShape
+	templateAt      *podTemplate
+	templateProblem string
 	// hasMetadata is false when the object has no metadata member (or it is
 	// null): a patch must then add it whole.
 	hasMetadata bool
+}
+
+// podTemplateShape is what is read of a pod template.
+type podTemplateShape struct {
+	Metadata *metadata `json:"metadata"`
+	Spec     *struct {
+		Containers []struct {
+			Ports []struct {
+				Name          string `json:"name"`
+				ContainerPort int32  `json:"containerPort"`
+			} `json:"ports"`
+		} `json:"containers"`
+	} `json:"spec"`
 }
 
 type metadata struct {
@@ -46,14 +55,21 @@ type metadata struct {
 	Annotations map[string]string `json:"annotations"`
 }
 
-// decodeShape reads raw (JSON, as the API server sends it); what names the
+// decodeShape reads raw (JSON, as the API server sends it) for a kind
+// whose pod template is at tmpl (nil: the kind has none); what names the
 // member in errors ("object", "oldObject").
-func decodeShape(raw []byte, what string) (*objectShape, error) {
+func decodeShape(raw []byte, what string, tmpl *podTemplate) (*objectShape, error) {
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("the admission request has no %s", what)
 	}
-	var s objectShape
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &s); err != nil {
+	s := objectShape{templateAt: tmpl}
+	var err error
+	if tmpl != nil {
+		s.templateProblem, err = tmpl.decode(raw, &s)
+	} else {
+		err = sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &s)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", what, err)
 	}
 	s.hasMetadata = s.Metadata != nil
@@ -63,26 +79,23 @@ func decodeShape(raw []byte, what string) (*objectShape, error) {
 	return &s, nil
 }
 
-func (s *objectShape) hasPodTemplate() bool { return s.Spec != nil && s.Spec.Template != nil }
-
 func (s *objectShape) podTemplateMetadata() *metadata {
-	if s.hasPodTemplate() && s.Spec.Template.Metadata != nil {
-		return s.Spec.Template.Metadata
+	if s.template != nil && s.template.Metadata != nil {
+		return s.template.Metadata
 	}
 	return &metadata{}
 }
 
 // ports are the pod template's container ports, or a Service's ports.
 func (s *objectShape) ports() []Port {
-	if s.Spec == nil {
-		return nil
-	}
 	var out []Port
-	for _, p := range s.Spec.Ports {
-		out = append(out, Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+	if s.Spec != nil {
+		for _, p := range s.Spec.Ports {
+			out = append(out, Port{Name: p.Name, Number: p.Port, TargetPort: p.TargetPort})
+		}
 	}
-	if s.hasPodTemplate() && s.Spec.Template.Spec != nil {
-		for _, c := range s.Spec.Template.Spec.Containers {
+	if s.template != nil && s.template.Spec != nil {
+		for _, c := range s.template.Spec.Containers {
 			for _, p := range c.Ports {
 				out = append(out, Port{Name: p.Name, Number: p.ContainerPort})
 			}
@@ -99,15 +112,21 @@ func (s *objectShape) object(kind, namespace string) Object {
 		ns = namespace
 	}
 	tm := s.podTemplateMetadata()
-	return Object{
+	o := Object{
 		Kind:                   kind,
 		Name:                   s.Metadata.Name,
 		Namespace:              ns,
 		Labels:                 s.Metadata.Labels,
 		Annotations:            s.Metadata.Annotations,
-		HasPodTemplate:         s.hasPodTemplate(),
+		HasPodTemplate:         s.template != nil,
 		PodTemplateLabels:      tm.Labels,
 		PodTemplateAnnotations: tm.Annotations,
 		Ports:                  s.ports(),
+		TemplateProblem:        s.templateProblem,
 	}
+	if s.templateAt != nil {
+		o.PodTemplatePath = s.templateAt.String()
+		o.TemplateUpdateAdds = s.templateAt.updateAdds
+	}
+	return o
 }

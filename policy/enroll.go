@@ -25,7 +25,11 @@ const (
 	Update Operation = "UPDATE"
 )
 
-// Target says where a label or annotation goes.
+// Target says where a label or annotation goes. The pod template targets
+// are named for the template at spec.template (metrics and logs carry these
+// names); a kind that keeps its template elsewhere (a CronJob's is at
+// spec.jobTemplate.spec.template) writes to its own template, and warnings
+// name that path (Object.Field).
 type Target string
 
 // The places enrollment writes to: labels, and the scrape annotations.
@@ -48,12 +52,36 @@ type Object struct {
 	Labels    map[string]string
 	// Annotations are metadata.annotations (read for Services only).
 	Annotations map[string]string
-	// HasPodTemplate is true for workloads whose spec.template is present.
+	// PodTemplatePath is where the kind keeps its pod template
+	// (spec.template, a CronJob's spec.jobTemplate.spec.template); empty
+	// for kinds that own no pods (Services).
+	PodTemplatePath string
+	// TemplateUpdateAdds says an UPDATE may add to the pod template: it
+	// rolls no pod out (a CronJob's). Otherwise only CREATE does.
+	TemplateUpdateAdds bool
+	// HasPodTemplate is true when the object has a pod template at
+	// PodTemplatePath; TemplateProblem says why one there was unreadable.
 	HasPodTemplate         bool
+	TemplateProblem        string
 	PodTemplateLabels      map[string]string
 	PodTemplateAnnotations map[string]string
 	// Ports are the pod template's container ports, or a Service's ports.
 	Ports []Port
+}
+
+// OwnsPods reports whether the object's kind has a pod template.
+func (o Object) OwnsPods() bool { return o.PodTemplatePath != "" }
+
+// Field is the field path a target names in this object: the pod template
+// targets are under the kind's template path.
+func (o Object) Field(t Target) string {
+	switch t {
+	case PodTemplateLabels:
+		return o.PodTemplatePath + ".metadata.labels"
+	case PodTemplateAnnotations:
+		return o.PodTemplatePath + ".metadata.annotations"
+	}
+	return string(t)
 }
 
 // Namespace is what enrollment reads of the object's namespace.
@@ -120,10 +148,9 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 		d.Reason = reason
 		return d
 	}
-	pl := newPlanner(&d)
-	plan := pl.plan
-
 	obj := req.Object
+	pl := newPlanner(&d, obj.Field)
+	plan := pl.plan
 	src := substitutionSource{name: obj.Name, namespace: obj.Namespace, labels: obj.Labels, namespaceLabels: req.Namespace.Labels}
 	inject := func(r *enrollRule, mode Mode, lts []labelTemplate, target Target, what string, current map[string]string) {
 		for _, lt := range lts {
@@ -142,11 +169,15 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 		if obj.Kind == "Service" {
 			inject(r, mode, r.annotations, MetadataAnnotations, "annotation", obj.Annotations)
 		}
-		if len(r.podTemplateLabels)+len(r.annotations) == 0 || !isWorkload(obj.Kind) || req.Operation != Create {
+		if len(r.podTemplateLabels)+len(r.annotations) == 0 || !obj.OwnsPods() || req.Operation != Create && !obj.TemplateUpdateAdds {
 			continue
 		}
 		if !obj.HasPodTemplate {
-			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels and annotations skipped (rule %s): the object has no spec.template", r.name))
+			why := "the object has no " + obj.PodTemplatePath
+			if obj.TemplateProblem != "" {
+				why = obj.TemplateProblem
+			}
+			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels and annotations skipped (rule %s): %s", r.name, why))
 			continue
 		}
 		inject(r, mode, r.podTemplateLabels, PodTemplateLabels, "pod template label", obj.PodTemplateLabels)
@@ -170,22 +201,24 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 type planner struct {
 	d       *Decision
 	planned map[Target]map[string]string
+	// field names a target in warnings (Object.Field).
+	field func(Target) string
 }
 
-func newPlanner(d *Decision) *planner {
-	return &planner{d: d, planned: map[Target]map[string]string{}}
+func newPlanner(d *Decision, field func(Target) string) *planner {
+	return &planner{d: d, planned: map[Target]map[string]string{}, field: field}
 }
 
 func (pl *planner) plan(c LabelChange, current map[string]string) {
 	if v, ok := current[c.Key]; ok {
 		if v != c.Value && !c.Sticky {
-			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s=%q kept; rule %s wants %q", c.Target, c.Key, v, c.Rule, c.Value))
+			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s=%q kept; rule %s wants %q", pl.field(c.Target), c.Key, v, c.Rule, c.Value))
 		}
 		return
 	}
 	if v, ok := pl.planned[c.Target][c.Key]; ok {
 		if v != c.Value {
-			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s: rule %s wants %q, an earlier rule set %q", c.Target, c.Key, c.Rule, c.Value, v))
+			pl.d.Warnings = append(pl.d.Warnings, prefix(c.Mode)+fmt.Sprintf("%s %s: rule %s wants %q, an earlier rule set %q", pl.field(c.Target), c.Key, c.Rule, c.Value, v))
 		}
 		return
 	}
@@ -262,8 +295,6 @@ func (p *Policy) NeedsOld(obj Object) bool {
 	}
 	return false
 }
-
-func isWorkload(kind string) bool { return slices.Contains(WorkloadKinds, kind) }
 
 func prefix(m Mode) string {
 	if m == ModeDryRun {

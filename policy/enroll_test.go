@@ -38,7 +38,7 @@ enroll:
 var monitoringNS = Namespace{Name: "shop", Labels: map[string]string{"monitoring": "enabled", "team": "payments"}}
 
 func deployment(labels, tmpl map[string]string) Object {
-	return Object{Kind: "Deployment", Name: "api", Namespace: "shop", Labels: labels, HasPodTemplate: true, PodTemplateLabels: tmpl}
+	return Object{Kind: "Deployment", Name: "api", Namespace: "shop", Labels: labels, PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: tmpl}
 }
 
 func change(t Target, k, v, rule string) LabelChange {
@@ -83,7 +83,7 @@ func TestEnroll(t *testing.T) {
 	}, {
 		name: "a substitution that yields an invalid label value skips that label with a warning",
 		req: EnrollRequest{Operation: Create, Namespace: monitoringNS, Object: Object{Kind: "Deployment", Name: strings.Repeat("a", 70), Namespace: "shop",
-			Labels: appLabels, HasPodTemplate: true, PodTemplateLabels: map[string]string{"app.kubernetes.io/part-of": "api", "monitoring.promenroll.io/pod-scrape": "true"}}},
+			Labels: appLabels, PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: map[string]string{"app.kubernetes.io/part-of": "api", "monitoring.promenroll.io/pod-scrape": "true"}}},
 		want: Decision{Matched: []string{"workloads"},
 			Changes:  []LabelChange{change(MetadataLabels, "monitoring.promenroll.io/scrape", "true", "workloads")},
 			Warnings: []string{`label app.kubernetes.io/instance skipped (rule workloads): value "` + strings.Repeat("a", 70) + `" is not a valid label value: must be no more than 63 bytes`},
@@ -98,7 +98,7 @@ func TestEnroll(t *testing.T) {
 		}},
 	}, {
 		name: "a generateName object without a name skips {name} with a warning",
-		req:  EnrollRequest{Operation: Create, Object: Object{Kind: "DaemonSet", Namespace: "shop", Labels: appLabels, HasPodTemplate: true}, Namespace: monitoringNS},
+		req:  EnrollRequest{Operation: Create, Object: Object{Kind: "DaemonSet", Namespace: "shop", Labels: appLabels, PodTemplatePath: "spec.template", HasPodTemplate: true}, Namespace: monitoringNS},
 		want: Decision{Matched: []string{"workloads"},
 			Changes: []LabelChange{
 				change(MetadataLabels, "monitoring.promenroll.io/scrape", "true", "workloads"),
@@ -141,7 +141,7 @@ func TestEnroll(t *testing.T) {
 		}},
 	}, {
 		name: "the namespace annotation relaxes every rule to dry-run",
-		req: EnrollRequest{Operation: Create, Object: Object{Kind: "StatefulSet", Name: "db", Namespace: "shop", Labels: map[string]string{"app.kubernetes.io/instance": "db", "monitoring.promenroll.io/scrape": "true"}},
+		req: EnrollRequest{Operation: Create, Object: Object{Kind: "StatefulSet", PodTemplatePath: "spec.template", Name: "db", Namespace: "shop", Labels: map[string]string{"app.kubernetes.io/instance": "db", "monitoring.promenroll.io/scrape": "true"}},
 			Namespace: Namespace{Name: "shop", Annotations: map[string]string{ModeAnnotation: "dry-run"}}},
 		want: Decision{Matched: []string{"workloads"}, Warnings: []string{"[dry-run] pod template labels and annotations skipped (rule workloads): the object has no spec.template"}},
 	}, {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	sigsjson "sigs.k8s.io/json"
@@ -30,11 +32,12 @@ const DefaultRulesMaxBytes = 512 * 1024
 // DefaultMinFor is the threshold of the forTooShort lint.
 const DefaultMinFor = "1m"
 
-// WorkloadKinds and MonitorKinds are the kinds promenroll labels.
+// EnrollKinds are the built-in kinds enroll rules name, and MonitorKinds
+// those monitors.labels go to. A policy's kinds section declares more pod
+// owners.
 var (
-	WorkloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet"}
-	EnrollKinds   = []string{"Deployment", "StatefulSet", "DaemonSet", "Service"}
-	MonitorKinds  = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule", "Probe", "ScrapeConfig"}
+	EnrollKinds  = []string{"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Service"}
+	MonitorKinds = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule", "Probe", "ScrapeConfig"}
 )
 
 // Options are facts about the running installation that the policy file
@@ -55,9 +58,13 @@ type Policy struct {
 
 	mode     Mode
 	excluded map[string]struct{}
-	enroll   []enrollRule
-	monitors monitorsSection
-	rules    rulesSection
+	// declaredTable holds the declared kinds' mutation entries, declared
+	// what the webhook configuration needs of them.
+	declaredTable map[schema.GroupKind]mutator
+	declared      []DeclaredKind
+	enroll        []enrollRule
+	monitors      monitorsSection
+	rules         rulesSection
 }
 
 type enrollRule struct {
@@ -204,10 +211,12 @@ func compile(f File, opts Options) (*Policy, field.ErrorList) {
 		p.excluded[ns] = struct{}{}
 	}
 
+	p.declaredTable, p.declared, errs = compileKinds(f.Kinds, errs)
+	kinds := p.enrollKinds()
 	names := map[string]int{}
 	for i, r := range f.Enroll {
 		fld := field.NewPath("enroll").Index(i)
-		cr, rerrs := compileEnrollRule(r, fld, p.mode)
+		cr, rerrs := compileEnrollRule(r, fld, p.mode, kinds)
 		errs = append(errs, rerrs...)
 		if j, dup := names[r.Name]; dup && r.Name != "" {
 			errs = append(errs, field.Duplicate(fld.Child("name"), fmt.Sprintf("%s (also enroll[%d])", r.Name, j)))
@@ -242,7 +251,22 @@ func inherit(m, parent Mode) Mode {
 	return m
 }
 
-func compileEnrollRule(r EnrollRule, fld *field.Path, parent Mode) (enrollRule, field.ErrorList) {
+// enrollKinds are the names enroll rules can give their kinds: the
+// built-in ones, then the declared ones; the value says the kind owns pods.
+func (p *Policy) enrollKinds() map[string]bool {
+	kinds := map[string]bool{}
+	for gk, m := range mutations {
+		if m.enrolled {
+			kinds[gk.Kind] = m.template != nil
+		}
+	}
+	for _, d := range p.declared {
+		kinds[d.Name] = true
+	}
+	return kinds
+}
+
+func compileEnrollRule(r EnrollRule, fld *field.Path, parent Mode, kinds map[string]bool) (enrollRule, field.ErrorList) {
 	var errs field.ErrorList
 	cr := enrollRule{name: r.Name, kinds: map[string]struct{}{}, mode: inherit(r.Mode, parent)}
 	if r.Name == "" {
@@ -253,13 +277,17 @@ func compileEnrollRule(r EnrollRule, fld *field.Path, parent Mode) (enrollRule, 
 		}
 	}
 	errs = append(errs, validateMode(r.Mode, fld.Child("mode"), true)...)
+	known := slices.Sorted(maps.Keys(kinds))
 	if len(r.Kinds) == 0 {
-		errs = append(errs, field.Required(fld.Child("kinds"), "one or more of "+strings.Join(EnrollKinds, ", ")))
+		errs = append(errs, field.Required(fld.Child("kinds"), "one or more of "+strings.Join(known, ", ")))
 	}
+	ownsPods := false
 	for i, k := range r.Kinds {
-		if !slices.Contains(EnrollKinds, k) {
-			errs = append(errs, field.NotSupported(fld.Child("kinds").Index(i), k, EnrollKinds))
+		owns, ok := kinds[k]
+		if !ok {
+			errs = append(errs, field.Invalid(fld.Child("kinds").Index(i), k, "supported kinds: "+strings.Join(known, ", ")+"; declare another pod owner in the policy's kinds section"))
 		}
+		ownsPods = ownsPods || owns
 		cr.kinds[k] = struct{}{}
 	}
 	var serrs field.ErrorList
@@ -277,8 +305,8 @@ func compileEnrollRule(r EnrollRule, fld *field.Path, parent Mode) (enrollRule, 
 	if len(r.Labels) == 0 && len(r.PodTemplateLabels) == 0 {
 		errs = append(errs, field.Required(fld.Child("labels"), "a rule must add labels or podTemplateLabels"))
 	}
-	if len(r.PodTemplateLabels) > 0 && len(r.Kinds) > 0 && !slices.ContainsFunc(r.Kinds, func(k string) bool { return slices.Contains(WorkloadKinds, k) }) {
-		errs = append(errs, field.Invalid(fld.Child("podTemplateLabels"), "", "only workloads (Deployment, StatefulSet, DaemonSet) have a pod template"))
+	if len(r.PodTemplateLabels) > 0 && len(r.Kinds) > 0 && !ownsPods {
+		errs = append(errs, field.Invalid(fld.Child("podTemplateLabels"), "", "none of the rule's kinds has a pod template: only pod owners (Deployment, StatefulSet, DaemonSet, Job, CronJob and declared kinds) do"))
 	}
 	return cr, errs
 }

@@ -19,6 +19,28 @@ func TestParseRejectsInvalidPolicies(t *testing.T) {
 		doc:  head + "enroll:\n- name: web\n  kinds: [Service]\n  labelz: {a: b}\n",
 		want: []Problem{{Line: 6, Field: "enroll[0].labelz", Msg: "unknown field: check the spelling against the policy reference in the README"}},
 	}, {
+		name: "a declared kind is refused with every problem named: version, kind, resource and template path",
+		doc: head + `kinds:
+- {apiVersion: argoproj.io, kind: rollout, podTemplate: spec..template}
+- {apiVersion: apps/v1, kind: Rollout, resource: rollouts, podTemplate: metadata.template}
+- {apiVersion: example.com/v1, kind: Thing, resource: things, podTemplate: ""}
+- {apiVersion: example.com/v1, kind: Thing, resource: things, podTemplate: 'spec.template[0]'}
+enroll:
+- {name: w, kinds: [Thing], labels: {a: b}}
+`,
+		want: []Problem{
+			{Line: 4, Field: "kinds[0].apiVersion", Msg: `Invalid value: "argoproj.io": must be group/version, such as argoproj.io/v1alpha1`},
+			{Line: 4, Field: "kinds[0].kind", Msg: `Invalid value: "rollout": must be a kind as the API server serves it, such as Rollout`},
+			{Line: 4, Field: "kinds[0].resource", Msg: `Required value: the plural resource name the webhook configuration's rules and RBAC need, as kubectl api-resources prints it (rollouts)`},
+			{Line: 4, Field: "kinds[0].resource", Msg: `Invalid value: "": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`},
+			{Line: 4, Field: "kinds[0].podTemplate", Msg: `Invalid value: "spec..template": member "" is not a field name (letters and digits, dot-separated, such as spec.template)`},
+			{Line: 5, Field: "kinds[1].apiVersion", Msg: `Invalid value: "apps/v1": the kinds of apps are built in: name them in enroll rules' kinds`},
+			{Line: 5, Field: "kinds[1].podTemplate", Msg: `Invalid value: "metadata.template": a pod template lives under spec (or another member of the object), never under metadata`},
+			{Line: 6, Field: "kinds[2].podTemplate", Msg: `Required value: the dot-separated path to the kind's pod template, such as spec.template`},
+			{Line: 7, Field: "kinds[3].podTemplate", Msg: `Invalid value: "spec.template[0]": member "template[0]" is not a field name (letters and digits, dot-separated, such as spec.template)`},
+			{Line: 7, Field: "kinds[3]", Msg: `Duplicate value: "Thing.example.com"`},
+		},
+	}, {
 		name: "a duplicate key is an error",
 		doc:  head + "mode: enforce\nmode: dry-run\n",
 		want: []Problem{{Msg: "not valid YAML: yaml: unmarshal errors:\n  line 4: key \"mode\" already set in map"}},
@@ -33,7 +55,7 @@ enroll:
 `,
 		want: []Problem{
 			{Line: 3, Field: "mode", Msg: `Unsupported value: "audit": supported values: "enforce", "dry-run"`},
-			{Line: 6, Field: "enroll[0].kinds[0]", Msg: `Unsupported value: "Pod": supported values: "Deployment", "StatefulSet", "DaemonSet", "Service"`},
+			{Line: 6, Field: "enroll[0].kinds[0]", Msg: `Invalid value: "Pod": supported kinds: CronJob, DaemonSet, Deployment, Job, Service, StatefulSet; declare another pod owner in the policy's kinds section`},
 			{Line: 7, Field: "enroll[0].selector.matchExpressions[0].operator", Msg: `Unsupported value: "Exist": supported values: "In", "NotIn", "Exists", "DoesNotExist"`},
 		},
 	}, {
@@ -56,7 +78,7 @@ enroll:
 	}, {
 		name: "pod template labels on a Service-only rule are refused",
 		doc:  head + "enroll:\n- name: web\n  kinds: [Service]\n  podTemplateLabels: {a: b}\n",
-		want: []Problem{{Line: 6, Field: "enroll[0].podTemplateLabels", Msg: `Invalid value: "": only workloads (Deployment, StatefulSet, DaemonSet) have a pod template`}},
+		want: []Problem{{Line: 6, Field: "enroll[0].podTemplateLabels", Msg: `Invalid value: "": none of the rule's kinds has a pod template: only pod owners (Deployment, StatefulSet, DaemonSet, Job, CronJob and declared kinds) do`}},
 	}, {
 		name: "rules without names and duplicate names are refused",
 		doc:  head + "enroll:\n- kinds: [Service]\n  labels: {a: b}\n- name: x\n  kinds: [Service]\n  labels: {a: b}\n- name: x\n  kinds: [Service]\n  labels: {a: b}\n",

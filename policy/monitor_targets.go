@@ -180,7 +180,7 @@ func PodMonitorTargetWarnings(pm *monv1.PodMonitor, workloads WorkloadReader) []
 	spec := field.NewPath("spec")
 	if len(matched) == 0 {
 		return []Finding{targetWarning(field.Invalid(spec.Child("selector"), metav1.FormatLabelSelector(&pm.Spec.Selector),
-			fmt.Sprintf("matches the pod template of no Deployment, StatefulSet or DaemonSet in %s: no target unless its Pods come from elsewhere or are created next", r.where)))}
+			fmt.Sprintf("matches the pod template of no Deployment, StatefulSet, DaemonSet, Job or CronJob in %s: no target unless its Pods come from elsewhere or are created next", r.where)))}
 	}
 	var out []Finding
 	for i, ep := range pm.Spec.PodMetricsEndpoints {

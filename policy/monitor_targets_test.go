@@ -114,7 +114,7 @@ func TestPodMonitorTargetWarnings(t *testing.T) {
 		{"a port number no template declares", pm(map[string]string{"app": "db"}, monv1.PodMetricsEndpoint{PortNumber: number(5432)}),
 			[]string{`spec.podMetricsEndpoints[0].portNumber: Invalid value: 5432: is no container port of the selected pod templates (StatefulSet db: no ports): this endpoint yields no target`}},
 		{"a selector matching no workload's pods", pm(map[string]string{"app": "cron"}, monv1.PodMetricsEndpoint{Port: name("metrics")}),
-			[]string{`spec.selector: Invalid value: "app=cron": matches the pod template of no Deployment, StatefulSet or DaemonSet in namespace shop: no target unless its Pods come from elsewhere or are created next`}},
+			[]string{`spec.selector: Invalid value: "app=cron": matches the pod template of no Deployment, StatefulSet, DaemonSet, Job or CronJob in namespace shop: no target unless its Pods come from elsewhere or are created next`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,7 +31,7 @@ func (p *Policy) MonitorLabels(obj Object, ns Namespace, proms []PrometheusSelec
 	d.Matched = []string{MonitorsRule}
 	mode := effectiveMode(p.monitors.mode, ns)
 	src := substitutionSource{name: obj.Name, namespace: obj.Namespace, labels: obj.Labels, namespaceLabels: ns.Labels}
-	pl := newPlanner(&d)
+	pl := newPlanner(&d, obj.Field)
 	for _, lt := range p.monitors.labels {
 		v, why := lt.value.expand(src)
 		if why != "" {

@@ -46,7 +46,7 @@ type Mutation struct {
 
 // Warnings are the mutation's admission warnings, unlimited (the webhook
 // fits them to the API server's limits with LimitWarnings).
-func (m Mutation) Warnings() []string { return WarningsFor(m.Decision) }
+func (m Mutation) Warnings() []string { return WarningsFor(m.Object, m.Decision) }
 
 // Mode is the mode the mutation is reported under: enforce if anything is
 // applied, dry-run if it only reports.
@@ -99,7 +99,15 @@ type mutator struct {
 	// readsPrometheuses: the decision reads the cluster's Prometheus
 	// objects (monitors.autoSelect, the selection warning).
 	readsPrometheuses bool
-	decide            func(p *Policy, kind string, s *objectShape, req MutationRequest) (Mutation, error)
+	// enrolled: enroll rules name the kind (pod owners and Services).
+	enrolled bool
+	// kindName is how enroll rules and warnings name the kind, when not
+	// its kind (a declared kind whose name a built-in kind has).
+	kindName string
+	// template is where a pod owner keeps its pod template; nil for the
+	// kinds that own no pods.
+	template *podTemplate
+	decide   func(p *Policy, kind string, s *objectShape, req MutationRequest) (Mutation, error)
 }
 
 // The API groups of the built-in kinds.
@@ -108,21 +116,42 @@ const (
 	groupCore = ""
 )
 
+// podOwner is the entry of a kind that owns pods through the template at
+// path; updateAdds as in podTemplate.
+func podOwner(path string, updateAdds bool) mutator {
+	return mutator{enrolled: true, template: newPodTemplate(path, updateAdds), decide: (*Policy).enrollObject}
+}
+
 // The table's entries: one per way of deciding.
 var (
-	enrollment    = mutator{decide: (*Policy).enrollObject}
-	monitorLabels = mutator{readsPrometheuses: true, decide: (*Policy).labelMonitor}
-	ruleLabels    = mutator{readsPrometheuses: true, decide: (*Policy).labelRule}
+	serviceEnrollment = mutator{enrolled: true, decide: (*Policy).enrollObject}
+	monitorLabels     = mutator{readsPrometheuses: true, decide: (*Policy).labelMonitor}
+	ruleLabels        = mutator{readsPrometheuses: true, decide: (*Policy).labelRule}
+)
+
+// What an UPDATE of a pod owner's template does (podTemplate.updateAdds).
+const (
+	// rollsOut: the controller replaces the pods (Deployment, StatefulSet,
+	// DaemonSet), or the API server refuses the change (a Job's template
+	// is immutable): only CREATE adds to the template.
+	rollsOut = false
+	// reachesTheNextPods: running pods are untouched and the next ones
+	// are made from the new template (a CronJob's next Job).
+	reachesTheNextPods = true
 )
 
 // mutations is the one dispatch table of the mutating side, by group and
 // kind, beside the gate table (shared/STYLE.md 16): /mutate, check, audit
 // and the reporter all decide through it, so a new kind is one entry here.
+// The policy's declared kinds (its kinds section) are entries of the same
+// shape, compiled with it.
 var mutations = map[schema.GroupKind]mutator{
-	{Group: groupApps, Kind: "Deployment"}:           enrollment,
-	{Group: groupApps, Kind: "StatefulSet"}:          enrollment,
-	{Group: groupApps, Kind: "DaemonSet"}:            enrollment,
-	{Group: groupCore, Kind: "Service"}:              enrollment,
+	{Group: groupApps, Kind: "Deployment"}:           podOwner("spec.template", rollsOut),
+	{Group: groupApps, Kind: "StatefulSet"}:          podOwner("spec.template", rollsOut),
+	{Group: groupApps, Kind: "DaemonSet"}:            podOwner("spec.template", rollsOut),
+	{Group: groupBatch, Kind: "Job"}:                 podOwner("spec.template", rollsOut),
+	{Group: groupBatch, Kind: "CronJob"}:             podOwner("spec.jobTemplate.spec.template", reachesTheNextPods),
+	{Group: groupCore, Kind: "Service"}:              serviceEnrollment,
 	{Group: groupMonitoring, Kind: "ServiceMonitor"}: monitorLabels,
 	{Group: groupMonitoring, Kind: "PodMonitor"}:     monitorLabels,
 	{Group: groupMonitoring, Kind: "Probe"}:          monitorLabels,
@@ -130,16 +159,44 @@ var mutations = map[schema.GroupKind]mutator{
 	{Group: groupMonitoring, Kind: "PrometheusRule"}: ruleLabels,
 }
 
-// Mutated reports whether a kind has an entry in the mutation table.
-func Mutated(gk schema.GroupKind) bool { _, ok := mutations[gk]; return ok }
+// mutator is gk's entry: built in, or declared by the policy.
+func (p *Policy) mutator(gk schema.GroupKind) (mutator, bool) {
+	if m, ok := mutations[gk]; ok {
+		return m, true
+	}
+	m, ok := p.declaredTable[gk]
+	return m, ok
+}
+
+// Mutated reports whether a kind has an entry in the mutation table, built
+// in or declared by the policy.
+func (p *Policy) Mutated(gk schema.GroupKind) bool { _, ok := p.mutator(gk); return ok }
 
 // ReadsPrometheuses reports whether the mutation of gk reads the cluster's
 // Prometheus objects (so an adapter lists them only then).
 func ReadsPrometheuses(gk schema.GroupKind) bool { return mutations[gk].readsPrometheuses }
 
-// MutatedKinds lists the kinds of the mutation table, sorted by group then
-// kind.
-func MutatedKinds() []schema.GroupKind { return sortedKinds(mutations) }
+// MutatedKinds lists the kinds of the mutation table, the built-in ones
+// and the policy's declared ones, sorted by group then kind.
+func (p *Policy) MutatedKinds() []schema.GroupKind {
+	all := maps.Clone(mutations)
+	maps.Copy(all, p.declaredTable)
+	return sortedKinds(all)
+}
+
+// BuiltinMutatedKinds lists the built-in kinds of the mutation table,
+// which every installation's webhook configuration names.
+func BuiltinMutatedKinds() []schema.GroupKind { return sortedKinds(mutations) }
+
+// PodOwner reports whether gk owns pods (a built-in or declared pod
+// owner), and where its pod template is.
+func (p *Policy) PodOwner(gk schema.GroupKind) (templatePath string, ok bool) {
+	m, _ := p.mutator(gk)
+	if m.template == nil {
+		return "", false
+	}
+	return m.template.String(), true
+}
 
 // GatedKinds lists the kinds of the gate table, sorted by group then kind.
 func GatedKinds() []schema.GroupKind { return sortedKinds(gates) }
@@ -156,23 +213,27 @@ func sortedKinds[V any](m map[schema.GroupKind]V) []schema.GroupKind {
 // Mutate decides the mutation of one object of kind gk. It fails only when
 // gk has no entry or the object (or a needed old object) cannot be decoded.
 func (p *Policy) Mutate(gk schema.GroupKind, req MutationRequest) (Mutation, error) {
-	m, ok := mutations[gk]
+	m, ok := p.mutator(gk)
 	if !ok {
 		return Mutation{}, fmt.Errorf("no mutation for %s", gk)
 	}
-	s, err := decodeShape(req.Object, "object")
+	s, err := decodeShape(req.Object, "object", m.template)
 	if err != nil {
 		return Mutation{}, err
 	}
-	return m.decide(p, gk.Kind, s, req)
+	kind := gk.Kind
+	if m.kindName != "" {
+		kind = m.kindName
+	}
+	return m.decide(p, kind, s, req)
 }
 
-// enrollObject is the entry of workloads and Services: enrollment labels,
+// enrollObject is the entry of pod owners and Services: enrollment labels,
 // pod template labels and scrape annotations, sticky on UPDATE.
 func (p *Policy) enrollObject(kind string, s *objectShape, req MutationRequest) (Mutation, error) {
 	er := EnrollRequest{Operation: req.Operation, Object: s.object(kind, req.Namespace.Name), Namespace: req.Namespace}
 	if req.Operation == Update && p.NeedsOld(er.Object) {
-		old, err := decodeShape(req.OldObject, "oldObject")
+		old, err := decodeShape(req.OldObject, "oldObject", s.templateAt)
 		if err != nil {
 			return Mutation{}, err
 		}

@@ -14,13 +14,27 @@ import (
 
 const mutationPolicy = `apiVersion: promenroll.io/v1alpha1
 kind: Policy
+kinds:
+- apiVersion: argoproj.io/v1alpha1
+  kind: Rollout
+  resource: rollouts
+  podTemplate: spec.template
+- apiVersion: example.com/v1
+  kind: Batch
+  resource: batches
+  podTemplate: spec.runner.template
+  templateUpdateRollsOut: false
+- apiVersion: serving.knative.dev/v1
+  kind: Service
+  resource: services
+  podTemplate: spec.template
 enroll:
 - name: services
   kinds: [Service]
   selector: {matchExpressions: [{key: app.kubernetes.io/name, operator: Exists}]}
   labels: {monitoring.promenroll.io/scrape: "true"}
 - name: workloads
-  kinds: [Deployment, StatefulSet, DaemonSet]
+  kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob, Rollout, Batch, Service.serving.knative.dev]
   labels: {monitoring.promenroll.io/scrape: "true", team: "{namespaceLabel:team}"}
   podTemplateLabels: {monitoring.promenroll.io/scrape: "true"}
 - name: envoy
@@ -36,6 +50,11 @@ var (
 	deploymentGK     = schema.GroupKind{Group: "apps", Kind: "Deployment"}
 	statefulSetGK    = schema.GroupKind{Group: "apps", Kind: "StatefulSet"}
 	serviceGK        = schema.GroupKind{Kind: "Service"}
+	jobGK            = schema.GroupKind{Group: "batch", Kind: "Job"}
+	cronJobGK        = schema.GroupKind{Group: "batch", Kind: "CronJob"}
+	rolloutGK        = schema.GroupKind{Group: "argoproj.io", Kind: "Rollout"}
+	batchGK          = schema.GroupKind{Group: "example.com", Kind: "Batch"}
+	knativeGK        = schema.GroupKind{Group: "serving.knative.dev", Kind: "Service"}
 	serviceMonitorGK = schema.GroupKind{Group: groupMonitoring, Kind: "ServiceMonitor"}
 	ruleGK           = schema.GroupKind{Group: groupMonitoring, Kind: "PrometheusRule"}
 )
@@ -121,6 +140,92 @@ func TestMutationTable(t *testing.T) {
 			want: mutated{Warnings: []string{`spec.template.metadata.annotations[prometheus.io/port]="metrcs": no container port is named or numbered metrcs (declared: metrics (9187)), so no target will be scraped: use one of those`}, Matched: []string{"workloads"}},
 		},
 		{
+			name: "a CronJob CREATE labels the pod template of its job template",
+			gk:   cronJobGK,
+			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"metadata":{"name":"report"},"spec":{"schedule":"* * * * *","jobTemplate":{"spec":{"template":{"metadata":{"labels":{"app":"report"}}}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels","value":{"monitoring.promenroll.io/scrape":"true","team":"payments"}},{"op":"add","path":"/spec/jobTemplate/spec/template/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a CronJob UPDATE adds the pod template labels too: only its next Job is made from the template, no pod rolls",
+			gk:   cronJobGK,
+			req: MutationRequest{Operation: Update, Namespace: shop,
+				Object:    []byte(`{"metadata":{"name":"report","labels":{"monitoring.promenroll.io/scrape":"true","team":"payments"}},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{}}}}}}`),
+				OldObject: []byte(`{"metadata":{"name":"report","labels":{"monitoring.promenroll.io/scrape":"true","team":"payments"}},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{}}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/spec/jobTemplate/spec/template/metadata/labels","value":{"monitoring.promenroll.io/scrape":"true"}}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a CronJob UPDATE that drops a label it carried from the policy gets it back (sticky)",
+			gk:   cronJobGK,
+			req: MutationRequest{Operation: Update, Namespace: shop,
+				Object:    []byte(`{"metadata":{"name":"report","labels":{"team":"payments"}},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"monitoring.promenroll.io/scrape":"true"}}}}}}}`),
+				OldObject: []byte(`{"metadata":{"name":"report","labels":{"monitoring.promenroll.io/scrape":"true","team":"payments"}},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"monitoring.promenroll.io/scrape":"true"}}}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a CronJob in a dry-run namespace gets warnings that name its template's path, and no patch",
+			gk:   cronJobGK,
+			req:  MutationRequest{Operation: Create, Namespace: dryShop, Object: []byte(`{"metadata":{"name":"report","labels":{"team":"ops"}},"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"app":"report"}}}}}}}`)},
+			want: mutated{Warnings: []string{
+				"[dry-run] would add metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
+				"[dry-run] would add spec.jobTemplate.spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)",
+				`[dry-run] metadata.labels team="ops" kept; rule workloads wants "payments"`,
+			}, Matched: []string{"workloads"}},
+		},
+		{
+			name: "an opted-out CronJob is left alone, with the reason",
+			gk:   cronJobGK,
+			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"metadata":{"name":"report","labels":{"promenroll.io/enroll":"false"}},"spec":{"jobTemplate":{"spec":{"template":{}}}}}`)},
+			want: mutated{Reason: "object opted out (promenroll.io/enroll=false)"},
+		},
+		{
+			name: "a Job CREATE labels its pod template",
+			gk:   jobGK,
+			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"metadata":{"name":"migrate","labels":{"team":"payments"}},"spec":{"template":{"metadata":{"labels":{"app":"migrate"}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"},{"op":"add","path":"/spec/template/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a Job UPDATE never adds to its pod template, which the API server keeps immutable",
+			gk:   jobGK,
+			req: MutationRequest{Operation: Update, Namespace: shop,
+				Object:    []byte(`{"metadata":{"name":"migrate","labels":{"team":"payments"}},"spec":{"template":{"metadata":{"labels":{"app":"migrate"}}}}}`),
+				OldObject: []byte(`{"metadata":{"name":"migrate","labels":{"team":"payments"}},"spec":{"template":{"metadata":{"labels":{"app":"migrate"}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a Job in a dry-run namespace gets warnings and no patch",
+			gk:   jobGK,
+			req:  MutationRequest{Operation: Create, Namespace: dryShop, Object: []byte(`{"metadata":{"name":"migrate","labels":{"monitoring.promenroll.io/scrape":"true","team":"payments"}},"spec":{"template":{}}}`)},
+			want: mutated{Warnings: []string{"[dry-run] would add spec.template.metadata.labels monitoring.promenroll.io/scrape=true (rule workloads)"}, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a declared Rollout CREATE is enrolled like a Deployment",
+			gk:   rolloutGK,
+			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"apiVersion":"argoproj.io/v1alpha1","kind":"Rollout","metadata":{"name":"api","labels":{"team":"payments"}},"spec":{"template":{"metadata":{"labels":{"app":"api"}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"},{"op":"add","path":"/spec/template/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a declared Rollout UPDATE adds no pod template label (that would roll it out) but keeps sticky ones",
+			gk:   rolloutGK,
+			req: MutationRequest{Operation: Update, Namespace: shop,
+				Object:    []byte(`{"metadata":{"name":"api","labels":{"team":"payments"}},"spec":{"template":{"metadata":{"labels":{"app":"api"}}}}}`),
+				OldObject: []byte(`{"metadata":{"name":"api","labels":{"team":"payments","monitoring.promenroll.io/scrape":"true"}},"spec":{"template":{"metadata":{"labels":{"app":"api"}}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a declared kind whose template update rolls nothing out gets pod template labels on UPDATE, at its declared path",
+			gk:   batchGK,
+			req: MutationRequest{Operation: Update, Namespace: shop,
+				Object:    []byte(`{"metadata":{"name":"b","labels":{"monitoring.promenroll.io/scrape":"true","team":"payments"}},"spec":{"runner":{"template":{"metadata":{"labels":{"app":"b"}}}}}}`),
+				OldObject: []byte(`{"metadata":{"name":"b"}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/spec/runner/template/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"}]`, Matched: []string{"workloads"}},
+		},
+		{
+			name: "a declared kind named like a built-in one is enrolled under its kind.group name, apart from core Services",
+			gk:   knativeGK,
+			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"metadata":{"name":"hello","labels":{"team":"payments"}},"spec":{"template":{"metadata":{}}}}`)},
+			want: mutated{Patch: `[{"op":"add","path":"/metadata/labels/monitoring.promenroll.io~1scrape","value":"true"},{"op":"add","path":"/spec/template/metadata/labels","value":{"monitoring.promenroll.io/scrape":"true"}}]`, Matched: []string{"workloads"}},
+		},
+		{
 			name: "a ServiceMonitor gets monitors.labels, and no warning once a Prometheus selects it",
 			gk:   serviceMonitorGK,
 			req:  MutationRequest{Operation: Create, Namespace: shop, Object: []byte(`{"metadata":{"name":"web"}}`), Prometheuses: []PrometheusSelectors{kpsPrometheus}},
@@ -171,7 +276,12 @@ func TestMutationsOfMalformedObjectsWarnAndNeverPanic(t *testing.T) {
 		{"duplicate container port names", `{"metadata":{"name":"a"},"spec":{"template":{"metadata":{"annotations":{"prometheus.io/port":"metrics"}},"spec":{"containers":[{"ports":[{"name":"metrics","containerPort":1},{"name":"metrics","containerPort":2}]}]}}}}`, deploymentGK, "", ""},
 		{"null labels and annotations maps", `{"metadata":{"name":"a","labels":null,"annotations":null},"spec":{"template":{"metadata":{"labels":null,"annotations":null}}}}`, deploymentGK, "", ""},
 		{"a null metadata", `{"metadata":null,"spec":{"template":null}}`, deploymentGK, "pod template labels and annotations skipped", ""},
-		{"a port number as a string that JSON cannot fit", `{"metadata":{"name":"a"},"spec":{"template":{"spec":{"containers":[{"ports":[{"containerPort":"80"}]}]}}}}`, deploymentGK, "", "decode object"},
+		{"a port number as a string that JSON cannot fit: the template is skipped, the labels are added", `{"metadata":{"name":"a"},"spec":{"template":{"spec":{"containers":[{"ports":[{"containerPort":"80"}]}]}}}}`, deploymentGK, "spec.template cannot be read as a pod template", ""},
+		{"a declared kind whose template path leads to a string", `{"metadata":{"name":"a"},"spec":{"template":"none"}}`, rolloutGK, "pod template labels and annotations skipped (rule workloads): spec.template cannot be read as a pod template", ""},
+		{"a declared kind whose template path leads to an array", `{"metadata":{"name":"a"},"spec":[1]}`, rolloutGK, "spec.template cannot be read as a pod template", ""},
+		{"a declared kind without the template path", `{"metadata":{"name":"a"},"spec":{}}`, rolloutGK, "the object has no spec.template", ""},
+		{"a CronJob without a job template", `{"metadata":{"name":"a"},"spec":{"jobTemplate":{}}}`, cronJobGK, "the object has no spec.jobTemplate.spec.template", ""},
+		{"metadata that is not an object is an error", `{"metadata":"a","spec":{}}`, rolloutGK, "", "decode object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,7 +310,7 @@ func TestMutationsOfMalformedObjectsWarnAndNeverPanic(t *testing.T) {
 // knows (enroll.kinds, monitors.kinds), and every mutated kind reads what
 // its entry needs.
 func TestEveryKindOfTheTablesIsKnown(t *testing.T) {
-	for _, gk := range MutatedKinds() {
+	for _, gk := range BuiltinMutatedKinds() {
 		if !slices.Contains(EnrollKinds, gk.Kind) && !slices.Contains(MonitorKinds, gk.Kind) {
 			t.Errorf("%s is in the mutation table but neither an enroll nor a monitors kind", gk)
 		}
@@ -209,7 +319,7 @@ func TestEveryKindOfTheTablesIsKnown(t *testing.T) {
 		}
 	}
 	for _, gk := range GatedKinds() {
-		if !Mutated(gk) {
+		if _, ok := mutations[gk]; !ok {
 			t.Errorf("%s has a gate but no mutation entry: its monitors.labels would never be added", gk)
 		}
 	}

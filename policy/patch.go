@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -45,9 +46,10 @@ type metadataPatch struct {
 // metadata object, is added whole.
 func labelPatch(s *objectShape, changes []LabelChange) []PatchOp {
 	obj := metadataPatch{parent: "/metadata", exists: s.hasMetadata, meta: s.Metadata}
-	tmpl := metadataPatch{parent: "/spec/template/metadata"}
-	if s.hasPodTemplate() && s.Spec.Template.Metadata != nil {
-		tmpl.exists, tmpl.meta = true, s.Spec.Template.Metadata
+	var tmpl metadataPatch
+	if s.template != nil {
+		tmpl.parent = JSONPointer(append(slices.Clone(s.templateAt.path), "metadata"))
+		tmpl.exists, tmpl.meta = s.template.Metadata != nil, s.template.Metadata
 	}
 	for _, c := range changes {
 		switch c.Target {
@@ -62,7 +64,7 @@ func labelPatch(s *objectShape, changes []LabelChange) []PatchOp {
 		}
 	}
 	ops := obj.ops(nil)
-	if s.hasPodTemplate() {
+	if s.template != nil {
 		ops = tmpl.ops(ops)
 	}
 	return ops

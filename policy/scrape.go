@@ -113,8 +113,8 @@ func ScrapeWarnings(obj Object, d Decision) []string {
 	switch {
 	case obj.Kind == "Service":
 		annotations, where, target = obj.Annotations, "metadata.annotations", MetadataAnnotations
-	case isWorkload(obj.Kind) && obj.HasPodTemplate:
-		annotations, where, target = obj.PodTemplateAnnotations, "spec.template.metadata.annotations", PodTemplateAnnotations
+	case obj.OwnsPods() && obj.HasPodTemplate:
+		annotations, where, target = obj.PodTemplateAnnotations, obj.Field(PodTemplateAnnotations), PodTemplateAnnotations
 	default:
 		return nil
 	}

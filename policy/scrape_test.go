@@ -29,7 +29,7 @@ func TestScrapeAnnotationsAreInjectedLikeLabels(t *testing.T) {
 	envoyPorts := []Port{{Name: "admin", Number: 9901}, {Name: "http", Number: 8080}}
 	envoy := func(ann map[string]string) Object {
 		return Object{Kind: "Deployment", Name: "envoy", Namespace: "edge", Labels: map[string]string{"app": "envoy"},
-			HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "envoy"}, PodTemplateAnnotations: ann, Ports: envoyPorts}
+			PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "envoy"}, PodTemplateAnnotations: ann, Ports: envoyPorts}
 	}
 	svc := func(ann map[string]string) Object {
 		return Object{Kind: "Service", Name: "envoy", Namespace: "edge", Labels: map[string]string{"app": "envoy"}, Annotations: ann,
@@ -61,15 +61,15 @@ func TestScrapeAnnotationsAreInjectedLikeLabels(t *testing.T) {
 		name: "an UPDATE adds nothing to the pod template, so no rollout follows",
 		req: EnrollRequest{Operation: Update, Namespace: ns,
 			Object: Object{Kind: "Deployment", Name: "envoy", Namespace: "edge", Labels: map[string]string{"app": "envoy", "monitoring.promenroll.io/scrape": "true"},
-				HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "envoy"}, Ports: envoyPorts},
+				PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "envoy"}, Ports: envoyPorts},
 			Old: &Object{Kind: "Deployment", Name: "envoy", Namespace: "edge", Labels: map[string]string{"app": "envoy"},
-				HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "envoy"}}},
+				PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "envoy"}}},
 		want: Decision{Matched: []string{"envoy", "workloads"}},
 	}, {
 		name: "an UPDATE that drops an injected annotation puts it back (the stored template had it)",
 		req: EnrollRequest{Operation: Update, Namespace: ns,
 			Object: envoy(map[string]string{PathAnnotation: "/stats/prometheus"}),
-			Old:    &Object{Kind: "Deployment", Name: "envoy", Namespace: "edge", Labels: map[string]string{"app": "envoy"}, HasPodTemplate: true, PodTemplateAnnotations: map[string]string{PortAnnotation: "admin", PathAnnotation: "/stats/prometheus"}}},
+			Old:    &Object{Kind: "Deployment", Name: "envoy", Namespace: "edge", Labels: map[string]string{"app": "envoy"}, PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateAnnotations: map[string]string{PortAnnotation: "admin", PathAnnotation: "/stats/prometheus"}}},
 		want: Decision{Matched: []string{"envoy", "workloads"}, Changes: []LabelChange{
 			change(MetadataLabels, "monitoring.promenroll.io/scrape", "true", "envoy"),
 			{Target: PodTemplateAnnotations, Key: PortAnnotation, Value: "admin", Rule: "envoy", Mode: ModeEnforce, Sticky: true},
@@ -85,7 +85,7 @@ func TestScrapeAnnotationsAreInjectedLikeLabels(t *testing.T) {
 	}, {
 		name: "a scrape port the workload does not declare is warned about",
 		req: EnrollRequest{Operation: Create, Namespace: ns, Object: Object{Kind: "Deployment", Name: "envoy", Namespace: "edge",
-			Labels: map[string]string{"app": "envoy"}, HasPodTemplate: true, Ports: []Port{{Name: "http", Number: 8080}}}},
+			Labels: map[string]string{"app": "envoy"}, PodTemplatePath: "spec.template", HasPodTemplate: true, Ports: []Port{{Name: "http", Number: 8080}}}},
 		want: Decision{Matched: []string{"envoy", "workloads"}, Changes: []LabelChange{
 			change(MetadataLabels, "monitoring.promenroll.io/scrape", "true", "envoy"),
 			change(PodTemplateLabels, "monitoring.promenroll.io/scrape", "true", "envoy"),
@@ -94,7 +94,7 @@ func TestScrapeAnnotationsAreInjectedLikeLabels(t *testing.T) {
 		}, Warnings: []string{`spec.template.metadata.annotations[prometheus.io/port]="admin": no container port is named or numbered admin (declared: http (8080)), so no target will be scraped: use one of those`}},
 	}, {
 		name: "a user's non-numeric, invalid port annotation and a path without a slash are warned about",
-		req: EnrollRequest{Operation: Create, Namespace: ns, Object: Object{Kind: "Deployment", Name: "api", Namespace: "edge", HasPodTemplate: true,
+		req: EnrollRequest{Operation: Create, Namespace: ns, Object: Object{Kind: "Deployment", Name: "api", Namespace: "edge", PodTemplatePath: "spec.template", HasPodTemplate: true,
 			PodTemplateAnnotations: map[string]string{PortAnnotation: "metrics port", PathAnnotation: "metrics", SchemeAnnotation: "ftp"}, PodTemplateLabels: scrape, Labels: scrape}},
 		want: Decision{Matched: []string{"workloads"}, Warnings: []string{
 			`spec.template.metadata.annotations[prometheus.io/port]="metrics port": not a port number (1-65535) nor a port name: must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-); no target will be scraped: set it to the name or number of a port the object declares`,
@@ -103,7 +103,7 @@ func TestScrapeAnnotationsAreInjectedLikeLabels(t *testing.T) {
 		}},
 	}, {
 		name: "a numeric port annotation matching a container port number is fine",
-		req: EnrollRequest{Operation: Create, Namespace: ns, Object: Object{Kind: "Deployment", Name: "api", Namespace: "edge", HasPodTemplate: true,
+		req: EnrollRequest{Operation: Create, Namespace: ns, Object: Object{Kind: "Deployment", Name: "api", Namespace: "edge", PodTemplatePath: "spec.template", HasPodTemplate: true,
 			PodTemplateAnnotations: map[string]string{PortAnnotation: "8080"}, PodTemplateLabels: scrape, Labels: scrape, Ports: []Port{{Name: "web", Number: 8080}}}},
 		want: Decision{Matched: []string{"workloads"}},
 	}, {

@@ -72,6 +72,9 @@ type File struct {
 	// ExcludeNamespaces are left alone, in addition to kube-system,
 	// kube-public, kube-node-lease and promenroll's own namespace.
 	ExcludeNamespaces []string `json:"excludeNamespaces,omitempty"`
+	// Kinds declares more pod owners, enrolled like Deployments: custom
+	// resources with a pod template (Argo Rollouts, OpenKruise CloneSets).
+	Kinds []KindDeclaration `json:"kinds,omitempty"`
 	// Enroll lists the enrollment rules, applied in order.
 	Enroll []EnrollRule `json:"enroll,omitempty"`
 	// Monitors says which labels ServiceMonitors, PodMonitors and
@@ -81,11 +84,36 @@ type File struct {
 	Rules *Rules `json:"rules,omitempty"`
 }
 
+// KindDeclaration declares a kind that owns pods through a pod template, so
+// enroll rules can name it in their kinds.
+type KindDeclaration struct {
+	// APIVersion is the kind's group and version (argoproj.io/v1alpha1):
+	// the webhook configuration's rules name them.
+	APIVersion string `json:"apiVersion"`
+	// Kind is the kind (Rollout). Enroll rules name it so, or kind.group
+	// when a built-in kind has the same name.
+	Kind string `json:"kind"`
+	// Resource is the plural resource name (rollouts), as kubectl
+	// api-resources prints it: the webhook configuration's rules and the
+	// RBAC audit needs name it.
+	Resource string `json:"resource"`
+	// PodTemplate is the dot-separated path to the kind's pod template
+	// (spec.template).
+	PodTemplate string `json:"podTemplate"`
+	// TemplateUpdateRollsOut says an UPDATE of the pod template replaces
+	// the running pods, as a Deployment's does: UPDATE then never adds pod
+	// template labels or scrape annotations, only CREATE does. false (a
+	// template that only the next pods are made from, as a CronJob's):
+	// UPDATE adds them too. Default true.
+	TemplateUpdateRollsOut *bool `json:"templateUpdateRollsOut,omitempty"`
+}
+
 // EnrollRule adds labels to matching workloads and Services.
 type EnrollRule struct {
 	// Name identifies the rule in warnings, logs and metrics.
 	Name string `json:"name"`
-	// Kinds the rule applies to: Deployment, StatefulSet, DaemonSet, Service.
+	// Kinds the rule applies to: Deployment, StatefulSet, DaemonSet, Job,
+	// CronJob, Service, and the policy's declared kinds.
 	Kinds []string `json:"kinds"`
 	// NamespaceSelector matches the labels of the object's namespace.
 	// Empty or absent: every namespace.
@@ -95,8 +123,9 @@ type EnrollRule struct {
 	// Labels are added to metadata.labels. Values may use {name},
 	// {namespace}, {label:KEY} and {namespaceLabel:KEY}.
 	Labels map[string]string `json:"labels,omitempty"`
-	// PodTemplateLabels are added to spec.template.metadata.labels of
-	// workloads on CREATE, with the same substitutions.
+	// PodTemplateLabels are added to the pod template's labels of pod
+	// owners on CREATE (and on UPDATE where that rolls no pod out: a
+	// CronJob's), with the same substitutions.
 	PodTemplateLabels map[string]string `json:"podTemplateLabels,omitempty"`
 	// Scrape sets how the enrollment monitors scrape what the rule enrolls,
 	// written as the prometheus.io/port, /path and /scheme annotations: on

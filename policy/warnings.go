@@ -20,9 +20,9 @@ const (
 	MaxTotalWarningRunes = 4 * 1024
 )
 
-// WarningsFor describes a decision as admission warnings: what dry-run would
+// WarningsFor describes a decision on o as admission warnings: what dry-run would
 // have added, and every label skipped or kept.
-func WarningsFor(d Decision) []string {
+func WarningsFor(o Object, d Decision) []string {
 	var ws []string
 	for _, c := range d.Changes {
 		if c.Mode == ModeDryRun {
@@ -30,7 +30,7 @@ func WarningsFor(d Decision) []string {
 			if c.Sticky {
 				verb = "would put back"
 			}
-			ws = append(ws, fmt.Sprintf("%s%s %s %s=%s (rule %s)", DryRunPrefix, verb, c.Target, c.Key, c.Value, c.Rule))
+			ws = append(ws, fmt.Sprintf("%s%s %s %s=%s (rule %s)", DryRunPrefix, verb, o.Field(c.Target), c.Key, c.Value, c.Rule))
 		}
 	}
 	return append(ws, d.Warnings...)

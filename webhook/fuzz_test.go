@@ -37,7 +37,7 @@ func FuzzMutate(f *testing.F) {
 	store := StaticPolicyStore(p)
 	m := &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: NewMetrics(nil)}
 	v := &Validator{Policies: store, Namespaces: testNamespaces, Metrics: NewMetrics(nil)}
-	kinds := policy.MutatedKinds()
+	kinds := p.MutatedKinds()
 	f.Fuzz(func(t *testing.T, kind uint8, obj, old []byte) {
 		gk := kinds[int(kind)%len(kinds)]
 		req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{

@@ -45,10 +45,10 @@ func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
 		return out
 	}
 	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
-	if !policy.Mutated(gk) {
-		return skip(fmt.Sprintf("kind %s is not handled by /mutate: check the webhook configuration's rules", gvkString(req)))
-	}
 	pol := m.Policies.Policy()
+	if !pol.Mutated(gk) {
+		return skip(fmt.Sprintf("kind %s is not handled by /mutate: check the webhook configuration's rules and the policy's kinds", gvkString(req)))
+	}
 	ns, err := lookupNamespace(ctx, m.Namespaces, m.Metrics, req)
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)

@@ -148,18 +148,23 @@ var stateKinds = []schema.GroupVersionKind{
 	monv1alpha1.SchemeGroupVersion.WithKind(monv1alpha1.PrometheusAgentsKind),
 }
 
-// auditedKinds are the kinds of the mutation and gate tables, in the
-// order audit reports them: workloads and Services first.
-func auditedKinds() []schema.GroupKind {
-	kinds := policy.MutatedKinds()
+// auditedKinds are the kinds of the mutation and gate tables (the policy's
+// declared kinds included) in the version they are listed in, in the order
+// audit reports them: pod owners and Services first.
+func auditedKinds(p *policy.Policy) []schema.GroupVersionKind {
+	gks := p.MutatedKinds()
 	for _, gk := range policy.GatedKinds() {
-		if !slices.Contains(kinds, gk) {
-			kinds = append(kinds, gk)
+		if !slices.Contains(gks, gk) {
+			gks = append(gks, gk)
 		}
 	}
-	slices.SortStableFunc(kinds, func(a, b schema.GroupKind) int {
+	slices.SortStableFunc(gks, func(a, b schema.GroupKind) int {
 		return cmpBool(a.Group == groupMonitoring, b.Group == groupMonitoring)
 	})
+	kinds := make([]schema.GroupVersionKind, 0, len(gks))
+	for _, gk := range gks {
+		kinds = append(kinds, gvkOf(p, gk))
+	}
 	return kinds
 }
 
@@ -179,15 +184,15 @@ func cmpBool(a, b bool) int {
 // field), and judges each object as serve would judge it as a CREATE
 // today, against the cluster's state as serve's caches hold it.
 func (a *auditor) run() error {
-	st := &clusterState{namespaces: map[string]policy.Namespace{}}
+	st := &clusterState{p: a.p, namespaces: map[string]policy.Namespace{}}
 	nsGVK := corev1.SchemeGroupVersion.WithKind("Namespace")
 	if err := a.list(nsGVK, "", func(js []byte) { st.add(nsGVK, js) }); err != nil {
 		return fmt.Errorf("list namespaces: %w", err)
 	}
 	var objs []*object
 	operatorCRDs := true
-	for _, gk := range auditedKinds() {
-		gvk := schema.FromAPIVersionAndKind(apiVersionOf(gk), gk.Kind)
+	for _, gvk := range auditedKinds(a.p) {
+		gk := gvk.GroupKind()
 		err := a.list(gvk, a.ns, func(js []byte) {
 			o := &object{js: js, gvk: gvk}
 			var head struct {
@@ -207,6 +212,10 @@ func (a *auditor) run() error {
 				operatorCRDs = false
 				fmt.Fprintln(a.out, "audit: the Prometheus Operator's CRDs are not installed: no monitors or rules to scan")
 			}
+		case meta.IsNoMatchError(err) && gk.Group != groupMonitoring:
+			// A declared kind whose CRD is not installed: nothing of it
+			// to enroll, but the policy names it.
+			fmt.Fprintf(a.out, "audit: the policy declares %s, which the API server does not serve: install its CRD or correct kinds[].apiVersion\n", gvk)
 		case err != nil:
 			return fmt.Errorf("list %s: %w", gk.Kind, err)
 		}
@@ -296,7 +305,7 @@ func (a *auditor) print(o *object, rep *policy.Report, e *engine) {
 	if mu != nil && o.gvk.Group != groupMonitoring {
 		if len(mu.Changes) > 0 {
 			a.notEnrolled++
-			fmt.Fprintf(a.out, "%s: not enrolled: would add %s\n", id, changes(mu.Changes))
+			fmt.Fprintf(a.out, "%s: not enrolled: would add %s\n", id, changes(mu.Object, mu.Changes))
 		}
 		if ws := mu.Warnings(); len(ws) > 0 {
 			a.conflicts++
@@ -351,7 +360,7 @@ func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *
 			fixed.Labels[c.Key] = c.Value
 		}
 		if len(mu.Changes) > 0 && len(policy.SelectingPrometheuses(proms, fixed, ns)) > 0 {
-			fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(mu.Changes))
+			fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(mu.Object, mu.Changes))
 		} else {
 			why := policy.WhyNotSelected(proms, fixed, ns)
 			fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, why)
@@ -363,7 +372,7 @@ func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *
 		}
 	} else if len(mu.Changes) > 0 {
 		a.unlabelled++
-		fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(mu.Changes))
+		fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(mu.Object, mu.Changes))
 	}
 	for _, w := range mu.Warnings() {
 		if !strings.HasPrefix(w, policy.NotLoadedWarning) {
@@ -372,13 +381,13 @@ func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *
 	}
 }
 
-func changes(cs []policy.LabelChange) string {
+func changes(o policy.Object, cs []policy.LabelChange) string {
 	s := ""
 	for i, c := range cs {
 		if i > 0 {
 			s += ", "
 		}
-		s += fmt.Sprintf("%s %s=%s (rule %s", c.Target, c.Key, c.Value, c.Rule)
+		s += fmt.Sprintf("%s %s=%s (rule %s", o.Field(c.Target), c.Key, c.Value, c.Rule)
 		if c.Mode == policy.ModeDryRun {
 			s += ", dry-run"
 		}

@@ -372,7 +372,7 @@ func scalar(n *yamlv3.Node, key string) string {
 // order of the documents does not matter, and a ServiceMonitor is judged
 // against the Services it will select once they are enrolled.
 func judgeInput(p *policy.Policy, objs []*object, defaultNS string, nsLabels map[string]map[string]string, asEnforced bool) {
-	st := &clusterState{namespaces: map[string]policy.Namespace{}}
+	st := &clusterState{p: p, namespaces: map[string]policy.Namespace{}}
 	for _, o := range objs {
 		if o.gvk.Group == "" && o.gvk.Kind == "Namespace" {
 			st.add(o.gvk, o.js)

@@ -11,6 +11,8 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	sigsjson "sigs.k8s.io/json"
 
@@ -58,7 +60,7 @@ func (e *engine) namespace(name string) policy.Namespace {
 func (e *engine) mutate(o *object) []patchOp {
 	o.stored = o.js
 	gk := o.gvk.GroupKind()
-	if !policy.Mutated(gk) {
+	if !e.p.Mutated(gk) {
 		return nil
 	}
 	r := &o.report
@@ -135,11 +137,31 @@ func (e *engine) gate(o *object) *policy.Report {
 // namespaces, Services, workloads and Prometheus objects, each decoded as
 // serve's caches decode them.
 type clusterState struct {
+	// p says which kinds own pods, and where their templates are.
+	p            *policy.Policy
 	namespaces   map[string]policy.Namespace
 	services     staticServices
 	workloads    staticWorkloads
 	prometheuses []monv1.Prometheus
 	agents       []monv1alpha1.PrometheusAgent
+}
+
+// podOwner is the path of gk's pod template, nil if gk owns no pods or is
+// a declared kind: serve's caches watch only the built-in pod owners, and
+// check and audit read the same cluster state.
+func (st *clusterState) podOwner(gk schema.GroupKind) []string {
+	if !slices.Contains(policy.BuiltinMutatedKinds(), gk) {
+		return nil
+	}
+	if path, ok := st.p.PodOwner(gk); ok {
+		return strings.Split(path, ".")
+	}
+	return nil
+}
+
+func unstructuredString(obj map[string]any, fields ...string) string {
+	s, _, _ := unstructured.NestedString(obj, fields...)
+	return s
 }
 
 // add records o if it is cluster state; only the kinds kept are decoded.
@@ -151,15 +173,15 @@ func (st *clusterState) add(gvk schema.GroupVersionKind, doc []byte) {
 		if decode(&ns) {
 			st.namespaces[ns.Name] = policy.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 		}
-	case gvk.Group == "apps" && slices.Contains(policy.WorkloadKinds, gvk.Kind):
-		var w struct {
-			Metadata metav1.ObjectMeta `json:"metadata"`
-			Spec     struct {
-				Template corev1.PodTemplateSpec `json:"template"`
-			} `json:"spec"`
-		}
+	case st.podOwner(gvk.GroupKind()) != nil:
+		var w map[string]any
+		var tmpl corev1.PodTemplateSpec
 		if decode(&w) {
-			st.workloads = append(st.workloads, clusterstate.WorkloadOf(gvk.Kind, &w.Metadata, &w.Spec.Template))
+			m, _, _ := unstructured.NestedMap(w, st.podOwner(gvk.GroupKind())...)
+			if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &tmpl) == nil {
+				meta := metav1.ObjectMeta{Name: unstructuredString(w, "metadata", "name"), Namespace: unstructuredString(w, "metadata", "namespace")}
+				st.workloads = append(st.workloads, clusterstate.WorkloadOf(gvk.Kind, &meta, &tmpl))
+			}
 		}
 	case gvk.Group == "" && gvk.Kind == "Service":
 		var s corev1.Service
@@ -229,8 +251,19 @@ func inNamespaces[T any](items []T, namespaceOf func(T) string, namespaces []str
 	return out
 }
 
-// apiVersionOf is the served version a kind of the two tables is listed
-// and reported in.
+// gvkOf is the version a kind of the two tables is listed and reported
+// in: the declared one for the policy's declared kinds.
+func gvkOf(p *policy.Policy, gk schema.GroupKind) schema.GroupVersionKind {
+	for _, d := range p.DeclaredKinds() {
+		if d.GroupKind() == gk {
+			return d.GroupVersionKind
+		}
+	}
+	return schema.FromAPIVersionAndKind(apiVersionOf(gk), gk.Kind)
+}
+
+// apiVersionOf is the served version a built-in kind of the two tables is
+// listed and reported in.
 func apiVersionOf(gk schema.GroupKind) string {
 	switch {
 	case gk.Group == "":

@@ -54,7 +54,7 @@ func TestServeRefusesAnInvalidPolicyNamingTheField(t *testing.T) {
 	if err == nil {
 		t.Fatal("serve started with an invalid policy")
 	}
-	for _, want := range []string{policyPath + ":5: enroll[0].kinds[0]", `Unsupported value: "Pod"`} {
+	for _, want := range []string{policyPath + ":5: enroll[0].kinds[0]", `Invalid value: "Pod": supported kinds: CronJob`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}

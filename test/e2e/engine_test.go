@@ -285,7 +285,7 @@ func TestOneEngine(t *testing.T) {
 		if strings.HasPrefix(d.js["apiVersion"].(string), "monitoring.coreos.com/") && d.kind != "Prometheus" && !monitorsStarted {
 			monitorsStarted = true
 			for _, dd := range docs {
-				if strings.Contains(dd.text, "diff.promenroll.io/object") && (dd.kind == "Service" || slices.Contains(policy.WorkloadKinds, dd.kind)) && dd.key != "Deployment diff/private" {
+				if strings.Contains(dd.text, "diff.promenroll.io/object") && (dd.kind == "Service" || slices.Contains([]string{"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}, dd.kind)) && dd.key != "Deployment diff/private" {
 					waitCached(t, dd)
 				}
 			}

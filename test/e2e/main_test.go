@@ -35,7 +35,7 @@ enroll:
     monitoring.promenroll.io/scrape: "true"
     team: "{namespaceLabel:team}"
 - name: workloads
-  kinds: [Deployment, StatefulSet, DaemonSet]
+  kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob]
   labels:
     monitoring.promenroll.io/scrape: "true"
   podTemplateLabels:
