@@ -12,6 +12,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
@@ -341,5 +345,61 @@ func TestTemplatesKeepNothingRandom(t *testing.T) {
 		if m := action.Find(tpl.Data); m != nil {
 			t.Errorf("%s: %s: renders would differ between syncs", tpl.Name, m)
 		}
+	}
+}
+
+// TestDeclaredKindsGetTheirWebhookRuleAndRBAC: a pod owner declared in
+// policy.kinds (the Argo Rollout of docs/policy.md) is enrolled by the
+// policy the chart renders, gets a rule of the enrolling webhook (CREATE
+// and UPDATE) and the ClusterRole's read for `promenroll audit`, from the
+// same value, so nothing has to be kept in step by hand.
+func TestDeclaredKindsGetTheirWebhookRuleAndRBAC(t *testing.T) {
+	vals := map[string]any{}
+	if err := yaml.Unmarshal([]byte(`
+policy:
+  apiVersion: promenroll.io/v1alpha1
+  kind: Policy
+  kinds:
+  - {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}
+  enroll:
+  - name: workloads
+    kinds: [Deployment, Rollout]
+    labels: {monitoring.promenroll.io/scrape: "true"}
+    podTemplateLabels: {monitoring.promenroll.io/scrape: "true"}
+`), &vals); err != nil {
+		t.Fatal(err)
+	}
+	in := mustRender(t, vals)
+	p, err := manifests.Policy(in, namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rollout := schema.GroupKind{Group: "argoproj.io", Kind: "Rollout"}
+	if !p.Mutated(rollout) {
+		t.Fatalf("the rendered policy does not enroll %s: %v", rollout, p.MutatedKinds())
+	}
+	mut, err := manifests.One[admissionregistrationv1.MutatingWebhookConfiguration](in, "MutatingWebhookConfiguration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule:       admissionregistrationv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"rollouts"}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
+	}
+	for _, w := range mut.Webhooks {
+		if w.Name == "enroll.promenroll.io" && !slices.ContainsFunc(w.Rules, func(r admissionregistrationv1.RuleWithOperations) bool { return cmp.Equal(r, want) }) {
+			t.Errorf("enroll.promenroll.io has no rule %+v: %+v", want, w.Rules)
+		}
+	}
+	roles, err := manifests.All[rbacv1.ClusterRole](in, "ClusterRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(roles, func(role rbacv1.ClusterRole) bool {
+		return role.Name == "promenroll" && slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Equal(r.APIGroups, []string{"argoproj.io"}) && slices.Equal(r.Resources, []string{"rollouts"}) && slices.Contains(r.Verbs, "list")
+		})
+	}) {
+		t.Errorf("the promenroll ClusterRole cannot list rollouts.argoproj.io: %+v", roles)
 	}
 }

@@ -158,7 +158,7 @@ func Check(in *Install, want Expect) []error {
 			resources = append(resources, r.Resources...)
 		}
 		want := map[string][]string{
-			"enroll.promenroll.io":   {"deployments", "statefulsets", "daemonsets", "services"},
+			"enroll.promenroll.io":   {"deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "services"},
 			"monitors.promenroll.io": {"servicemonitors", "podmonitors", "prometheusrules", "probes", "scrapeconfigs"},
 		}[w.Name]
 		if !slices.Equal(resources, want) {
