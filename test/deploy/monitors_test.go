@@ -259,7 +259,7 @@ func TestEnrollmentMonitorsSelectWhatThePolicyAdds(t *testing.T) {
 	}
 	deploy := p.Enroll(policy.EnrollRequest{Operation: policy.Create, Namespace: ns, Object: policy.Object{
 		Kind: "Deployment", Name: "web", Namespace: "shop", Labels: map[string]string{"app": "web"},
-		HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "web"},
+		PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: map[string]string{"app": "web"},
 	}})
 	svc := p.Enroll(policy.EnrollRequest{Operation: policy.Create, Namespace: ns, Object: policy.Object{
 		Kind: "Service", Name: "web", Namespace: "shop", Labels: map[string]string{"app.kubernetes.io/name": "web"},
