@@ -131,12 +131,18 @@ func added(in, stored map[string]any) []string {
 			}
 		}
 	}
-	all := func(string) bool { return true }
+	// The Job controller's labels, which the API server adds to a Job's
+	// pod template (and selector) itself.
+	all := func(k string) bool {
+		return !strings.HasPrefix(k, "batch.kubernetes.io/") && k != "controller-uid" && k != "job-name"
+	}
 	scrape := func(k string) bool { return strings.HasPrefix(k, "prometheus.io/") }
 	diff("metadata.labels", all, "metadata", "labels")
 	diff("metadata.annotations", scrape, "metadata", "annotations")
 	diff("spec.template.metadata.labels", all, "spec", "template", "metadata", "labels")
 	diff("spec.template.metadata.annotations", scrape, "spec", "template", "metadata", "annotations")
+	diff("spec.jobTemplate.spec.template.metadata.labels", all, "spec", "jobTemplate", "spec", "template", "metadata", "labels")
+	diff("spec.jobTemplate.spec.template.metadata.annotations", scrape, "spec", "jobTemplate", "spec", "template", "metadata", "annotations")
 	groups := func(m map[string]any) []any { g, _ := at(m, "spec")["groups"].([]any); return g }
 	for i, g := range groups(stored) {
 		rules, _ := g.(map[string]any)["rules"].([]any)
