@@ -23,7 +23,8 @@ type outcome struct {
 	mode     policy.Mode
 	rules    []string
 	reason   string
-	changes  []policy.LabelChange
+	// changes describes the labels added (or, in dry-run, not), for the log.
+	changes string
 	// patch is encoded into resp by instrumented.
 	patch []policy.PatchOp
 }
@@ -128,8 +129,8 @@ func finish(ctx context.Context, req admission.Request, metrics *Metrics, start 
 	if out.reason != "" {
 		kv = append(kv, "reason", out.reason)
 	}
-	if len(out.changes) > 0 {
-		kv = append(kv, "labels", describeChanges(out.changes))
+	if out.changes != "" {
+		kv = append(kv, "labels", out.changes)
 	}
 	if len(out.resp.Warnings) > 0 {
 		kv = append(kv, "warnings", len(out.resp.Warnings))

@@ -74,7 +74,7 @@ func (m *Mutator) decide(ctx context.Context, req admission.Request) outcome {
 // as a patch, the dry-run ones and every skip as warnings.
 func mutationOutcome(mu policy.Mutation, metrics *Metrics, kind string) outcome {
 	enforced := mu.Enforced()
-	out := outcome{rules: mu.Matched, reason: mu.Reason, changes: mu.Changes, mode: mu.Mode(), patch: mu.Patch()}
+	out := outcome{rules: mu.Matched, reason: mu.Reason, changes: describeChanges(mu.Object, mu.Changes), mode: mu.Mode(), patch: mu.Patch()}
 	warnings := policy.LimitWarnings(mu.Warnings())
 	switch {
 	case len(out.patch) > 0:
@@ -86,13 +86,13 @@ func mutationOutcome(mu policy.Mutation, metrics *Metrics, kind string) outcome 
 	}
 	out.resp.Warnings = warnings
 	if dry := mu.DryRun(); len(dry) > 0 {
-		out.resp.AuditAnnotations = map[string]string{"dry-run": describeChanges(dry)}
+		out.resp.AuditAnnotations = map[string]string{"dry-run": describeChanges(mu.Object, dry)}
 	}
 	if len(enforced) > 0 {
 		if out.resp.AuditAnnotations == nil {
 			out.resp.AuditAnnotations = map[string]string{}
 		}
-		out.resp.AuditAnnotations["labels-added"] = describeChanges(enforced)
+		out.resp.AuditAnnotations["labels-added"] = describeChanges(mu.Object, enforced)
 	}
 	for _, c := range mu.Changes {
 		metrics.LabelsInjected.WithLabelValues(kind, string(c.Target), c.Rule, string(c.Mode)).Inc()
@@ -118,13 +118,13 @@ func (m *Mutator) logMissingAutoSelect(ctx context.Context, pol *policy.Policy, 
 	}
 }
 
-func describeChanges(cs []policy.LabelChange) string {
+func describeChanges(o policy.Object, cs []policy.LabelChange) string {
 	var b strings.Builder
 	for i, c := range cs {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(string(c.Target))
+		b.WriteString(o.Field(c.Target))
 		b.WriteByte(' ')
 		b.WriteString(c.Key)
 		b.WriteByte('=')

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// kubelet plays the kubelet for the Pods the ReplicaSet controller creates
+// kubelet plays the kubelet for the Pods the ReplicaSet and Job controllers create
 // from the (mutated) pod templates: it binds each to the harness' Node,
 // gives it an IP, serves a small /metrics endpoint on every TCP container
 // port it declares, and reports it Running and Ready, so the endpoint

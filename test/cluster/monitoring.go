@@ -108,7 +108,7 @@ func (c *Cluster) startMonitoring(ctx context.Context) (m *Monitoring, err error
 	start := time.Now()
 	kcm, err := startProcess(c.LogDir, "kube-controller-manager", bins["kube-controller-manager"], []string{
 		"--kubeconfig", c.Kubeconfig,
-		"--controllers", "deployment-controller,replicaset-controller,endpoints-controller,endpointslice-controller",
+		"--controllers", "deployment-controller,replicaset-controller,job-controller,cronjob-controller,endpoints-controller,endpointslice-controller",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--use-service-account-credentials=false",
