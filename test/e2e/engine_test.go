@@ -271,8 +271,16 @@ func TestOneEngine(t *testing.T) {
 	for _, ns := range []string{"diff", "diff-excluded"} {
 		createNamespace(t, ns, map[string]string{"team": "payments"}, nil)
 	}
+	// Serve, check and audit run the base policy with Argo Rollouts
+	// declared, so the corpus' Rollout goes through the declared entry.
+	var probe string
+	for _, d := range docs {
+		if d.kind == "Rollout" {
+			probe = d.text
+		}
+	}
 	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(basePolicy), 0o644); err != nil {
+	if err := os.WriteFile(policyPath, []byte(declareRollouts(t, probe)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 

@@ -127,18 +127,13 @@ spec:
             x-kubernetes-preserve-unknown-fields: true
 `
 
-// TestAnEnrolledRolloutIsScrapedOnceBehindStableAndCanaryServices: with
-// Rollout declared in the policy and in the webhook configuration (as the
-// chart renders it from policy.kinds), a Rollout applied with no monitoring
-// label is enrolled at spec.template; its pods (from the ReplicaSet Argo's
-// controller would make from that template) are an up target of the
-// PodMonitor, and its stable and canary Services, both enrolled and both
-// selecting them, add no second or third target: the ServiceMonitor drops
-// their endpoints, as the pod wins.
-func TestAnEnrolledRolloutIsScrapedOnceBehindStableAndCanaryServices(t *testing.T) {
-	m := monitoringStack(t)
-	needServiceEndpoints(t, m)
-	ns := "scrape-rollout"
+// declareRollouts installs the Rollout CRD, adds rollouts to the enrolling
+// webhook's rules (as the chart renders policy.kinds) and puts in force
+// the base policy with Rollout declared and enrolled by the workloads rule,
+// which it returns; probe is a Rollout whose server-side dry-run says when
+// the policy is in force. All is undone when the test ends.
+func declareRollouts(t *testing.T, probe string) string {
+	t.Helper()
 	kubectl(t, rolloutCRD, "apply", "-f", "-")
 	kubectl(t, "", "wait", "--for=condition=Established", "crd/rollouts.argoproj.io", "--timeout=60s")
 	kubectl(t, "", "patch", "mutatingwebhookconfiguration", "promenroll", "--type=json", "-p",
@@ -152,6 +147,28 @@ func TestAnEnrolledRolloutIsScrapedOnceBehindStableAndCanaryServices(t *testing.
 			_ = c.Client.Update(context.Background(), &mut)
 		}
 	})
+	declared := strings.Replace(basePolicy, "enroll:\n", "kinds:\n- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}\nenroll:\n", 1)
+	declared = strings.Replace(declared, "kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob]", "kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob, Rollout]", 1)
+	setPolicy(t, declared, func() bool {
+		out, _, err := c.Kubectl(t.Context(), probe, "apply", "--dry-run=server", "-o", "json", "-f", "-")
+		return err == nil && strings.Contains(out, "monitoring.promenroll.io/scrape")
+	})
+	t.Cleanup(func() { replacePolicyFile(t, basePolicy) })
+	return declared
+}
+
+// TestAnEnrolledRolloutIsScrapedOnceBehindStableAndCanaryServices: with
+// Rollout declared in the policy and in the webhook configuration (as the
+// chart renders it from policy.kinds), a Rollout applied with no monitoring
+// label is enrolled at spec.template; its pods (from the ReplicaSet Argo's
+// controller would make from that template) are an up target of the
+// PodMonitor, and its stable and canary Services, both enrolled and both
+// selecting them, add no second or third target: the ServiceMonitor drops
+// their endpoints, as the pod wins.
+func TestAnEnrolledRolloutIsScrapedOnceBehindStableAndCanaryServices(t *testing.T) {
+	m := monitoringStack(t)
+	needServiceEndpoints(t, m)
+	ns := "scrape-rollout"
 	createNamespace(t, ns, nil, nil)
 	rollout := fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
 kind: Rollout
@@ -168,13 +185,7 @@ spec:
         image: registry.example/api:1.0
         ports: [{name: metrics, containerPort: 9090}]
 `, ns)
-	declared := strings.Replace(basePolicy, "enroll:\n", "kinds:\n- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}\nenroll:\n", 1)
-	declared = strings.Replace(declared, "kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob]", "kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob, Rollout]", 1)
-	setPolicy(t, declared, func() bool {
-		out, _, err := c.Kubectl(t.Context(), rollout, "apply", "--dry-run=server", "-o", "json", "-f", "-")
-		return err == nil && strings.Contains(out, "monitoring.promenroll.io/scrape")
-	})
-	t.Cleanup(func() { replacePolicyFile(t, basePolicy) })
+	declareRollouts(t, rollout)
 
 	kubectl(t, rollout, "apply", "-f", "-")
 	out, _ := kubectl(t, "", "-n", ns, "get", "rollout", "api", "-o", "json")
