@@ -254,12 +254,7 @@ func inherit(m, parent Mode) Mode {
 // enrollKinds are the names enroll rules can give their kinds: the
 // built-in ones, then the declared ones; the value says the kind owns pods.
 func (p *Policy) enrollKinds() map[string]bool {
-	kinds := map[string]bool{}
-	for gk, m := range mutations {
-		if m.enrolled {
-			kinds[gk.Kind] = m.template != nil
-		}
-	}
+	kinds := builtinEnrollKinds()
 	for _, d := range p.declared {
 		kinds[d.Name] = true
 	}

@@ -86,14 +86,16 @@ func (t *podTemplate) decode(raw []byte, s *objectShape) (problem string, err er
 		return fmt.Sprintf("%s cannot be read as a pod template (%v)", t, derr), nil
 	}
 	s.Metadata = v.Elem().Field(0).Interface().(*metadata)
+	// One pointer per path member, the last one to the template; a nil
+	// one is a member the object does not have.
 	at := v.Elem().Field(1)
-	for at.Kind() == reflect.Pointer && !at.IsNil() && at.Elem().Kind() == reflect.Struct {
-		if tmpl, ok := at.Interface().(*podTemplateShape); ok {
-			s.template = tmpl
-			break
+	for range t.path[1:] {
+		if at.IsNil() {
+			return "", nil
 		}
 		at = at.Elem().Field(0)
 	}
+	s.template, _ = at.Interface().(*podTemplateShape)
 	return "", nil
 }
 
@@ -158,7 +160,7 @@ func compileKinds(decls []KindDeclaration, errs field.ErrorList) (map[schema.Gro
 			errs = append(errs, field.Duplicate(fld, gk.String()))
 		}
 		name := d.Kind
-		if _, builtin := builtinKindNames()[d.Kind]; builtin {
+		if _, builtin := builtinEnrollKinds()[d.Kind]; builtin {
 			name = d.Kind + "." + gv.Group
 		}
 		// Every declaration is named, even one refused above, so that the
@@ -189,14 +191,14 @@ type DeclaredKind struct {
 // DeclaredKinds lists the policy's declared kinds, in policy order.
 func (p *Policy) DeclaredKinds() []DeclaredKind { return slices.Clone(p.declared) }
 
-// builtinKindNames are the names of the built-in kinds enroll rules can
-// name.
-func builtinKindNames() map[string]struct{} {
-	names := map[string]struct{}{}
+// builtinEnrollKinds are the names enroll rules give the built-in kinds
+// they can name; the value says the kind owns pods.
+func builtinEnrollKinds() map[string]bool {
+	kinds := map[string]bool{}
 	for gk, m := range mutations {
 		if m.enrolled {
-			names[gk.Kind] = struct{}{}
+			kinds[gk.Kind] = m.template != nil
 		}
 	}
-	return names
+	return kinds
 }

@@ -137,8 +137,10 @@ func (e *engine) gate(o *object) *policy.Report {
 // namespaces, Services, workloads and Prometheus objects, each decoded as
 // serve's caches decode them.
 type clusterState struct {
-	// p says which kinds own pods, and where their templates are.
+	// p says which kinds own pods, and where their templates are; owners
+	// holds the built-in ones' paths, filled on first use.
 	p            *policy.Policy
+	owners       map[schema.GroupKind][]string
 	namespaces   map[string]policy.Namespace
 	services     staticServices
 	workloads    staticWorkloads
@@ -150,18 +152,15 @@ type clusterState struct {
 // a declared kind: serve's caches watch only the built-in pod owners, and
 // check and audit read the same cluster state.
 func (st *clusterState) podOwner(gk schema.GroupKind) []string {
-	if !slices.Contains(policy.BuiltinMutatedKinds(), gk) {
-		return nil
+	if st.owners == nil {
+		st.owners = map[schema.GroupKind][]string{}
+		for _, b := range policy.BuiltinMutatedKinds() {
+			if path, ok := st.p.PodOwner(b); ok {
+				st.owners[b] = strings.Split(path, ".")
+			}
+		}
 	}
-	if path, ok := st.p.PodOwner(gk); ok {
-		return strings.Split(path, ".")
-	}
-	return nil
-}
-
-func unstructuredString(obj map[string]any, fields ...string) string {
-	s, _, _ := unstructured.NestedString(obj, fields...)
-	return s
+	return st.owners[gk]
 }
 
 // add records o if it is cluster state; only the kinds kept are decoded.
@@ -174,12 +173,12 @@ func (st *clusterState) add(gvk schema.GroupVersionKind, doc []byte) {
 			st.namespaces[ns.Name] = policy.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 		}
 	case st.podOwner(gvk.GroupKind()) != nil:
-		var w map[string]any
+		var u unstructured.Unstructured
 		var tmpl corev1.PodTemplateSpec
-		if decode(&w) {
-			m, _, _ := unstructured.NestedMap(w, st.podOwner(gvk.GroupKind())...)
+		if decode(&u.Object) {
+			m, _, _ := unstructured.NestedMap(u.Object, st.podOwner(gvk.GroupKind())...)
 			if runtime.DefaultUnstructuredConverter.FromUnstructured(m, &tmpl) == nil {
-				meta := metav1.ObjectMeta{Name: unstructuredString(w, "metadata", "name"), Namespace: unstructuredString(w, "metadata", "namespace")}
+				meta := metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace()}
 				st.workloads = append(st.workloads, clusterstate.WorkloadOf(gvk.Kind, &meta, &tmpl))
 			}
 		}

@@ -140,11 +140,15 @@ func declareRollouts(t *testing.T, probe string) string {
 		`[{"op":"add","path":"/webhooks/0/rules/-","value":{"apiGroups":["argoproj.io"],"apiVersions":["v1alpha1"],"operations":["CREATE","UPDATE"],"resources":["rollouts"],"scope":"Namespaced"}}]`)
 	t.Cleanup(func() {
 		var mut admissionregistrationv1.MutatingWebhookConfiguration
-		if err := c.Client.Get(context.Background(), client.ObjectKey{Name: "promenroll"}, &mut); err == nil {
+		err := c.Client.Get(context.Background(), client.ObjectKey{Name: "promenroll"}, &mut)
+		if err == nil {
 			mut.Webhooks[0].Rules = slices.DeleteFunc(mut.Webhooks[0].Rules, func(r admissionregistrationv1.RuleWithOperations) bool {
 				return slices.Contains(r.APIGroups, "argoproj.io")
 			})
-			_ = c.Client.Update(context.Background(), &mut)
+			err = c.Client.Update(context.Background(), &mut)
+		}
+		if err != nil {
+			t.Errorf("remove the rollouts rule from the mutating webhook configuration: %v", err)
 		}
 	})
 	declared := strings.Replace(basePolicy, "enroll:\n", "kinds:\n- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}\nenroll:\n", 1)
