@@ -16,10 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
-	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/policy"
 
-	"github.com/promenroll/promenroll/clusterstate/clusterstatetest"
+	"github.com/promenroll/promenroll/internal/clusterstate/clusterstatetest"
 )
 
 // handlerFor wires a handler as serve does (Endpoint: decoding, panic
@@ -44,13 +45,13 @@ func benchmarkHTTP(b *testing.B, h http.Handler, path string, body []byte) {
 	}
 }
 
-func benchPolicy(tb testing.TB) *PolicyStore {
+func benchPolicy(tb testing.TB) *policystore.Store {
 	tb.Helper()
 	p, err := policy.Parse("policy.yaml", []byte(testPolicy), policy.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return StaticPolicyStore(p)
+	return policystore.Static(p)
 }
 
 // BenchmarkMutateDeployment is the full /mutate path for a typical

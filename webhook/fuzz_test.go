@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -34,7 +35,7 @@ func FuzzMutate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store := StaticPolicyStore(p)
+	store := policystore.Static(p)
 	m := &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: NewMetrics(nil)}
 	v := &Validator{Policies: store, Namespaces: testNamespaces, Metrics: NewMetrics(nil)}
 	kinds := p.MutatedKinds()

@@ -17,7 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/limit"
+	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -90,7 +91,7 @@ func newLimitedServer(t *testing.T, policyDoc string, lc *limit.Config) (*server
 	if lc != nil {
 		limiter = limit.New(*lc, m.Shed)
 	}
-	store := StaticPolicyStore(p)
+	store := policystore.Static(p)
 	mux := http.NewServeMux()
 	mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))
 	mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: testNamespaces, Metrics: m}, limiter))

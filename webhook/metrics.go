@@ -2,27 +2,22 @@ package webhook
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// Metrics are promenroll's Prometheus metrics. They are registered with
+// Metrics are the admission handlers' metrics. serve registers them with
 // controller-runtime's registry, which the manager serves on
-// --metrics-bind-address next to controller-runtime's own webhook metrics.
+// --metrics-bind-address next to controller-runtime's own webhook metrics
+// (and the TLS and policy metrics of packages selftls and policystore).
 type Metrics struct {
 	Requests        *prometheus.CounterVec
 	Duration        *prometheus.HistogramVec
 	Decisions       *prometheus.CounterVec
 	LabelsInjected  *prometheus.CounterVec
 	GateFindings    *prometheus.CounterVec
-	PolicyReloads   *prometheus.CounterVec
-	PolicyInfo      *prometheus.GaugeVec
 	LabelsCoerced   prometheus.Counter
 	NamespaceErrors prometheus.Counter
 	// PrometheusErrors counts failed reads of the Prometheus objects.
 	PrometheusErrors prometheus.Counter
-	TLSIssued        *prometheus.CounterVec
-	TLSErrors        prometheus.Counter
-	CertExpiry       prometheus.Gauge
 	Shed             *prometheus.CounterVec
 }
 
@@ -52,14 +47,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promenroll_gate_findings_total",
 			Help: "Problems the gates found in PrometheusRules and monitors, by kind, check, level (deny, warn) and mode.",
 		}, []string{"kind", "check", "level", "mode"}),
-		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "promenroll_policy_reloads_total",
-			Help: "Policy loads by result (success, error). On error the last good policy stays in force.",
-		}, []string{"result"}),
-		PolicyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "promenroll_policy_info",
-			Help: "The policy in force: 1 for its generation (content hash) and mode.",
-		}, []string{"generation", "mode"}),
 		LabelsCoerced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "promenroll_rule_labels_coerced_total",
 			Help: "PrometheusRule label and annotation values coerced from non-strings to strings.",
@@ -72,30 +59,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "promenroll_prometheus_lookup_errors_total",
 			Help: "Reads of the cluster's Prometheus objects (informer cache) that failed: /mutate skipped autoSelect and the selection warning with a warning; /validate refused monitors and rules when monitors.unselected is deny, so the webhook's failurePolicy applied.",
 		}),
-		TLSIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "promenroll_tls_certificates_issued_total",
-			Help: "Certificates written to the self-managed Secret by the leader, by certificate (ca, serving) and reason (missing, unusable, expired, not-yet-valid, wrong-name, untrusted, renewal, new-ca). Any reason but renewal and new-ca means the Secret was repaired.",
-		}, []string{"certificate", "reason"}),
-		TLSErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "promenroll_tls_rotation_errors_total",
-			Help: "Failed steps of the self-managed certificate rotation (retried with backoff; see the log).",
-		}),
 		Shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promenroll_shed_requests_total",
 			Help: "Large requests answered at once with HTTP 429 because they could not start within the queue budget (--max-heavy-validations or --heavy-inflight-bytes in flight); the webhook's failurePolicy applied. By webhook (mutate, validate).",
 		}, []string{"webhook"}),
-		CertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "promenroll_tls_serving_certificate_expiry_timestamp_seconds",
-			Help: "When the certificate this replica serves expires (Unix time).",
-		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Duration, m.Decisions, m.LabelsInjected, m.GateFindings,
-			m.PolicyReloads, m.PolicyInfo, m.LabelsCoerced, m.NamespaceErrors, m.PrometheusErrors,
-			m.TLSIssued, m.TLSErrors, m.CertExpiry, m.Shed)
+			m.LabelsCoerced, m.NamespaceErrors, m.PrometheusErrors, m.Shed)
 	}
 	return m
 }
-
-// DefaultRegistry is controller-runtime's registry, served by the manager.
-var DefaultRegistry prometheus.Registerer = ctrlmetrics.Registry

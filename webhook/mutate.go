@@ -11,7 +11,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -20,7 +20,7 @@ import (
 // selector labels for monitors and rules, string coercion of
 // PrometheusRule values).
 type Mutator struct {
-	Policies   *PolicyStore
+	Policies   Policies
 	Namespaces clusterstate.NamespaceGetter
 	// Prometheuses, if set, lets promenroll add monitors.autoSelect's
 	// labels and warn about monitors and rules no Prometheus will load.

@@ -15,8 +15,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/limit"
+	"github.com/promenroll/promenroll/policy"
 )
+
+// Paths the webhook configurations in deploy/ call.
+const (
+	MutatePath   = "/mutate"
+	ValidatePath = "/validate"
+)
+
+// Policies gives the policy in force (package policystore's Store, which
+// reloads it); a request reads it once and decides on that snapshot.
+type Policies interface {
+	Policy() *policy.Policy
+}
 
 // maxReviewBytes bounds an AdmissionReview body, as controller-runtime
 // does: two objects of at most 3 MiB (an UPDATE) and the rest.

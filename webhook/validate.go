@@ -13,15 +13,15 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 
-// MaxListedProblems is how many problems a denial's message lists before
+// maxListedProblems is how many problems a denial's message lists before
 // "and N more": kubectl and Argo CD show only the message, so it must name
 // the problems, but a 300-problem wall helps nobody. Every problem is still
 // a cause in the status details.
-const MaxListedProblems = 8
+const maxListedProblems = 8
 
 // maxProblemChars caps one problem in the message (a PromQL error quotes
 // the expression).
@@ -30,7 +30,7 @@ const maxProblemChars = 400
 // Validator is the /validate handler: the PrometheusRule gate and the
 // monitor gate.
 type Validator struct {
-	Policies   *PolicyStore
+	Policies   Policies
 	Namespaces clusterstate.NamespaceGetter
 	// Services backs the monitor gate's warnings; nil skips them.
 	Services policy.ServiceReader
@@ -131,12 +131,12 @@ func gateOutcome(gk schema.GroupKind, res policy.GateResult, metrics *Metrics) o
 }
 
 // denialMessage is the top-level message of a denial. kubectl and Argo CD
-// print only this, so it lists the problems (at most MaxListedProblems).
+// print only this, so it lists the problems (at most maxListedProblems).
 func denialMessage(kind, name string, errs field.ErrorList) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %q is invalid: %d problem(s): ", kind, name, len(errs))
 	for i, e := range errs {
-		if i == MaxListedProblems {
+		if i == maxListedProblems {
 			fmt.Fprintf(&b, "; and %d more", len(errs)-i)
 			break
 		}

@@ -14,6 +14,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -214,7 +215,7 @@ func TestMutateWarnsWhenNoPrometheusWillLoadAMonitor(t *testing.T) {
 		{"no Prometheus objects at all: not warned", nil, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
+			m := &Mutator{Policies: policystore.Static(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
 				Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return tt.proms })}
 			mux := http.NewServeMux()
 			mux.Handle(MutatePath, Endpoint("mutate", m, nil))
@@ -307,7 +308,7 @@ monitors:
 	proms := prometheusesFunc(func() []policy.PrometheusSelectors {
 		return []policy.PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", ServiceMonitor: release, ServiceMonitorNamespace: &metav1.LabelSelector{}}}
 	})
-	v := &Validator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: proms, Metrics: NewMetrics(nil)}
+	v := &Validator{Policies: policystore.Static(p), Namespaces: testNamespaces, Prometheuses: proms, Metrics: NewMetrics(nil)}
 	mux := http.NewServeMux()
 	mux.Handle(ValidatePath, Endpoint("validate", v, nil))
 	srv := httptest.NewServer(mux)
@@ -348,8 +349,8 @@ func TestUnselectedDenyFailsWhenThePrometheusesCannotBeRead(t *testing.T) {
 			}
 			metrics := NewMetrics(nil)
 			mux := http.NewServeMux()
-			mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: failingPrometheuses{}, Metrics: metrics}, nil))
-			mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Prometheuses: failingPrometheuses{}, Metrics: metrics}, nil))
+			mux.Handle(ValidatePath, Endpoint("validate", &Validator{Policies: policystore.Static(p), Namespaces: testNamespaces, Prometheuses: failingPrometheuses{}, Metrics: metrics}, nil))
+			mux.Handle(MutatePath, Endpoint("mutate", &Mutator{Policies: policystore.Static(p), Namespaces: testNamespaces, Prometheuses: failingPrometheuses{}, Metrics: metrics}, nil))
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			s := &server{Server: srv}
@@ -386,7 +387,7 @@ func TestMutateProbesAndScrapeConfigsAreSelectedLikeMonitors(t *testing.T) {
 	release := &metav1.LabelSelector{MatchLabels: map[string]string{"release": "kube-prometheus-stack"}}
 	proms := []policy.PrometheusSelectors{{Namespace: "monitoring", Name: "kps",
 		Probe: release, ProbeNamespace: &metav1.LabelSelector{}, ScrapeConfig: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "x"}}}}
-	m := &Mutator{Policies: StaticPolicyStore(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
+	m := &Mutator{Policies: policystore.Static(p), Namespaces: testNamespaces, Metrics: NewMetrics(nil),
 		Prometheuses: prometheusesFunc(func() []policy.PrometheusSelectors { return proms })}
 	mux := http.NewServeMux()
 	mux.Handle(MutatePath, Endpoint("mutate", m, nil))

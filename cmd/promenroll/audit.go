@@ -24,8 +24,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/policy"
-	"github.com/promenroll/promenroll/webhook"
 )
 
 // newAuditCommand: audit scans a live cluster, read-only, with the
@@ -106,7 +106,7 @@ would be refused today, 2 usage, policy or API error.`,
 }
 
 func auditClient(kubeconfig string) (client.Client, error) {
-	cfg, err := webhook.RESTConfig(kubeconfig, "promenroll-audit")
+	cfg, err := clusterstate.RESTConfig(kubeconfig, "promenroll-audit")
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}

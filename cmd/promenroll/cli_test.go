@@ -19,7 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
-	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/webhook"
 )
@@ -375,7 +376,7 @@ func TestCheckAndServeAgree(t *testing.T) {
 	shop := policy.Namespace{Name: "shop", Labels: map[string]string{"monitoring": "enabled", "team": "payments", "kubernetes.io/metadata.name": "shop"}}
 	mux := http.NewServeMux()
 	mux.Handle(webhook.MutatePath, webhook.Endpoint("mutate", &webhook.Mutator{
-		Policies:   webhook.StaticPolicyStore(p),
+		Policies:   policystore.Static(p),
 		Namespaces: clusterstate.NamespaceGetterFunc(func(_ context.Context, _ string) (policy.Namespace, error) { return shop, nil }),
 		Metrics:    webhook.NewMetrics(nil),
 	}, nil))

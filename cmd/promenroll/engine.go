@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	sigsjson "sigs.k8s.io/json"
 
-	"github.com/promenroll/promenroll/clusterstate"
+	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/policy"
 )
 

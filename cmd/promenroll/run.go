@@ -15,9 +15,10 @@ import (
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/promenroll/promenroll/clusterstate"
-	"github.com/promenroll/promenroll/limit"
-	"github.com/promenroll/promenroll/webhook"
+	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/limit"
+	"github.com/promenroll/promenroll/internal/selftls"
+	"github.com/promenroll/promenroll/internal/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -112,7 +113,7 @@ func buildVersion() string {
 }
 
 func newServeCommand() *cobra.Command {
-	var cfg webhook.Config
+	var cfg server.Config
 	var logLevel string
 	c := &cobra.Command{
 		Use:   "serve",
@@ -124,20 +125,20 @@ func newServeCommand() *cobra.Command {
 				return usageError{err}
 			}
 			log.Info("starting", "version", buildVersion())
-			return webhook.Run(c.Context(), cfg, log)
+			return server.Run(c.Context(), cfg, log)
 		},
 	}
 	fs := c.Flags()
 	fs.StringVar(&cfg.PolicyPath, "policy", "/etc/promenroll/policy.yaml", "policy file; reloaded when it changes")
-	fs.StringVar(&cfg.TLSMode, "tls-mode", webhook.TLSSelfManaged, "where the serving certificate comes from: selfManaged (promenroll keeps a CA and certificate in --tls-secret and the caBundle of --webhook-configuration), certManager or existingSecret (both read --cert-dir)")
+	fs.StringVar(&cfg.TLSMode, "tls-mode", server.TLSSelfManaged, "where the serving certificate comes from: selfManaged (promenroll keeps a CA and certificate in --tls-secret and the caBundle of --webhook-configuration), certManager or existingSecret (both read --cert-dir)")
 	fs.StringVar(&cfg.CertDir, "cert-dir", "/etc/promenroll/tls", "certManager and existingSecret: folder with tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&cfg.TLSSecret, "tls-secret", "promenroll-tls", "selfManaged: the Secret (and leader election Lease) in promenroll's namespace")
 	fs.StringVar(&cfg.TLSService, "tls-service", "promenroll", "selfManaged: the Service the API server calls; the certificate is valid for its DNS names")
 	fs.StringSliceVar(&cfg.TLSExtraNames, "tls-extra-names", nil, "selfManaged: more DNS names or IPs for the certificate")
 	fs.StringVar(&cfg.WebhookConfiguration, "webhook-configuration", "promenroll", "selfManaged: the mutating and validating webhook configurations whose caBundle is kept current")
-	fs.DurationVar(&cfg.CAValidity, "tls-ca-validity", webhook.DefaultCAValidity, "selfManaged: lifetime of a new CA (renewed two thirds into it)")
-	fs.DurationVar(&cfg.CertValidity, "tls-cert-validity", webhook.DefaultCertValidity, "selfManaged: lifetime of a new serving certificate (renewed two thirds into it)")
-	fs.DurationVar(&cfg.TrustSettle, "tls-trust-settle", webhook.DefaultTrustSettle, "selfManaged: how long a new CA is in the caBundle before a certificate it signed is served")
+	fs.DurationVar(&cfg.CAValidity, "tls-ca-validity", selftls.DefaultCAValidity, "selfManaged: lifetime of a new CA (renewed two thirds into it)")
+	fs.DurationVar(&cfg.CertValidity, "tls-cert-validity", selftls.DefaultCertValidity, "selfManaged: lifetime of a new serving certificate (renewed two thirds into it)")
+	fs.DurationVar(&cfg.TrustSettle, "tls-trust-settle", selftls.DefaultTrustSettle, "selfManaged: how long a new CA is in the caBundle before a certificate it signed is served")
 	fs.StringVar(&cfg.ClientCAFile, "client-ca", "", "PEM CA bundle: require callers (the API server) to present a client certificate it signed")
 	fs.IntVar(&cfg.MaxHeavyValidations, "max-heavy-validations", 0, "requests of --heavy-bytes or more decoded and judged at once (default: GOMAXPROCS); beyond, a request waits --queue-budget, then is refused with HTTP 429")
 	fs.Int64Var(&cfg.HeavyInFlightBytes, "heavy-inflight-bytes", 0, "bytes of such requests' bodies in flight at once (default: GOMEMLIMIT / 32, so their heap stays within half the memory limit; unbounded without GOMEMLIMIT)")
@@ -150,7 +151,7 @@ func newServeCommand() *cobra.Command {
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig outside a cluster (default: in-cluster config, then $KUBECONFIG)")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "promenroll's own namespace, always excluded (default: $POD_NAMESPACE)")
 	fs.BoolVar(&cfg.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off: CVE-2023-44487)")
-	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", webhook.DefaultShutdownDelay, "keep serving, unready, this long after a stop signal")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", server.DefaultShutdownDelay, "keep serving, unready, this long after a stop signal")
 	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", clusterstate.CRDCheckInterval, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
 	return c

@@ -20,10 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/internal/server"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/test/manifests"
-	"github.com/promenroll/promenroll/webhook"
 )
 
 func root(t *testing.T) string {
@@ -58,10 +58,10 @@ func render(t *testing.T, overlay string) *manifests.Install {
 
 // Overlays is every install kustomize offers, with its TLS mode.
 var Overlays = map[string]string{
-	"base":            webhook.TLSSelfManaged,
-	"dry-run":         webhook.TLSSelfManaged,
-	"cert-manager":    webhook.TLSCertManager,
-	"existing-secret": webhook.TLSExistingSecret,
+	"base":            server.TLSSelfManaged,
+	"dry-run":         server.TLSSelfManaged,
+	"cert-manager":    server.TLSCertManager,
+	"existing-secret": server.TLSExistingSecret,
 }
 
 func TestInstallsAreSafe(t *testing.T) {
@@ -101,7 +101,7 @@ func TestCheckerCatchesUnsafeInstalls(t *testing.T) {
 				t.Fatal(err)
 			}
 			var msgs []string
-			for _, err := range manifests.Check(in, manifests.Expect{Namespace: cluster.Namespace, TLSMode: webhook.TLSSelfManaged, Name: "promenroll"}) {
+			for _, err := range manifests.Check(in, manifests.Expect{Namespace: cluster.Namespace, TLSMode: server.TLSSelfManaged, Name: "promenroll"}) {
 				msgs = append(msgs, err.Error())
 			}
 			if !strings.Contains(strings.Join(msgs, "\n"), edit.want) {

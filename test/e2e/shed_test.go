@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/limit"
 	"github.com/promenroll/promenroll/webhook"
 )
 

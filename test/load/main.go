@@ -36,8 +36,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
-	"github.com/promenroll/promenroll/clusterstate"
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/limit"
+	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/webhook"
@@ -154,7 +155,7 @@ func newMux(lc limit.Config) (*http.ServeMux, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := webhook.StaticPolicyStore(p)
+	store := policystore.Static(p)
 	namespaces := clusterstate.NamespaceGetterFunc(func(_ context.Context, name string) (policy.Namespace, error) {
 		return policy.Namespace{Name: name, Labels: map[string]string{"team": "payments"}}, nil
 	})

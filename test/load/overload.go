@@ -16,7 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/limit"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/webhook"
 )

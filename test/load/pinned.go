@@ -20,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/limit"
 	"github.com/promenroll/promenroll/webhook"
 )
 

@@ -68,7 +68,7 @@ func (d *DynamicPrometheuses) Prometheuses(ctx context.Context) ([]policy.Promet
 	if !d.prometheuses.Load() {
 		return nil, nil
 	}
-	return CachedPrometheuses{Cache: d.Cache, Agents: d.agents.Load()}.Prometheuses(ctx)
+	return cachedPrometheuses{Cache: d.Cache, Agents: d.agents.Load()}.Prometheuses(ctx)
 }
 
 // Sync starts or removes the informers to match what is served now.

@@ -1,4 +1,4 @@
-package webhook
+package policystore
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promenroll/promenroll/internal/testwait"
+	"github.com/promenroll/promenroll/policy"
 )
 
 // configMapDir lays out a folder the way the kubelet mounts a ConfigMap:
@@ -51,71 +54,97 @@ func swapConfigMap(t *testing.T, dir, version, content string) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within 10s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+const testPolicy = `apiVersion: promenroll.io/v1alpha1
+kind: Policy
+enroll:
+- name: workloads
+  kinds: [Deployment, StatefulSet, DaemonSet]
+  labels:
+    monitoring.promenroll.io/scrape: "true"
+- name: services
+  kinds: [Service]
+  labels:
+    monitoring.promenroll.io/scrape: "true"
+monitors:
+  labels: {release: kube-prometheus-stack}
+`
 
-func TestPolicyStoreFollowsAConfigMapSymlinkSwap(t *testing.T) {
+func policyOptions() policy.Options { return policy.Options{OwnNamespace: "promenroll-system"} }
+
+func TestStoreFollowsAConfigMapSymlinkSwap(t *testing.T) {
 	dir := configMapDir(t, testPolicy)
 	m := NewMetrics(nil)
-	store, err := NewPolicyStore(filepath.Join(dir, "policy.yaml"), policyOptions(), m)
+	store, err := New(filepath.Join(dir, "policy.yaml"), policyOptions(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	store.PollInterval = time.Hour // only file events may trigger the reload
+	store.watching = make(chan struct{})
 	first := store.Policy()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- store.Watch(ctx, logr.Discard()) }()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(50 * time.Millisecond) // the watch is set up
+	select {
+	case <-store.watching:
+	case err := <-done:
+		t.Fatalf("Watch() = %v before watching", err)
+	}
 
 	swapConfigMap(t, dir, "..2026_11_25_00_01_00.2", strings.Replace(testPolicy, "kinds: [Service]", "kinds: [Service, Deployment]", 1))
-	waitFor(t, "the reload of the swapped ConfigMap", func() bool { return store.Policy() != first })
+	testwait.True(t, "the reload of the swapped ConfigMap", 10*time.Second, func() bool { return store.Policy() != first })
 	if got := store.Policy().Source.Enroll[1].Kinds; len(got) != 2 {
 		t.Fatalf("new policy not in force: kinds %v", got)
 	}
-	if got := testutil.ToFloat64(m.PolicyReloads.WithLabelValues("success")); got != 2 {
+	if got := testutil.ToFloat64(m.Reloads.WithLabelValues("success")); got != 2 {
 		t.Errorf("successful loads = %v, want 2", got)
 	}
 
 	good := store.Policy()
 	swapConfigMap(t, dir, "..2026_11_25_00_02_00.3", "apiVersion: promenroll.io/v1alpha1\nkind: Policy\nmode: sometimes\n")
-	waitFor(t, "the failed reload to be counted", func() bool { return testutil.ToFloat64(m.PolicyReloads.WithLabelValues("error")) == 1 })
+	testwait.True(t, "the failed reload to be counted", 10*time.Second, func() bool { return testutil.ToFloat64(m.Reloads.WithLabelValues("error")) == 1 })
 	if store.Policy() != good {
 		t.Fatal("an invalid policy replaced the last good one")
 	}
-	if got := testutil.ToFloat64(m.PolicyInfo.WithLabelValues(good.Generation, "enforce")); got != 1 {
+	if got := testutil.ToFloat64(m.Info.WithLabelValues(good.Generation, "enforce")); got != 1 {
 		t.Errorf("promenroll_policy_info for the policy in force = %v", got)
 	}
 }
 
-func TestPolicyStorePollsWithoutFileEvents(t *testing.T) {
+// A volume whose changes raise no inotify event (some network and FUSE
+// filesystems) is still followed: the loop re-reads the file on every
+// poll tick.
+func TestStorePollsWithoutFileEvents(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(path, []byte(testPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store, err := NewPolicyStore(path, policyOptions(), NewMetrics(nil))
+	store, err := New(path, policyOptions(), NewMetrics(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := store.Policy()
+	ticks := make(chan time.Time)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { store.follow(ctx, logr.Discard(), nil, nil, ticks); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
 	if err := os.WriteFile(path, []byte(strings.Replace(testPolicy, "release: kube-prometheus-stack", "release: prom", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := store.Reload(logr.Discard())
-	if err != nil || !changed || store.Policy() == first {
-		t.Fatalf("Reload() = %v, %v", changed, err)
+	// The loop is sequential: once it takes the second tick, the first
+	// tick's reload has finished.
+	ticks <- time.Time{}
+	ticks <- time.Time{}
+	second := store.Policy()
+	if second == first || second.Source.Monitors.Labels["release"] != "prom" {
+		t.Fatalf("the policy was not reloaded on the poll tick: monitors.labels %v", second.Source.Monitors.Labels)
 	}
-	if changed, _ := store.Reload(logr.Discard()); changed {
+	ticks <- time.Time{}
+	ticks <- time.Time{}
+	if store.Policy() != second {
 		t.Error("an unchanged file was reloaded")
 	}
 }

@@ -6,7 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/promenroll/promenroll/clusterstate/clusterstatetest"
+	"github.com/promenroll/promenroll/internal/clusterstate/clusterstatetest"
 )
 
 func TestTrimServiceKeepsWhatTheChecksRead(t *testing.T) {

@@ -1,4 +1,4 @@
-package webhook
+package selftls
 
 import (
 	"context"
@@ -19,11 +19,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
-// tlsFixture is a SelfManagedTLS over a fake API (the Secret and both
+// tlsFixture is a Authority over a fake API (the Secret and both
 // webhook configurations, as the install ships them) and a fake clock.
 type tlsFixture struct {
 	t   *testing.T
-	s   *SelfManagedTLS
+	s   *Authority
 	c   client.Client
 	now time.Time
 }
@@ -45,7 +45,7 @@ func newTLSFixture(t *testing.T, data map[string][]byte) *tlsFixture {
 			{Name: "rules.promenroll.io", ClientConfig: svc("/validate")}}},
 	).Build()
 	f := &tlsFixture{t: t, c: c, now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	f.s = &SelfManagedTLS{
+	f.s = &Authority{
 		Secret:               types.NamespacedName{Namespace: "promenroll-system", Name: "promenroll-tls"},
 		Names:                ServingNames("promenroll", "promenroll-system", nil),
 		WebhookConfiguration: "promenroll",
@@ -138,10 +138,10 @@ func (f *tlsFixture) trusted() *x509.Certificate {
 }
 
 func (f *tlsFixture) issued(cert, reason string) float64 {
-	return testutil.ToFloat64(f.s.Metrics.TLSIssued.WithLabelValues(cert, reason))
+	return testutil.ToFloat64(f.s.Metrics.Issued.WithLabelValues(cert, reason))
 }
 
-func TestSelfManagedTLSBootstrapsFromTheEmptySecret(t *testing.T) {
+func TestAuthorityBootstrapsFromTheEmptySecret(t *testing.T) {
 	f := newTLSFixture(t, nil)
 	if err := f.s.Ready(nil); err == nil {
 		t.Fatal("ready before any certificate")
@@ -169,7 +169,7 @@ func TestSelfManagedTLSBootstrapsFromTheEmptySecret(t *testing.T) {
 	}
 }
 
-func TestSelfManagedTLSRenewsTheServingCertificateBeforeExpiry(t *testing.T) {
+func TestAuthorityRenewsTheServingCertificateBeforeExpiry(t *testing.T) {
 	f := newTLSFixture(t, nil)
 	f.settle()
 	first := f.trusted()
@@ -189,10 +189,10 @@ func TestSelfManagedTLSRenewsTheServingCertificateBeforeExpiry(t *testing.T) {
 	}
 }
 
-// TestSelfManagedTLSRotatesTheCAWithoutAnUntrustedMoment walks a CA
+// TestAuthorityRotatesTheCAWithoutAnUntrustedMoment walks a CA
 // rotation: at every step the served certificate verifies against every
 // webhook's caBundle.
-func TestSelfManagedTLSRotatesTheCAWithoutAnUntrustedMoment(t *testing.T) {
+func TestAuthorityRotatesTheCAWithoutAnUntrustedMoment(t *testing.T) {
 	f := newTLSFixture(t, nil)
 	f.settle()
 	oldCA, _ := parseCerts(f.secret().Data[SecretCACert])
@@ -233,7 +233,7 @@ func TestSelfManagedTLSRotatesTheCAWithoutAnUntrustedMoment(t *testing.T) {
 	}
 }
 
-func TestSelfManagedTLSRepairsAndCounts(t *testing.T) {
+func TestAuthorityRepairsAndCounts(t *testing.T) {
 	for name, corrupt := range map[string]struct {
 		edit   func(d map[string][]byte, other map[string][]byte)
 		cert   string
@@ -277,7 +277,7 @@ func TestSelfManagedTLSRepairsAndCounts(t *testing.T) {
 	}
 }
 
-func TestSelfManagedTLSNeverServesAnExpiredCertificate(t *testing.T) {
+func TestAuthorityNeverServesAnExpiredCertificate(t *testing.T) {
 	f := newTLSFixture(t, nil)
 	f.settle()
 	data := f.secret().Data
@@ -298,7 +298,7 @@ func TestSelfManagedTLSNeverServesAnExpiredCertificate(t *testing.T) {
 	}
 }
 
-func TestSelfManagedTLSPutsBackAResetCABundle(t *testing.T) {
+func TestAuthorityPutsBackAResetCABundle(t *testing.T) {
 	f := newTLSFixture(t, nil)
 	f.settle()
 	var mut admissionregistrationv1.MutatingWebhookConfiguration

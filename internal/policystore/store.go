@@ -1,4 +1,7 @@
-package webhook
+// Package policystore holds the policy in force for serve and reloads it
+// when its file (a mounted ConfigMap) changes, keeping the last good
+// policy when a new one fails to load.
+package policystore
 
 import (
 	"context"
@@ -14,10 +17,10 @@ import (
 	"github.com/promenroll/promenroll/policy"
 )
 
-// PolicyStore holds the policy in force and reloads it when its file
+// Store holds the policy in force and reloads it when its file
 // changes. A file that fails to load is logged and counted, and the last
 // good policy stays in force.
-type PolicyStore struct {
+type Store struct {
 	path    string
 	opts    policy.Options
 	metrics *Metrics
@@ -26,53 +29,55 @@ type PolicyStore struct {
 	// PollInterval re-reads the file even without a file event, as a safety
 	// net for volumes where inotify is unreliable.
 	PollInterval time.Duration
+	// watching, when set, is closed once Watch watches the directory.
+	watching chan struct{}
 }
 
-// NewPolicyStore loads the policy at path. An invalid policy is an error:
+// New loads the policy at path. An invalid policy is an error:
 // serve refuses to start without a good one.
-func NewPolicyStore(path string, opts policy.Options, m *Metrics) (*PolicyStore, error) {
-	s := &PolicyStore{path: path, opts: opts, metrics: m, PollInterval: 10 * time.Second}
+func New(path string, opts policy.Options, m *Metrics) (*Store, error) {
+	s := &Store{path: path, opts: opts, metrics: m, PollInterval: 10 * time.Second}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		m.PolicyReloads.WithLabelValues("error").Inc()
+		m.Reloads.WithLabelValues("error").Inc()
 		return nil, err
 	}
 	p, err := policy.Parse(path, data, opts)
 	if err != nil {
-		m.PolicyReloads.WithLabelValues("error").Inc()
+		m.Reloads.WithLabelValues("error").Inc()
 		return nil, err
 	}
 	s.digest = sha256.Sum256(data)
 	s.set(p)
-	m.PolicyReloads.WithLabelValues("success").Inc()
+	m.Reloads.WithLabelValues("success").Inc()
 	return s, nil
 }
 
-// StaticPolicyStore serves a fixed policy (tests, check).
-func StaticPolicyStore(p *policy.Policy) *PolicyStore {
-	s := &PolicyStore{}
+// Static serves a fixed policy (tests, check).
+func Static(p *policy.Policy) *Store {
+	s := &Store{}
 	s.current.Store(p)
 	return s
 }
 
 // Policy returns the policy in force.
-func (s *PolicyStore) Policy() *policy.Policy { return s.current.Load() }
+func (s *Store) Policy() *policy.Policy { return s.current.Load() }
 
-func (s *PolicyStore) set(p *policy.Policy) {
+func (s *Store) set(p *policy.Policy) {
 	if old := s.current.Swap(p); old != nil && s.metrics != nil {
-		s.metrics.PolicyInfo.DeleteLabelValues(old.Generation, string(old.Source.Mode))
+		s.metrics.Info.DeleteLabelValues(old.Generation, string(old.Source.Mode))
 	}
 	if s.metrics != nil {
-		s.metrics.PolicyInfo.WithLabelValues(p.Generation, string(p.Source.Mode)).Set(1)
+		s.metrics.Info.WithLabelValues(p.Generation, string(p.Source.Mode)).Set(1)
 	}
 }
 
 // Reload re-reads the file and swaps the policy in if it changed and is
 // valid. It reports whether a new policy is in force.
-func (s *PolicyStore) Reload(log logr.Logger) (bool, error) {
+func (s *Store) Reload(log logr.Logger) (bool, error) {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
-		s.metrics.PolicyReloads.WithLabelValues("error").Inc()
+		s.metrics.Reloads.WithLabelValues("error").Inc()
 		return false, err
 	}
 	digest := sha256.Sum256(data)
@@ -83,13 +88,13 @@ func (s *PolicyStore) Reload(log logr.Logger) (bool, error) {
 	if err != nil {
 		// Remember the bad content so it is reported once, not every poll.
 		s.digest = digest
-		s.metrics.PolicyReloads.WithLabelValues("error").Inc()
+		s.metrics.Reloads.WithLabelValues("error").Inc()
 		return false, err
 	}
 	s.digest = digest
 	// Counted before it is in force: whoever sees the new policy sees the
 	// reload counted.
-	s.metrics.PolicyReloads.WithLabelValues("success").Inc()
+	s.metrics.Reloads.WithLabelValues("success").Inc()
 	s.set(p)
 	log.Info("policy reloaded", "path", s.path, "generation", p.Generation, "mode", p.Source.Mode, "enrollRules", len(p.Source.Enroll))
 	return true, nil
@@ -98,7 +103,8 @@ func (s *PolicyStore) Reload(log logr.Logger) (bool, error) {
 // Watch reloads the policy on file events until ctx ends. It watches the
 // directory, not the file: a ConfigMap volume updates by swapping a
 // symlink (..data), which replaces the file rather than writing to it.
-func (s *PolicyStore) Watch(ctx context.Context, log logr.Logger) error {
+// It also re-reads the file every PollInterval.
+func (s *Store) Watch(ctx context.Context, log logr.Logger) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -107,8 +113,18 @@ func (s *PolicyStore) Watch(ctx context.Context, log logr.Logger) error {
 	if err := w.Add(filepath.Dir(s.path)); err != nil {
 		return err
 	}
+	if s.watching != nil {
+		close(s.watching)
+	}
 	tick := time.NewTicker(s.PollInterval)
 	defer tick.Stop()
+	s.follow(ctx, log, w.Events, w.Errors, tick.C)
+	return nil
+}
+
+// follow reloads on file events (debounced) and on every tick until ctx
+// ends or the watcher closes.
+func (s *Store) follow(ctx context.Context, log logr.Logger, events <-chan fsnotify.Event, errs <-chan error, ticks <-chan time.Time) {
 	// Events come in bursts (create, chmod, rename); settle before reading.
 	var debounce <-chan time.Time
 	reload := func() {
@@ -119,23 +135,23 @@ func (s *PolicyStore) Watch(ctx context.Context, log logr.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
+			return
+		case ev, ok := <-events:
 			if !ok {
-				return nil
+				return
 			}
 			if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
 				debounce = time.After(100 * time.Millisecond)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
-				return nil
+				return
 			}
 			log.Error(err, "policy file watch error; polling continues", "path", s.path)
 		case <-debounce:
 			debounce = nil
 			reload()
-		case <-tick.C:
+		case <-ticks:
 			reload()
 		}
 	}

@@ -1,4 +1,8 @@
-package webhook
+// Package selftls serves the webhook's certificate from one Secret that
+// promenroll itself keeps: a CA and a serving certificate it creates,
+// rotates and puts in its webhook configurations' caBundle, with no
+// certificate controller in the cluster.
+package selftls
 
 import (
 	"bytes"
@@ -22,21 +26,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-)
-
-// TLS modes: where the serving certificate comes from.
-const (
-	// TLSSelfManaged: promenroll creates a CA and a serving certificate in
-	// its Secret, keeps its webhook configurations' caBundle current and
-	// rotates both; the certificate is read from the Secret through the
-	// API, not from a mounted file.
-	TLSSelfManaged = "selfManaged"
-	// TLSCertManager: cert-manager issues the Secret, which is mounted in
-	// CertDir; cert-manager's cainjector fills the caBundle.
-	TLSCertManager = "certManager"
-	// TLSExistingSecret: the user provides the Secret (mounted in CertDir)
-	// and the caBundle.
-	TLSExistingSecret = "existingSecret"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // Defaults of the self-managed certificates: a CA for ten years and a
@@ -50,7 +40,7 @@ const (
 	DefaultTrustSettle = 10 * time.Second
 )
 
-// SelfManagedTLS serves the certificate held in one Secret and, on the
+// Authority serves the certificate held in one Secret and, on the
 // leader only, keeps that Secret and the caBundle of the two webhook
 // configurations valid.
 //
@@ -62,7 +52,7 @@ const (
 // certificates it signs are served only once the caBundle has carried it
 // for Settle, so a rotation never presents a certificate the API server
 // does not trust yet.
-type SelfManagedTLS struct {
+type Authority struct {
 	Secret types.NamespacedName
 	// Names the API server calls the webhook by: DNS names or IPs. The
 	// first is the certificate's common name.
@@ -90,7 +80,7 @@ type SelfManagedTLS struct {
 }
 
 // SetDefaults fills zero durations and the clock.
-func (s *SelfManagedTLS) SetDefaults() {
+func (s *Authority) SetDefaults() {
 	if s.CAValidity == 0 {
 		s.CAValidity = DefaultCAValidity
 	}
@@ -109,7 +99,7 @@ func (s *SelfManagedTLS) SetDefaults() {
 // clusterstate.CacheOptions restricts the informers the rotation needs to the one
 // Secret and the two webhook configurations, by field selector: nothing
 // else is listed or held, and RBAC can grant list/watch by resourceNames.
-func (s *SelfManagedTLS) CacheOptions() map[client.Object]cache.ByObject {
+func (s *Authority) CacheOptions() map[client.Object]cache.ByObject {
 	byName := func(name string) fields.Selector { return fields.OneTermEqualSelector("metadata.name", name) }
 	return map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
@@ -124,7 +114,7 @@ func (s *SelfManagedTLS) CacheOptions() map[client.Object]cache.ByObject {
 // Watch registers the informers: the Secret's changes are served at once
 // by every replica and wake the leader's rotation, as do changes to the
 // webhook configurations (a caBundle reset by a GitOps sync is put back).
-func (s *SelfManagedTLS) Watch(ctx context.Context) error {
+func (s *Authority) Watch(ctx context.Context) error {
 	secrets, err := s.Cache.GetInformer(ctx, &corev1.Secret{})
 	if err != nil {
 		return fmt.Errorf("secret informer: %w", err)
@@ -158,7 +148,7 @@ func (s *SelfManagedTLS) Watch(ctx context.Context) error {
 	return nil
 }
 
-func (s *SelfManagedTLS) poke() {
+func (s *Authority) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -168,7 +158,7 @@ func (s *SelfManagedTLS) poke() {
 // load serves the Secret's certificate if it is valid now, for every
 // name, and signed by a CA of ca.crt; otherwise the certificate served so
 // far stays (the leader replaces the Secret's).
-func (s *SelfManagedTLS) load(sec *corev1.Secret) {
+func (s *Authority) load(sec *corev1.Secret) {
 	now := s.Now()
 	roots, err := parseCerts(sec.Data[SecretCACert])
 	if err != nil {
@@ -184,12 +174,12 @@ func (s *SelfManagedTLS) load(sec *corev1.Secret) {
 		return
 	}
 	s.serving.Store(served)
-	s.Metrics.CertExpiry.Set(float64(served.Leaf.NotAfter.Unix()))
+	s.Metrics.Expiry.Set(float64(served.Leaf.NotAfter.Unix()))
 	s.Log.Info("serving certificate loaded", "secret", s.Secret.String(), "serial", served.Leaf.SerialNumber.Text(16), "notAfter", served.Leaf.NotAfter.UTC().Format(time.RFC3339))
 }
 
 // GetCertificate is the webhook server's tls.Config.GetCertificate.
-func (s *SelfManagedTLS) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *Authority) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := s.serving.Load(); c != nil {
 		return c, nil
 	}
@@ -197,7 +187,7 @@ func (s *SelfManagedTLS) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate,
 }
 
 // Ready fails until a certificate valid now is served.
-func (s *SelfManagedTLS) Ready(*http.Request) error {
+func (s *Authority) Ready(*http.Request) error {
 	c := s.serving.Load()
 	if c == nil {
 		return fmt.Errorf("no valid serving certificate in Secret %s yet", s.Secret)
@@ -208,20 +198,20 @@ func (s *SelfManagedTLS) Ready(*http.Request) error {
 	return nil
 }
 
-// Rotator is the leader-only half: a manager.Runnable that needs leader
+// Rotation is the leader-only half, for the manager: it needs leader
 // election, so with two replicas exactly one writes.
-func (s *SelfManagedTLS) Rotator() *Rotator { return &Rotator{s: s} }
+func (s *Authority) Rotation() manager.Runnable { return rotation{s} }
 
-// Rotator keeps the Secret and the caBundles valid; see SelfManagedTLS.
-type Rotator struct{ s *SelfManagedTLS }
+// rotation keeps the Secret and the caBundles valid; see Authority.
+type rotation struct{ s *Authority }
 
 // NeedLeaderElection: only the leader writes.
-func (r *Rotator) NeedLeaderElection() bool { return true }
+func (rotation) NeedLeaderElection() bool { return true }
 
 // Start reconciles whenever the Secret or a webhook configuration changes,
 // when a certificate reaches its renewal point, and after errors (with
 // backoff up to 30s).
-func (r *Rotator) Start(ctx context.Context) error {
+func (r rotation) Start(ctx context.Context) error {
 	s := r.s
 	if s.Cache != nil && !s.Cache.WaitForCacheSync(ctx) {
 		return ctx.Err()
@@ -234,7 +224,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			s.Metrics.TLSErrors.Inc()
+			s.Metrics.Errors.Inc()
 			s.Log.Error(err, "certificate rotation", "retryIn", backoff.String())
 			next = backoff
 			backoff = min(backoff*2, 30*time.Second)
@@ -255,7 +245,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 
 // reconcile makes one step towards a valid Secret and caBundles and
 // returns when to look again.
-func (s *SelfManagedTLS) reconcile(ctx context.Context) (time.Duration, error) {
+func (s *Authority) reconcile(ctx context.Context) (time.Duration, error) {
 	now := s.Now()
 	var sec corev1.Secret
 	if err := s.Reader.Get(ctx, s.Secret, &sec); err != nil {
@@ -328,7 +318,7 @@ func earliest(now time.Time, ts ...time.Time) time.Time {
 // the Secret, or from the caBundle the API server trusts when the Secret
 // was garbage). The serving certificate is replaced at once only when
 // nothing valid is left to serve.
-func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data map[string][]byte, ca *keyPair, older []*x509.Certificate, problem string, now time.Time) error {
+func (s *Authority) renewCA(ctx context.Context, sec *corev1.Secret, data map[string][]byte, ca *keyPair, older []*x509.Certificate, problem string, now time.Time) error {
 	trusted := older
 	if ca != nil { // due for renewal: still valid
 		trusted = append([]*x509.Certificate{ca.Cert}, older...)
@@ -349,7 +339,7 @@ func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data m
 	if err != nil {
 		return err
 	}
-	s.Metrics.TLSIssued.WithLabelValues("ca", reasonLabel(problem)).Inc()
+	s.Metrics.Issued.WithLabelValues("ca", reasonLabel(problem)).Inc()
 	s.Log.Info("new CA", "secret", s.Secret.String(), "reason", problem, "notAfter", next.Cert.NotAfter.UTC().Format(time.RFC3339))
 	bundle := append(append([]byte{}, next.CertPEM...), encodeCerts(keep)...)
 	if served, _, _ := checkServing(data, keep, s.Names, now); served == nil {
@@ -365,7 +355,7 @@ func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data m
 			return err
 		}
 		data[SecretCert], data[SecretKey] = leaf.CertPEM, leaf.KeyPEM
-		s.Metrics.TLSIssued.WithLabelValues("serving", "new-ca").Inc()
+		s.Metrics.Issued.WithLabelValues("serving", "new-ca").Inc()
 	}
 	data[SecretCACert] = bundle
 	data[SecretCAKey] = next.KeyPEM
@@ -374,7 +364,7 @@ func (s *SelfManagedTLS) renewCA(ctx context.Context, sec *corev1.Secret, data m
 
 // trustedByAPIServer returns the CAs in the mutating configuration's
 // caBundle (empty if there are none or they do not parse).
-func (s *SelfManagedTLS) trustedByAPIServer(ctx context.Context) []*x509.Certificate {
+func (s *Authority) trustedByAPIServer(ctx context.Context) []*x509.Certificate {
 	var mut admissionregistrationv1.MutatingWebhookConfiguration
 	if err := s.Reader.Get(ctx, types.NamespacedName{Name: s.WebhookConfiguration}, &mut); err != nil || len(mut.Webhooks) == 0 {
 		return nil
@@ -383,20 +373,20 @@ func (s *SelfManagedTLS) trustedByAPIServer(ctx context.Context) []*x509.Certifi
 	return certs
 }
 
-func (s *SelfManagedTLS) issue(ctx context.Context, sec *corev1.Secret, data map[string][]byte, ca *keyPair, problem string, now time.Time) error {
+func (s *Authority) issue(ctx context.Context, sec *corev1.Secret, data map[string][]byte, ca *keyPair, problem string, now time.Time) error {
 	leaf, err := newServing(ca, s.Names, now, s.CertValidity)
 	if err != nil {
 		return err
 	}
 	data[SecretCert], data[SecretKey] = leaf.CertPEM, leaf.KeyPEM
-	s.Metrics.TLSIssued.WithLabelValues("serving", reasonLabel(problem)).Inc()
+	s.Metrics.Issued.WithLabelValues("serving", reasonLabel(problem)).Inc()
 	s.Log.Info("new serving certificate", "secret", s.Secret.String(), "reason", problem, "serial", leaf.Cert.SerialNumber.Text(16), "notAfter", leaf.Cert.NotAfter.UTC().Format(time.RFC3339))
 	return s.write(ctx, sec, data)
 }
 
 // write updates the Secret; the resourceVersion it was read at makes a
 // concurrent writer's change a conflict, never a lost update.
-func (s *SelfManagedTLS) write(ctx context.Context, sec *corev1.Secret, data map[string][]byte) error {
+func (s *Authority) write(ctx context.Context, sec *corev1.Secret, data map[string][]byte) error {
 	upd := sec.DeepCopy()
 	upd.Data = data
 	if upd.Type == "" {
@@ -410,7 +400,7 @@ func (s *SelfManagedTLS) write(ctx context.Context, sec *corev1.Secret, data map
 
 // ensureBundle sets every webhook's caBundle in both configurations to
 // bundle and reports whether it changed anything.
-func (s *SelfManagedTLS) ensureBundle(ctx context.Context, bundle []byte) (bool, error) {
+func (s *Authority) ensureBundle(ctx context.Context, bundle []byte) (bool, error) {
 	changed := false
 	key := types.NamespacedName{Name: s.WebhookConfiguration}
 	var mut admissionregistrationv1.MutatingWebhookConfiguration

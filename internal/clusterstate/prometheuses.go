@@ -16,15 +16,15 @@ type PrometheusLister interface {
 	Prometheuses(ctx context.Context) ([]policy.PrometheusSelectors, error)
 }
 
-// CachedPrometheuses lists Prometheus (and, with Agents, PrometheusAgent)
+// cachedPrometheuses lists Prometheus (and, with Agents, PrometheusAgent)
 // objects from the manager's informer cache (list/watch).
-type CachedPrometheuses struct {
+type cachedPrometheuses struct {
 	Cache  client.Reader
 	Agents bool
 }
 
 // Prometheuses implements PrometheusLister.
-func (c CachedPrometheuses) Prometheuses(ctx context.Context) ([]policy.PrometheusSelectors, error) {
+func (c cachedPrometheuses) Prometheuses(ctx context.Context) ([]policy.PrometheusSelectors, error) {
 	var list monv1.PrometheusList
 	if err := c.Cache.List(ctx, &list); err != nil {
 		return nil, fmt.Errorf("list Prometheuses: %w", err)

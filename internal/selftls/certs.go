@@ -1,4 +1,4 @@
-package webhook
+package selftls
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"time"
 )
 
@@ -238,4 +239,22 @@ func checkServing(data map[string][]byte, roots []*x509.Certificate, names []str
 		return &pair, signer, "due for renewal"
 	}
 	return &pair, signer, ""
+}
+
+// LoadCertPool reads the PEM certificates at path (the file named by flag)
+// into a pool, for verifying clients.
+func LoadCertPool(flag, path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	certs, err := parseCerts(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w (want PEM certificates)", flag, path, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
 }

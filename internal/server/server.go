@@ -1,9 +1,12 @@
-package webhook
+// Package server wires `promenroll serve`: the controller-runtime manager,
+// the webhook server and its TLS, the caches the decisions read, the
+// policy store, the limiter, probes and metrics, and a shutdown that
+// drops readiness before it stops serving.
+package server
 
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -22,21 +25,33 @@ import (
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/promenroll/promenroll/clusterstate"
-	"github.com/promenroll/promenroll/limit"
+	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/limit"
+	"github.com/promenroll/promenroll/internal/policystore"
+	"github.com/promenroll/promenroll/internal/selftls"
 	"github.com/promenroll/promenroll/policy"
+	"github.com/promenroll/promenroll/webhook"
 )
 
-// Paths the webhook configurations in deploy/ call.
+// TLS modes: where the serving certificate comes from.
 const (
-	MutatePath   = "/mutate"
-	ValidatePath = "/validate"
+	// TLSSelfManaged: promenroll creates a CA and a serving certificate in
+	// its Secret, keeps its webhook configurations' caBundle current and
+	// rotates both (package selftls); the certificate is read from the
+	// Secret through the API, not from a mounted file.
+	TLSSelfManaged = "selfManaged"
+	// TLSCertManager: cert-manager issues the Secret, which is mounted in
+	// CertDir; cert-manager's cainjector fills the caBundle.
+	TLSCertManager = "certManager"
+	// TLSExistingSecret: the user provides the Secret (mounted in CertDir)
+	// and the caBundle.
+	TLSExistingSecret = "existingSecret"
 )
 
 // Config is the configuration of `promenroll serve`. Zero values are
@@ -64,7 +79,7 @@ type Config struct {
 	// CAValidity and CertValidity: self-managed lifetimes (defaults 10
 	// years and 1 year; renewed two thirds into their life).
 	CAValidity, CertValidity time.Duration
-	// TrustSettle: see SelfManagedTLS.Settle. Default 10s.
+	// TrustSettle: see selftls.Authority.Settle. Default 10s.
 	TrustSettle time.Duration
 	// ClientCAFile, if set, requires callers (the API server) to present a
 	// client certificate signed by one of its CAs.
@@ -100,7 +115,7 @@ type Config struct {
 	// GracefulShutdownTimeout bounds waiting for in-flight requests.
 	// Default 30s.
 	GracefulShutdownTimeout time.Duration
-	// clusterstate.CRDCheckInterval is how often the Prometheus and PrometheusAgent CRDs
+	// CRDCheckInterval is how often the Prometheus and PrometheusAgent CRDs
 	// are looked for (informers start when one appears, stop when it goes).
 	// Default clusterstate.CRDCheckInterval (30s).
 	CRDCheckInterval time.Duration
@@ -142,7 +157,7 @@ func (c *Config) SetDefaults() {
 		c.CRDCheckInterval = clusterstate.CRDCheckInterval
 	}
 	if c.Registry == nil {
-		c.Registry = DefaultRegistry
+		c.Registry = ctrlmetrics.Registry
 	}
 	if c.TLSMode == "" {
 		c.TLSMode = TLSSelfManaged
@@ -172,7 +187,7 @@ func (c *Config) Validate() error {
 		if c.CAValidity < 0 || c.CertValidity < 0 || (c.CAValidity > 0 && c.CertValidity > c.CAValidity) {
 			errs = append(errs, errors.New("--tls-cert-validity must be positive and not longer than --tls-ca-validity"))
 		}
-		errs = append(errs, ValidateNames(c.TLSExtraNames))
+		errs = append(errs, selftls.ValidateNames(c.TLSExtraNames))
 	case TLSCertManager, TLSExistingSecret:
 		if c.CertDir == "" {
 			errs = append(errs, fmt.Errorf("--tls-mode=%s needs --cert-dir: the folder holding tls.crt and tls.key", c.TLSMode))
@@ -186,7 +201,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--tls-mode %q: use selfManaged, certManager or existingSecret", c.TLSMode))
 	}
 	if c.ClientCAFile != "" {
-		if _, err := loadClientCAs(c.ClientCAFile); err != nil {
+		if _, err := selftls.LoadCertPool("--client-ca", c.ClientCAFile); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -211,23 +226,23 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	metrics := NewMetrics(cfg.Registry)
-	store, err := NewPolicyStore(cfg.PolicyPath, policy.Options{OwnNamespace: cfg.Namespace}, metrics)
+	metrics := webhook.NewMetrics(cfg.Registry)
+	store, err := policystore.New(cfg.PolicyPath, policy.Options{OwnNamespace: cfg.Namespace}, policystore.NewMetrics(cfg.Registry))
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	p := store.Policy()
 	log.Info("policy loaded", "path", cfg.PolicyPath, "generation", p.Generation, "mode", p.Source.Mode, "enrollRules", len(p.Source.Enroll))
 
-	restCfg, err := RESTConfig(cfg.Kubeconfig, "promenroll")
+	restCfg, err := clusterstate.RESTConfig(cfg.Kubeconfig, "promenroll")
 	if err != nil {
 		return fmt.Errorf("kubernetes client config: %w", err)
 	}
-	var selfTLS *SelfManagedTLS
+	var selfTLS *selftls.Authority
 	if cfg.TLSMode == TLSSelfManaged {
-		selfTLS = &SelfManagedTLS{
+		selfTLS = &selftls.Authority{
 			Secret:               types.NamespacedName{Namespace: cfg.Namespace, Name: cfg.TLSSecret},
-			Names:                ServingNames(cfg.TLSService, cfg.Namespace, cfg.TLSExtraNames),
+			Names:                selftls.ServingNames(cfg.TLSService, cfg.Namespace, cfg.TLSExtraNames),
 			WebhookConfiguration: cfg.WebhookConfiguration,
 			CAValidity:           cfg.CAValidity,
 			CertValidity:         cfg.CertValidity,
@@ -240,11 +255,11 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		return fmt.Errorf("set up manager: %w", err)
 	}
 	if selfTLS != nil {
-		selfTLS.Cache, selfTLS.Reader, selfTLS.Client, selfTLS.Metrics, selfTLS.Log = mgr.GetCache(), mgr.GetCache(), mgr.GetClient(), metrics, log.WithName("tls")
+		selfTLS.Cache, selfTLS.Reader, selfTLS.Client, selfTLS.Metrics, selfTLS.Log = mgr.GetCache(), mgr.GetCache(), mgr.GetClient(), selftls.NewMetrics(cfg.Registry), log.WithName("tls")
 		if err := selfTLS.Watch(ctx); err != nil {
 			return err
 		}
-		if err := mgr.Add(selfTLS.Rotator()); err != nil {
+		if err := mgr.Add(selfTLS.Rotation()); err != nil {
 			return err
 		}
 		if err := mgr.AddReadyzCheck("tls", selfTLS.Ready); err != nil {
@@ -274,7 +289,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	srv := mgr.GetWebhookServer()
 	// Large requests are bounded before their bodies are read, on both paths.
 	limiter := limit.New(limit.Config{MaxInFlight: cfg.MaxHeavyValidations, InFlightBytes: cfg.HeavyInFlightBytes, HeavyBytes: cfg.HeavyBytes, Budget: cfg.QueueBudget}, metrics.Shed)
-	srv.Register(MutatePath, Endpoint("mutate", &Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, limiter))
+	srv.Register(webhook.MutatePath, webhook.Endpoint("mutate", &webhook.Mutator{Policies: store, Namespaces: namespaces, Prometheuses: prometheuses, Metrics: metrics}, limiter))
 	// Services: the monitor gate's warnings (a port no Service declares).
 	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Service{}); err != nil {
 		return fmt.Errorf("service informer: %w", err)
@@ -287,7 +302,7 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		}
 	}
 	workloads := clusterstate.CachedWorkloads{Cache: mgr.GetCache()}
-	srv.Register(ValidatePath, Endpoint("validate", &Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
+	srv.Register(webhook.ValidatePath, webhook.Endpoint("validate", &webhook.Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -351,23 +366,7 @@ type everyReplica struct{ manager.Runnable }
 
 func (everyReplica) NeedLeaderElection() bool { return false }
 
-func loadClientCAs(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--client-ca: %w", err)
-	}
-	certs, err := parseCerts(data)
-	if err != nil {
-		return nil, fmt.Errorf("--client-ca %s: %w (want PEM certificates)", path, err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pool.AddCert(c)
-	}
-	return pool, nil
-}
-
-func newManager(restCfg *rest.Config, cfg Config, selfTLS *SelfManagedTLS, log logr.Logger) (manager.Manager, error) {
+func newManager(restCfg *rest.Config, cfg Config, selfTLS *selftls.Authority, log logr.Logger) (manager.Manager, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -388,7 +387,7 @@ func newManager(restCfg *rest.Config, cfg Config, selfTLS *SelfManagedTLS, log l
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = selfTLS.GetCertificate })
 	}
 	if cfg.ClientCAFile != "" {
-		pool, err := loadClientCAs(cfg.ClientCAFile)
+		pool, err := selftls.LoadCertPool("--client-ca", cfg.ClientCAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -426,19 +425,4 @@ func newManager(restCfg *rest.Config, cfg Config, selfTLS *SelfManagedTLS, log l
 		HealthProbeBindAddress:        cfg.HealthProbeBindAddress,
 		GracefulShutdownTimeout:       &cfg.GracefulShutdownTimeout,
 	})
-}
-
-// RESTConfig loads API server access: kubeconfig if given, else
-// $KUBECONFIG and the default loading rules, else the in-cluster config.
-func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, err
-	}
-	c.UserAgent = userAgent
-	return c, nil
 }
