@@ -7,8 +7,7 @@ RUN go mod download
 COPY cmd/ cmd/
 COPY policy/ policy/
 COPY webhook/ webhook/
-COPY clusterstate/ clusterstate/
-COPY limit/ limit/
+COPY internal/ internal/
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/promenroll ./cmd/promenroll
 

@@ -30,6 +30,7 @@ build: ## Build bin/promenroll.
 .PHONY: test
 test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus), the Helm chart.
 	$(GO) test $(TEST_FLAGS) ./...
+	cd test && $(GO) test $(TEST_FLAGS) ./...
 	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: test-chart
@@ -38,11 +39,11 @@ test-chart: test-bins ## Test the Helm chart with Helm's SDK: lint, renders, saf
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control plane).
-	$(GO) test $(TEST_FLAGS) ./policy/... ./clusterstate/... ./limit/... ./webhook/... ./cmd/...
+	$(GO) test $(TEST_FLAGS) ./policy/... ./internal/... ./webhook/... ./cmd/...
 
 .PHONY: test-e2e
 test-e2e: test-bins ## Run the end-to-end suite against a local kube-apiserver.
-	$(GO) test $(TEST_FLAGS) -v ./test/e2e/...
+	cd test && $(GO) test $(TEST_FLAGS) -v ./e2e/...
 
 .PHONY: test-bins
 test-bins: $(PROMETHEUS) $(OPERATOR) ## Build the control plane (bin/k8s), Prometheus and the Prometheus Operator (only when their pinned versions change).
@@ -86,9 +87,9 @@ $(OPERATOR_ADMISSION): test/tools/operator/go.mod test/tools/operator/go.sum tes
 .PHONY: bench
 bench: $(OPERATOR_ADMISSION) ## Go benchmarks; the load harness beside a no-op webhook and prometheus-operator's webhook; server CPU per request pinned to one core, open-loop at 1000 req/s; memory; overload; report in bin/bench-report.txt.
 	@mkdir -p $(BIN)
-	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./clusterstate/... ./limit/... ./webhook/... && \
-	  $(GO) run ./test/load -n 5000 -c 1 -operator $(OPERATOR_ADMISSION) && \
-	  $(GO) build -o $(BIN)/load ./test/load && \
+	set -o pipefail; { $(GO) test -run '^$$' -bench . -benchmem -count=1 ./policy/... ./internal/... ./webhook/... && \
+	  (cd test && $(GO) run ./load -n 5000 -c 1 -operator $(OPERATOR_ADMISSION)) && \
+	  (cd test && $(GO) build -o $(BIN)/load ./load) && \
 	  taskset -c 1 $(BIN)/load -pinned -n 5000 -c 8 -rate 1000 && \
 	  taskset -c 1 $(BIN)/load -memory && \
 	  taskset -c 1 $(BIN)/load -overload -overload-for $(OVERLOAD_FOR); } 2>&1 | tee $(BIN)/bench-report.txt
@@ -96,12 +97,12 @@ bench: $(OPERATOR_ADMISSION) ## Go benchmarks; the load harness beside a no-op w
 OVERLOAD_FOR ?= 60s
 .PHONY: bench-overload
 bench-overload: ## Overload: 512 KiB rule validations at twice a pinned server's capacity for OVERLOAD_FOR (60s) beside Deployment CREATEs; fails if a target is missed (about 90 s).
-	$(GO) build -o $(BIN)/load ./test/load
+	cd test && $(GO) build -o $(BIN)/load ./load
 	taskset -c 1 $(BIN)/load -overload -overload-for $(OVERLOAD_FOR)
 
 .PHONY: bench-memory
 bench-memory: ## Memory: four concurrent 1.4 MiB rule validations, peak RSS against deploy/'s memory limit; fails if over it (about 10 s).
-	$(GO) build -o $(BIN)/load ./test/load
+	cd test && $(GO) build -o $(BIN)/load ./load
 	taskset -c 1 $(BIN)/load -memory
 
 .PHONY: fuzz
@@ -119,11 +120,12 @@ hygiene: ## Fail on tracked files over 1 MiB outside testdata or compiled binari
 lint: hygiene ## gofmt and go vet (and hygiene).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd test && $(GO) vet ./...
 	cd test/chart && $(GO) vet ./...
 
 .PHONY: demo
 demo: test-bins build ## Run promenroll against a local control plane and show what it does (ARGS=--once to exit).
-	$(GO) run ./test/demo $(ARGS)
+	cd test && $(GO) run ./demo $(ARGS)
 
 .PHONY: deploy
 deploy: ## Install into the current kubectl context (needs cert-manager): kubectl apply -k deploy/cert-manager.
@@ -139,4 +141,4 @@ clean: ## Remove bin/ (control-plane binaries included).
 
 .PHONY: load
 load: ## Load-test the /mutate and /validate handlers over HTTPS on 127.0.0.1 (bounded: N=20000 C=8).
-	$(GO) run ./test/load -n $(or $(N),20000) -c $(or $(C),8)
+	cd test && $(GO) run ./load -n $(or $(N),20000) -c $(or $(C),8)

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 const enrollPolicy = `apiVersion: promenroll.io/v1alpha1
@@ -178,7 +178,7 @@ func TestEnroll(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := p.Enroll(tt.req)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := testdiff.Diff(tt.want, got); diff != "" {
 				t.Errorf("Enroll() mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -244,7 +244,7 @@ func TestNeedsOldNeverChangesADecision(t *testing.T) {
 				for _, ns := range []Namespace{monitoringNS, {Name: "shop"}, {Name: "legacy"}} {
 					with := p.Enroll(EnrollRequest{Operation: Update, Object: obj, Old: &old, Namespace: ns})
 					without := p.Enroll(EnrollRequest{Operation: Update, Object: obj, Namespace: ns})
-					if diff := cmp.Diff(with, without); diff != "" {
+					if diff := testdiff.Diff(with, without); diff != "" {
 						t.Errorf("NeedsOld(%+v) is false but the stored %+v changes the decision (-with +without):\n%s", obj, old, diff)
 					}
 					checked++
@@ -325,7 +325,7 @@ monitors:
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, p.MonitorLabels(tt.obj, tt.ns, nil)); diff != "" {
+			if diff := testdiff.Diff(tt.want, p.MonitorLabels(tt.obj, tt.ns, nil)); diff != "" {
 				t.Errorf("MonitorLabels() mismatch (-want +got):\n%s", diff)
 			}
 		})

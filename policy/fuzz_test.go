@@ -9,6 +9,8 @@ import (
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 // FuzzParsePolicy: no policy document may panic or hang the loader.
@@ -47,8 +49,8 @@ func FuzzCheckPrometheusRule(f *testing.F) {
 		}
 		first := p.CheckPrometheusRule(&pr, len(raw), Namespace{Name: "shop"})
 		second := p.CheckPrometheusRule(&pr, len(raw), Namespace{Name: "shop"})
-		if len(first.Findings) != len(second.Findings) {
-			t.Fatalf("verdict varies: %d vs %d findings", len(first.Findings), len(second.Findings))
+		if d := testdiff.Diff(first, second); d != "" {
+			t.Fatalf("verdict varies between two runs:\n%s", d)
 		}
 		var spec struct {
 			Spec RawRuleSpec `json:"spec"`
@@ -95,8 +97,8 @@ func FuzzCheckMonitor(f *testing.F) {
 				return p.CheckServiceMonitor(&o, ns)
 			}
 		}
-		if a, b := check(), check(); len(a.Findings) != len(b.Findings) {
-			t.Fatalf("verdict varies: %d vs %d findings", len(a.Findings), len(b.Findings))
+		if d := testdiff.Diff(check(), check()); d != "" {
+			t.Fatalf("verdict varies between two runs:\n%s", d)
 		}
 	})
 }

@@ -4,9 +4,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 func TestGateWarnsAboutATimeoutAboveTheLoadingPrometheusInterval(t *testing.T) {
@@ -41,7 +42,7 @@ func TestGateWarnsAboutATimeoutAboveTheLoadingPrometheusInterval(t *testing.T) {
 			for _, e := range res.Report.Warnings() {
 				got = append(got, e.Error())
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := testdiff.Diff(tt.want, got); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 			if d := res.Report.Denials(); len(d) > 0 {

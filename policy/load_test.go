@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 func TestParseRejectsInvalidPolicies(t *testing.T) {
@@ -109,7 +109,7 @@ enroll:
 			if !errors.As(err, &perr) {
 				t.Fatalf("Parse() error = %v, want *policy.Error", err)
 			}
-			if diff := cmp.Diff(tt.want, perr.Problems); diff != "" {
+			if diff := testdiff.Diff(tt.want, perr.Problems); diff != "" {
 				t.Errorf("problems mismatch (-want +got):\n%s", diff)
 			}
 			if !strings.Contains(err.Error(), "policy policy.yaml is invalid") {
@@ -130,7 +130,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			Require: Require{Level: LevelDeny, Levels: RequireLevels{AlertLabels: LevelDeny, AlertAnnotations: LevelDeny, SeverityValues: LevelDeny}},
 			Lint:    Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
 	}
-	if diff := cmp.Diff(want, p.Source); diff != "" {
+	if diff := testdiff.Diff(want, p.Source); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)
 	}
 	if p.Generation == "" {

@@ -4,10 +4,11 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 // fakeServices serves Services from a slice, as a cache would.
@@ -71,7 +72,7 @@ func TestServiceMonitorTargetWarnings(t *testing.T) {
 				}
 				got = append(got, f.Err.Error())
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := testdiff.Diff(tt.want, got); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 		})
@@ -122,7 +123,7 @@ func TestPodMonitorTargetWarnings(t *testing.T) {
 			for _, f := range PodMonitorTargetWarnings(tt.pm, workloads) {
 				got = append(got, f.Err.Error())
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := testdiff.Diff(tt.want, got); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 		})

@@ -3,8 +3,9 @@ package policy
 import (
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 func TestAutoSelect(t *testing.T) {
@@ -57,7 +58,7 @@ func TestAutoSelect(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, p.MonitorLabels(tt.obj, tt.ns, tt.proms)); diff != "" {
+			if diff := testdiff.Diff(tt.want, p.MonitorLabels(tt.obj, tt.ns, tt.proms)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 const mutationPolicy = `apiVersion: promenroll.io/v1alpha1
@@ -253,7 +254,7 @@ func TestMutationTable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if d := cmp.Diff(tt.want, mutate(t, p, tt.gk, tt.req)); d != "" {
+			if d := testdiff.Diff(tt.want, mutate(t, p, tt.gk, tt.req)); d != "" {
 				t.Errorf("mutation (-want +got):\n%s", d)
 			}
 		})

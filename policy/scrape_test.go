@@ -4,8 +4,9 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 const scrapePolicy = `apiVersion: promenroll.io/v1alpha1
@@ -125,7 +126,7 @@ func TestScrapeAnnotationsAreInjectedLikeLabels(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, p.Enroll(tt.req)); diff != "" {
+			if diff := testdiff.Diff(tt.want, p.Enroll(tt.req)); diff != "" {
 				t.Errorf("Enroll() mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -165,7 +166,7 @@ enroll:
 		`enroll[1].scrape: Required value: set port, path or scheme, or leave scrape out`,
 		`enroll[2].scrape.port: Invalid value: "not a name": not a port number (1-65535) nor a port name: must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)`,
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := testdiff.Diff(want, got); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }

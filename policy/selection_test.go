@@ -3,8 +3,9 @@ package policy
 import (
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 func TestSelectingPrometheuses(t *testing.T) {
@@ -39,7 +40,7 @@ func TestSelectingPrometheuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, SelectingPrometheuses(proms, tt.obj, tt.ns)); diff != "" {
+			if diff := testdiff.Diff(tt.want, SelectingPrometheuses(proms, tt.obj, tt.ns)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -86,7 +87,7 @@ func TestWhyNotSelected(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, WhyNotSelected(tt.proms, tt.obj, tt.ns)); diff != "" {
+			if diff := testdiff.Diff(tt.want, WhyNotSelected(tt.proms, tt.obj, tt.ns)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 // A Deployment as the API server sends it: pod template labels equal the
@@ -50,13 +51,13 @@ func TestMutateDeploymentCreate(t *testing.T) {
 		t.Errorf("patch =\n%s\nwant\n%s", r.Patch, wantPatch)
 	}
 	got := applyPatch(t, deploymentJSON, r)
-	if diff := cmp.Diff(map[string]any{"app.kubernetes.io/name": "api", "monitoring.promenroll.io/scrape": "true", "team": "payments"}, labelsAt(t, got, "metadata", "labels")); diff != "" {
+	if diff := testdiff.Diff(map[string]any{"app.kubernetes.io/name": "api", "monitoring.promenroll.io/scrape": "true", "team": "payments"}, labelsAt(t, got, "metadata", "labels")); diff != "" {
 		t.Errorf("metadata.labels (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]any{"app.kubernetes.io/name": "api", "monitoring.promenroll.io/pod-scrape": "true"}, labelsAt(t, got, "spec", "template", "metadata", "labels")); diff != "" {
+	if diff := testdiff.Diff(map[string]any{"app.kubernetes.io/name": "api", "monitoring.promenroll.io/pod-scrape": "true"}, labelsAt(t, got, "spec", "template", "metadata", "labels")); diff != "" {
 		t.Errorf("pod template labels (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]any{"app.kubernetes.io/name": "api"}, labelsAt(t, got, "spec", "selector", "matchLabels")); diff != "" {
+	if diff := testdiff.Diff(map[string]any{"app.kubernetes.io/name": "api"}, labelsAt(t, got, "spec", "selector", "matchLabels")); diff != "" {
 		t.Errorf("spec.selector changed (-want +got):\n%s", diff)
 	}
 	var orig map[string]any
@@ -66,7 +67,7 @@ func TestMutateDeploymentCreate(t *testing.T) {
 	delete(orig["metadata"].(map[string]any), "labels")
 	delete(got["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any), "labels")
 	delete(orig["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any), "labels")
-	if diff := cmp.Diff(orig, got); diff != "" {
+	if diff := testdiff.Diff(orig, got); diff != "" {
 		t.Errorf("the patch changed more than labels (-orig +patched):\n%s", diff)
 	}
 }
@@ -130,10 +131,10 @@ func TestMutateUpdateIsStickyAndAddsNoNewPodTemplateLabels(t *testing.T) {
 	// kubectl replace with the original manifest: policy labels dropped.
 	r := s.admit(t, MutatePath, review(deploymentGVK, admissionv1.Update, "shop", deploymentJSON, created))
 	got := applyPatch(t, deploymentJSON, r)
-	if diff := cmp.Diff(labelsAt(t, created, "metadata", "labels"), labelsAt(t, got, "metadata", "labels")); diff != "" {
+	if diff := testdiff.Diff(labelsAt(t, created, "metadata", "labels"), labelsAt(t, got, "metadata", "labels")); diff != "" {
 		t.Errorf("metadata labels not put back (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(labelsAt(t, created, "spec", "template", "metadata", "labels"), labelsAt(t, got, "spec", "template", "metadata", "labels")); diff != "" {
+	if diff := testdiff.Diff(labelsAt(t, created, "spec", "template", "metadata", "labels"), labelsAt(t, got, "spec", "template", "metadata", "labels")); diff != "" {
 		t.Errorf("pod template labels not put back (-want +got):\n%s", diff)
 	}
 
@@ -176,7 +177,7 @@ func TestMutateDryRunNamespaceWarnsWithoutPatching(t *testing.T) {
 		"[dry-run] would add metadata.labels team=lab (rule workloads)",
 		"[dry-run] would add spec.template.metadata.labels monitoring.promenroll.io/pod-scrape=true (rule workloads)",
 	}
-	if diff := cmp.Diff(want, r.Warnings); diff != "" {
+	if diff := testdiff.Diff(want, r.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
 	if r.AuditAnnotations["dry-run"] == "" {
@@ -245,7 +246,7 @@ func TestMutateService(t *testing.T) {
 	if labelsAt(t, got, "metadata", "labels")["monitoring.promenroll.io/scrape"] != "true" {
 		t.Errorf("Service not enrolled: %s", r.Patch)
 	}
-	if diff := cmp.Diff(map[string]any{"app.kubernetes.io/name": "web"}, labelsAt(t, got, "spec", "selector")); diff != "" {
+	if diff := testdiff.Diff(map[string]any{"app.kubernetes.io/name": "web"}, labelsAt(t, got, "spec", "selector")); diff != "" {
 		t.Errorf("Service spec.selector changed: %s", diff)
 	}
 }
@@ -297,7 +298,7 @@ func TestMutateWritesScrapeAnnotations(t *testing.T) {
 			if string(r.Patch) != tt.wantPatch {
 				t.Errorf("patch =\n%s\nwant\n%s", r.Patch, tt.wantPatch)
 			}
-			if diff := cmp.Diff(tt.wantWarn, r.Warnings); diff != "" {
+			if diff := testdiff.Diff(tt.wantWarn, r.Warnings); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 			applyPatch(t, tt.obj, r) // the patch applies to the object as sent

@@ -9,12 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/promenroll/promenroll/internal/policystore"
+	"github.com/promenroll/promenroll/internal/testdiff"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -49,7 +49,7 @@ func TestValidateDeniesWithEveryProblemInTheMessage(t *testing.T) {
 	for _, c := range r.Result.Details.Causes {
 		fields = append(fields, c.Field)
 	}
-	if diff := cmp.Diff([]string{"spec.groups[0].rules[0].expr", "spec.groups[0].rules[1].labels[severity]"}, fields); diff != "" {
+	if diff := testdiff.Diff([]string{"spec.groups[0].rules[0].expr", "spec.groups[0].rules[1].labels[severity]"}, fields); diff != "" {
 		t.Errorf("causes (-want +got):\n%s", diff)
 	}
 }
@@ -106,10 +106,10 @@ func TestMutatePrometheusRuleCoercesNonStringLabels(t *testing.T) {
 	r := s.admit(t, MutatePath, review(prometheusRuleGVK, admissionv1.Create, "shop", obj, nil))
 	got := applyPatch(t, obj, r)
 	rule := got["spec"].(map[string]any)["groups"].([]any)[0].(map[string]any)["rules"].([]any)[0].(map[string]any)
-	if diff := cmp.Diff(map[string]any{"severity": "1", "page": "true", "team": "x"}, rule["labels"]); diff != "" {
+	if diff := testdiff.Diff(map[string]any{"severity": "1", "page": "true", "team": "x"}, rule["labels"]); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]any{"priority": "2.5"}, rule["annotations"]); diff != "" {
+	if diff := testdiff.Diff(map[string]any{"priority": "2.5"}, rule["annotations"]); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
 	if labelsAt(t, got, "metadata", "labels")["release"] != "kube-prometheus-stack" {
@@ -284,7 +284,7 @@ func TestValidateMonitors(t *testing.T) {
 			for _, c := range r.Result.Details.Causes {
 				fields = append(fields, c.Field)
 			}
-			if diff := cmp.Diff(tt.wantCauses, fields); diff != "" {
+			if diff := testdiff.Diff(tt.wantCauses, fields); diff != "" {
 				t.Errorf("causes (-want +got):\n%s", diff)
 			}
 			if r.Result.Details.Kind != tt.gvk.Kind || !strings.HasPrefix(r.Result.Message, tt.gvk.Kind+` "shop" is invalid: 1 problem(s): `+tt.wantCauses[0]) {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/internal/policystore"
+	"github.com/promenroll/promenroll/internal/testdiff"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/webhook"
 )
@@ -286,7 +286,7 @@ spec:
 		{Level: "deny", Code: "promql", Field: "spec.groups[0].rules[0].expr", Line: 32},
 		{Level: "deny", Code: "severity_values", Field: "spec.groups[0].rules[0].labels[severity]", Line: 33},
 	}
-	if d := cmp.Diff(want, got); d != "" || !rule.Denied {
+	if d := testdiff.Diff(want, got); d != "" || !rule.Denied {
 		t.Errorf("rule findings (-want +got):\n%s", d)
 	}
 }
@@ -331,12 +331,12 @@ func TestCheckYAMLAppliesTheMutationsOnly(t *testing.T) {
 	delete(labels, "team")
 	delete(labels, "monitoring.promenroll.io/scrape")
 	delete(after["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["labels"].(map[string]any), "monitoring.promenroll.io/scrape")
-	if d := cmp.Diff(before, after); d != "" {
+	if d := testdiff.Diff(before, after); d != "" {
 		t.Errorf("-o yaml changed more than the labels (-input +output):\n%s", d)
 	}
 	again, _, _ := checkRun(t, out, "--policy", examplePolicy, "-o", "yaml", "-")
 	if again != out {
-		t.Errorf("check -o yaml on its own output changed it:\n%s", cmp.Diff(out, again))
+		t.Errorf("check -o yaml on its own output changed it:\n%s", testdiff.Diff(out, again))
 	}
 }
 
@@ -433,7 +433,7 @@ func TestCheckAndServeAgree(t *testing.T) {
 			if len(fromServe) == 0 {
 				t.Fatalf("the fixture gets no label from the webhook: %s", raw)
 			}
-			if d := cmp.Diff(fromServe, fromCheck); d != "" {
+			if d := testdiff.Diff(fromServe, fromCheck); d != "" {
 				t.Errorf("serve and check differ (-serve +check):\n%s", d)
 			}
 			if !slices.Equal(answer.Response.Warnings, warningsOf(res.Objects[1])) {

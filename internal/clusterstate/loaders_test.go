@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	"github.com/google/go-cmp/cmp"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 // fakeInformers records which informers were started and removed, and
@@ -70,13 +71,13 @@ func TestDynamicPrometheusesFollowTheCRDs(t *testing.T) {
 		if err := d.Sync(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(wantStarted, informers.started); diff != "" {
+		if diff := testdiff.Diff(wantStarted, informers.started); diff != "" {
 			t.Errorf("%s: informers started (-want +got):\n%s", what, diff)
 		}
-		if diff := cmp.Diff(wantRemoved, informers.removed); diff != "" {
+		if diff := testdiff.Diff(wantRemoved, informers.removed); diff != "" {
 			t.Errorf("%s: informers removed (-want +got):\n%s", what, diff)
 		}
-		if diff := cmp.Diff(wantNames, names()); diff != "" {
+		if diff := testdiff.Diff(wantNames, names()); diff != "" {
 			t.Errorf("%s: loaders (-want +got):\n%s", what, diff)
 		}
 	}

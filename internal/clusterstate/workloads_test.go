@@ -5,10 +5,11 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 func TestTrimWorkloadKeepsWhatTheChecksRead(t *testing.T) {
@@ -23,7 +24,7 @@ func TestTrimWorkloadKeepsWhatTheChecksRead(t *testing.T) {
 	got, _ := trimWorkload(d)
 	w := WorkloadOf("Deployment", &got.(*appsv1.Deployment).ObjectMeta, &got.(*appsv1.Deployment).Spec.Template)
 	want := WorkloadOf("Deployment", &d.ObjectMeta, &d.Spec.Template)
-	if diff := cmp.Diff(want, w); diff != "" {
+	if diff := testdiff.Diff(want, w); diff != "" {
 		t.Errorf("the trimmed workload reads differently (-want +got):\n%s", diff)
 	}
 	tr := got.(*appsv1.Deployment)

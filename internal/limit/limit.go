@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 )
 
 // Defaults of the limit on large requests.
@@ -67,6 +68,7 @@ type Limiter struct {
 	heavyBytes int64
 	budget     time.Duration
 	shedCount  *prometheus.CounterVec
+	clock      clock.PassiveClock
 }
 
 // Config sizes a Limiter; zero values take the defaults.
@@ -87,6 +89,9 @@ type Config struct {
 	// DefaultQueueBudget; never more than half the API server's timeout
 	// for the call.
 	Budget time.Duration
+	// Clock tells when a heavy request last started at once (sustained
+	// overload). Default: the real clock.
+	Clock clock.PassiveClock
 }
 
 // New returns a Limiter sized by c; shed counts its refusals by webhook
@@ -101,14 +106,17 @@ func New(c Config, shed *prometheus.CounterVec) *Limiter {
 	if c.Budget <= 0 {
 		c.Budget = DefaultQueueBudget
 	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
 	if c.InFlightBytes <= 0 {
 		c.InFlightBytes = DefaultInFlightBytes(debug.SetMemoryLimit(-1))
 	}
 	l := &Limiter{
 		slots: make(chan struct{}, c.MaxInFlight), bytes: semaphore.NewWeighted(c.InFlightBytes), byteBudget: c.InFlightBytes,
-		heavyBytes: int64(c.HeavyBytes), budget: c.Budget, shedCount: shed,
+		heavyBytes: int64(c.HeavyBytes), budget: c.Budget, shedCount: shed, clock: c.Clock,
 	}
-	l.startedAt.Store(time.Now().UnixNano())
+	l.startedAt.Store(l.clock.Now().UnixNano())
 	return l
 }
 
@@ -160,13 +168,13 @@ func (l *Limiter) acquire(ctx context.Context, size int64, budget time.Duration)
 	select {
 	case l.slots <- struct{}{}:
 		if l.bytes.TryAcquire(weight) {
-			l.startedAt.Store(time.Now().UnixNano())
+			l.startedAt.Store(l.clock.Now().UnixNano())
 			return release, 0, nil
 		}
 		<-l.slots
 	default:
 	}
-	if time.Since(time.Unix(0, l.startedAt.Load())) > l.budget {
+	if l.clock.Since(time.Unix(0, l.startedAt.Load())) > l.budget {
 		budget = min(budget, l.budget/10)
 	}
 	ctx, cancel := context.WithTimeout(ctx, budget)

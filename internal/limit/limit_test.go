@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 // server serves /validate and /mutate behind a Limiter sized by c, each
@@ -147,7 +148,8 @@ func TestShedBudgetIsHalfTheAPIServersTimeout(t *testing.T) {
 // without waiting for a whole budget, a request waits a tenth of it; a
 // request that starts at once ends the overload.
 func TestSustainedOverloadShortensTheWait(t *testing.T) {
-	s := newServer(t, Config{MaxInFlight: 1, Budget: 500 * time.Millisecond})
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+	s := newServer(t, Config{MaxInFlight: 1, Budget: 500 * time.Millisecond, Clock: clk})
 	big := body(100 * 1024)
 	release, _, err := s.limiter.acquire(t.Context(), 100*1024, time.Second)
 	if err != nil {
@@ -156,15 +158,22 @@ func TestSustainedOverloadShortensTheWait(t *testing.T) {
 	// A burst: the last start without waiting is recent.
 	wantShed(t, s.URL+"/validate", big, "within 500ms")
 	// Sustained: the last start without waiting is older than the budget.
-	s.limiter.startedAt.Store(time.Now().Add(-time.Minute).UnixNano())
+	clk.SetTime(clk.Now().Add(time.Minute))
 	wantShed(t, s.URL+"/validate", big, "within 50ms")
 	release()
 	if !s.admitted(t, "/validate", big) {
 		t.Fatal("refused with a free slot")
 	}
-	if since := time.Since(time.Unix(0, s.limiter.startedAt.Load())); since > time.Minute/2 {
+	if since := clk.Since(time.Unix(0, s.limiter.startedAt.Load())); since != 0 {
 		t.Errorf("a request that started at once did not end the overload (last start %v ago)", since)
 	}
+	// Back to a burst: the next wait is the whole budget again.
+	release, _, err = s.limiter.acquire(t.Context(), 100*1024, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	wantShed(t, s.URL+"/validate", big, "within 500ms")
 }
 
 func TestDefaultInFlightBytes(t *testing.T) {

@@ -7,6 +7,7 @@ package testwait
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -32,18 +33,35 @@ func True(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	For(t, what, timeout, func() (bool, error) { return cond(), nil })
 }
 
-// Until polls cond until it holds or timeout passes (or ctx ends), for
-// helpers that report the failure themselves. The error names cond's last
-// error, if it had one.
+// Until polls cond every Interval until it holds or timeout passes (or
+// ctx ends), for helpers that report the failure themselves. The error
+// is cond's last error, if it had one.
 func Until(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	return Poll(ctx, Interval, timeout, cond)
+}
+
+// Poll is Until at another interval (a start-up figure measured to 10ms).
+// An error wrapped by Final ends the wait at once: the process being
+// waited for exited.
+func Poll(ctx context.Context, interval, timeout time.Duration, cond func() (bool, error)) error {
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, Interval, timeout, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(context.Context) (bool, error) {
 		ok, err := cond()
+		if f, isFinal := errors.AsType[finalError](err); isFinal {
+			return false, f.error
+		}
 		last = err
 		return ok && err == nil, nil
 	})
-	if err != nil && last != nil {
+	if wait.Interrupted(err) && last != nil {
 		return last
 	}
 	return err
 }
+
+// Final marks an error that ends Poll at once.
+func Final(err error) error { return finalError{err} }
+
+type finalError struct{ error }
+
+func (e finalError) Unwrap() error { return e.error }

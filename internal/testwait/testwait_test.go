@@ -27,3 +27,12 @@ func TestUntilNamesTheLastReasonWhenItNeverHolds(t *testing.T) {
 		t.Fatal("Until() = nil for a condition that never held")
 	}
 }
+
+func TestAFinalErrorEndsTheWaitAtOnce(t *testing.T) {
+	calls := 0
+	exited := errors.New("promenroll exited")
+	err := Until(context.Background(), time.Hour, func() (bool, error) { calls++; return false, Final(exited) })
+	if !errors.Is(err, exited) || calls != 1 {
+		t.Fatalf("Until() = %v after %d polls, want the final error after one", err, calls)
+	}
+}

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/internal/testwait"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/test/manifests"
 )
@@ -305,17 +306,6 @@ func (r *replica) leading() bool {
 	return r.metric("leader_election_master_status", `name="promenroll-tls"`) == 1
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	ctx := t.Context()
 	// Two replicas on the same port of two loopback addresses, behind one
@@ -400,7 +390,7 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 		return r
 	}
 	a, b := start("promenroll-a", "127.0.0.2"), start("promenroll-b", "127.0.0.3")
-	waitFor(t, "both replicas ready", 60*time.Second, func() bool {
+	testwait.True(t, "both replicas are ready", 60*time.Second, func() bool {
 		for _, r := range []*replica{a, b} {
 			if done, how := r.proc.Exited(); done {
 				t.Fatalf("%s: %s", r.name, how)
@@ -470,11 +460,13 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 			cas[string(certs[0].Raw)] = true
 		}
 	}
-	// loadUntil sends admissions from 4 clients while this goroutine
-	// watches the Secret, until stop (evaluated here only) or deadline.
-	loadUntil := func(deadline time.Time, stop func() bool) {
+	// loadUntil sends admissions from 4 clients (one each 20ms at most)
+	// while this goroutine watches the Secret, until stop (evaluated here
+	// only) or timeout.
+	loadUntil := func(timeout time.Duration, stop func() bool) {
 		var wg sync.WaitGroup
 		var done atomic.Bool
+		deadline := time.Now().Add(timeout)
 		for w := range 4 {
 			wg.Add(1)
 			go func() {
@@ -485,14 +477,11 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 				}
 			}()
 		}
-		for time.Now().Before(deadline) && !stop() {
-			observe()
-			time.Sleep(500 * time.Millisecond)
-		}
+		_ = testwait.Until(t.Context(), timeout, func() (bool, error) { observe(); return stop(), nil })
 		done.Store(true)
 		wg.Wait()
 	}
-	loadUntil(time.Now().Add(90*time.Second), func() bool { return len(serials) >= 3 && len(cas) >= 2 })
+	loadUntil(90*time.Second, func() bool { return len(serials) >= 3 && len(cas) >= 2 })
 	if len(serials) < 3 || len(cas) < 2 {
 		t.Errorf("in 90s: %d serving certificates and %d CAs seen, want 3 and 2 (rotation not happening)", len(serials), len(cas))
 	}
@@ -510,14 +499,14 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	if code := leader.proc.Stop(); code != 0 {
 		t.Errorf("%s exited %d on SIGTERM", leader.name, code)
 	}
-	waitFor(t, other.name+" to take the lease", 30*time.Second, other.leading)
+	testwait.True(t, other.name+" takes the lease", 30*time.Second, other.leading)
 	var lease coordinationv1.Lease
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "promenroll-tls"}, &lease); err != nil {
 		t.Fatal(err)
 	}
 	before := len(serials)
 	sent.Store(0)
-	loadUntil(time.Now().Add(40*time.Second), func() bool { return len(serials) > before })
+	loadUntil(40*time.Second, func() bool { return len(serials) > before })
 	if len(serials) <= before {
 		t.Errorf("no certificate renewed by %s after the leader stopped", other.name)
 	}
@@ -541,14 +530,14 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	repaired := func() bool {
 		return other.metric("promenroll_tls_certificates_issued_total", `certificate="ca",reason="unusable"`) > max(repairsBefore, 0)
 	}
-	loadUntil(time.Now().Add(30*time.Second), repaired)
+	loadUntil(30*time.Second, repaired)
 	if !repaired() {
 		t.Error("the garbage Secret was not repaired (or not counted)")
 	}
 	if failed.Load() > 0 {
 		t.Errorf("%d admissions failed while the garbage Secret was repaired; first: %v", failed.Load(), firstErr.Load())
 	}
-	waitFor(t, other.name+" to serve the repaired Secret's certificate", 30*time.Second, func() bool {
+	testwait.True(t, other.name+" serves the repaired Secret's certificate", 30*time.Second, func() bool {
 		want := pemCerts(secretFilled().Data["tls.crt"])
 		got := servedCert(other.addr)
 		return len(want) > 0 && got != nil && got.Equal(want[0])

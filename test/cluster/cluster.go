@@ -32,6 +32,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/promenroll/promenroll/internal/testwait"
 )
 
 // LogTails returns the last n lines of each log in LogDir, for failure
@@ -339,25 +341,25 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 	c.proc = p
 
 	// Polled every 10ms: ReadyAfter is a start-up figure.
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	err = testwait.Poll(ctx, 10*time.Millisecond, 60*time.Second, func() (bool, error) {
 		select {
 		case <-p.done:
 			c.proc = nil
-			return fmt.Errorf("promenroll exited during start-up: %v", p.cmd.ProcessState)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+			return false, testwait.Final(fmt.Errorf("promenroll exited during start-up: %v", p.cmd.ProcessState))
+		default:
 		}
-		if resp, err := http.Get("http://" + c.probe + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				c.readyAfter = time.Since(start)
-				return nil
-			}
+		resp, err := http.Get("http://" + c.probe + "/readyz")
+		if err != nil {
+			return false, err
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("promenroll did not become ready within 60s: %w", err)
 	}
-	return errors.New("promenroll did not become ready within 60s")
+	c.readyAfter = time.Since(start)
+	return nil
 }
 
 // ReadyAfter is how long the last StartWebhook took from starting the

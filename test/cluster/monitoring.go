@@ -23,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/promenroll/promenroll/internal/testwait"
 )
 
 // The Prometheus the harness runs, named and selecting as
@@ -248,21 +250,17 @@ func (c *Cluster) createPrometheus(ctx context.Context, creds credentials) error
 // waitForConfig waits for the operator's first configuration and writes it.
 func (m *Monitoring) waitForConfig(ctx context.Context, op *process) (string, error) {
 	config := filepath.Join(m.dir, "prometheus.yaml")
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	err := testwait.Until(ctx, 2*time.Minute, func() (bool, error) {
 		if done, why := op.exited(); done {
-			return "", errors.New(why)
+			return false, testwait.Final(errors.New(why))
 		}
-		if _, err := m.sync(ctx, config); err == nil {
-			return config, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
+		_, err := m.sync(ctx, config)
+		return err == nil, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("prometheus-operator wrote no configuration for %s/%s within 2m (%w): see %s", MonitoringNamespace, PrometheusName, err, op.log)
 	}
-	return "", fmt.Errorf("prometheus-operator wrote no configuration for %s/%s within 2m: see %s", MonitoringNamespace, PrometheusName, op.log)
+	return config, nil
 }
 
 // reloadLoop is the config-reloader: it follows the operator's Secret and
@@ -368,24 +366,21 @@ func writeIfChanged(path string, data []byte) (bool, error) {
 }
 
 func waitHTTP(ctx context.Context, u string, p *process, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
+	err := testwait.Until(ctx, limit, func() (bool, error) {
 		if done, why := p.exited(); done {
-			return errors.New(why)
+			return false, testwait.Final(errors.New(why))
 		}
-		if resp, err := http.Get(u); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		resp, err := http.Get(u)
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s did not answer 200 on %s within %s (%w): see %s", p.name, u, limit, err, p.log)
 	}
-	return fmt.Errorf("%s did not answer 200 on %s within %s: see %s", p.name, u, limit, p.log)
+	return nil
 }
 
 // stop ends everything the stack started, Prometheus first.

@@ -25,6 +25,7 @@ import (
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/promenroll/promenroll/internal/testwait"
 	"github.com/promenroll/promenroll/test/cluster"
 )
 
@@ -210,8 +211,8 @@ func (d *demo) prometheus(m *cluster.Monitoring) {
 	}
 	var active []cluster.Target
 	var groups []cluster.RuleGroup
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) && d.ctx.Err() == nil {
+	// Shown as it is after a minute at most, whether or not all is up.
+	_ = testwait.Until(d.ctx, time.Minute, func() (bool, error) {
 		active, _, _ = m.AllTargets(d.ctx)
 		groups, _ = m.RuleGroups(d.ctx)
 		up := map[string]int{}
@@ -222,11 +223,8 @@ func (d *demo) prometheus(m *cluster.Monitoring) {
 				}
 			}
 		}
-		if maps.Equal(up, want) && len(groups) > 0 {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+		return maps.Equal(up, want) && len(groups) > 0, nil
+	})
 	for _, t := range active {
 		if t.Labels["namespace"] == "" || t.Labels["namespace"] == cluster.Namespace {
 			continue

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/promenroll/promenroll/internal/testwait"
 )
 
 // TestLoaderInformersFollowTheCRDs: promenroll, started while the
@@ -44,13 +46,7 @@ spec:
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 60s", what)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
+		testwait.True(t, what, 60*time.Second, cond)
 	}
 	waitFor("the PrometheusAgent loads the PodMonitor (no warning)", func() bool { return !warned() })
 

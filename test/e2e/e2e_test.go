@@ -22,6 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/promenroll/promenroll/internal/testwait"
 )
 
 const scrape = "monitoring.promenroll.io/scrape"
@@ -327,34 +329,25 @@ func TestPolicyHotReload(t *testing.T) {
 	t.Cleanup(func() { _ = os.WriteFile(policyFile, []byte(basePolicy), 0o644) })
 	updated := strings.Replace(basePolicy, "  podTemplateLabels:\n", "    reloaded: \"yes\"\n  podTemplateLabels:\n", 1)
 	replacePolicyFile(t, updated)
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; ; i++ {
-		name := fmt.Sprintf("probe-%d", i)
+	probes := 0
+	testwait.True(t, "the new policy is in force after the file changed", 30*time.Second, func() bool {
+		name := fmt.Sprintf("probe-%d", probes)
+		probes++
 		kubectl(t, strings.Replace(deploymentYAML("reload", ""), "name: api\n", "name: "+name+"\n", 1), "apply", "-f", "-")
 		var d appsv1.Deployment
 		if err := c.Client.Get(t.Context(), client.ObjectKey{Namespace: "reload", Name: name}, &d); err != nil {
 			t.Fatal(err)
 		}
-		if d.Labels["reloaded"] == "yes" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the new policy was not in force 30s after the file changed")
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return d.Labels["reloaded"] == "yes"
+	})
 
 	// An invalid policy is refused; the last good one stays in force.
 	if err := os.WriteFile(policyFile, []byte("apiVersion: promenroll.io/v1alpha1\nkind: Policy\nenroll:\n- name: x\n  kinds: [Pod]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for !strings.Contains(metrics(t), `promenroll_policy_reloads_total{result="error"} 1`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no failed reload counted:\n%s", metrics(t))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testwait.True(t, "the failed reload is counted", 30*time.Second, func() bool {
+		return strings.Contains(metrics(t), `promenroll_policy_reloads_total{result="error"} 1`)
+	})
 	kubectl(t, strings.Replace(deploymentYAML("reload", ""), "name: api\n", "name: after-bad-policy\n", 1), "apply", "-f", "-")
 	var d appsv1.Deployment
 	if err := c.Client.Get(t.Context(), client.ObjectKey{Namespace: "reload", Name: "after-bad-policy"}, &d); err != nil {
@@ -418,24 +411,19 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
+	// Requests are flowing on the old certificate before it is rotated...
+	testwait.True(t, "requests through the webhook on the old certificate", 30*time.Second, func() bool { return sent.Load() >= 20 })
 	want, err := c.RotateCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, fmt.Sprintf("promenroll serves the rotated serial %v (was %v)", want, before), 30*time.Second, func() (bool, error) {
 		got, err := c.ServingSerial()
-		if err == nil && got.Cmp(want) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("promenroll still serves serial %v (was %v, rotated to %v)", got, before, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	// Keep the load on the new certificate for a while too.
-	time.Sleep(2 * time.Second)
+		return err == nil && got.Cmp(want) == 0, err
+	})
+	// ...and keep completing once the new one is served.
+	atSwitch := sent.Load()
+	testwait.True(t, "requests through the webhook on the new certificate", 30*time.Second, func() bool { return sent.Load() >= atSwitch+20 })
 	close(stop)
 	wg.Wait()
 	if failed.Load() > 0 {
@@ -506,13 +494,7 @@ func TestGracefulShutdown(t *testing.T) {
 	})
 	wait := c.BeginStopWebhook()
 	// Readiness drops at once, so endpoints stop sending new requests...
-	waitUntil := time.Now().Add(2 * time.Second)
-	for c.Readyz() == http.StatusOK {
-		if time.Now().After(waitUntil) {
-			t.Fatal("/readyz still 200 after the stop signal")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.True(t, "/readyz fails after the stop signal", 2*time.Second, func() bool { return c.Readyz() != http.StatusOK })
 	// ...while requests already routed here are still served.
 	kubectl(t, deploymentYAML("shutdown", ""), "apply", "-f", "-")
 	if getDeployment(t, "shutdown").Labels[scrape] != "true" {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promenroll/promenroll/internal/testwait"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -178,17 +180,16 @@ func waitCached(t *testing.T, d corpusDoc) {
 		probe = "apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata: {name: cache-probe, namespace: diff}\nspec: {selector: {matchLabels: {diff.promenroll.io/object: %s}}, podMetricsEndpoints: [{port: probe}]}\n"
 		nothing = "matches the pod template of no"
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "promenroll's cache holds "+d.key, 30*time.Second, func() (bool, error) {
 		_, errOut, err := c.Kubectl(t.Context(), fmt.Sprintf(probe, name), "apply", "--dry-run=server", "-f", "-")
-		if err == nil && !strings.Contains(errOut, nothing) {
-			return
+		if err != nil {
+			return false, fmt.Errorf("%v %s", err, errOut)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("promenroll's cache never held %s (30s): %v %s", d.key, err, errOut)
+		if strings.Contains(errOut, nothing) {
+			return false, errors.New(errOut)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return true, nil
+	})
 }
 
 // withoutWebhooks removes promenroll's webhook configurations, runs fn and
@@ -240,18 +241,11 @@ func waitHooked(t *testing.T, hooked bool) {
 	t.Helper()
 	svc := "apiVersion: v1\nkind: Service\nmetadata: {name: hook-probe, namespace: diff, labels: {app.kubernetes.io/name: probe}}\nspec: {ports: [{port: 80}]}\n"
 	rule := "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: hook-probe, namespace: diff}\nspec: {groups: [{name: g, rules: [{record: 'x:y:z', expr: 'up =='}]}]}\n"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.True(t, "the API server "+map[bool]string{true: "calls", false: "stops calling"}[hooked]+" promenroll's webhooks", 30*time.Second, func() bool {
 		out, _, _ := c.Kubectl(context.Background(), svc, "create", "--dry-run=server", "-o", "json", "-f", "-")
 		_, _, ruleErr := c.Kubectl(context.Background(), rule, "create", "--dry-run=server", "-f", "-")
-		if strings.Contains(out, scrape) == hooked && (ruleErr != nil) == hooked {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the API server did not %s promenroll's webhooks within 30s", map[bool]string{true: "call", false: "stop calling"}[hooked])
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return strings.Contains(out, scrape) == hooked && (ruleErr != nil) == hooked
+	})
 }
 
 // TestOneEngine is the differential test of the one engine: a corpus

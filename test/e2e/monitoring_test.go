@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/promenroll/promenroll/internal/testwait"
 	"github.com/promenroll/promenroll/test/cluster"
 )
 
@@ -63,15 +65,14 @@ func needServiceEndpoints(t *testing.T, m *cluster.Monitoring) {
 // targets, and fails with what it last saw.
 func waitFor(t *testing.T, m *cluster.Monitoring, what string, cond func(active []cluster.Target, dropped []map[string]string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(settle)
 	var active []cluster.Target
 	var dropped []map[string]string
 	var err error
-	for time.Now().Before(deadline) {
-		if active, dropped, err = m.AllTargets(t.Context()); err == nil && cond(active, dropped) {
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+	if testwait.Until(t.Context(), settle, func() (bool, error) {
+		active, dropped, err = m.AllTargets(t.Context())
+		return err == nil && cond(active, dropped), nil
+	}) == nil {
+		return
 	}
 	if err != nil {
 		t.Fatalf("Prometheus: %s: not within %s: %v", what, settle, err)
@@ -229,14 +230,10 @@ func assertScrapedAt(t *testing.T, m *cluster.Monitoring, tg cluster.Target, pat
 
 func waitForQuery(t *testing.T, m *cluster.Monitoring, q string) {
 	t.Helper()
-	deadline := time.Now().Add(settle)
-	for time.Now().Before(deadline) {
-		if rows, err := m.Query(t.Context(), q); err == nil && len(rows) > 0 {
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("query %s returned nothing within %s", q, settle)
+	testwait.For(t, "query "+q+" returns a series", settle, func() (bool, error) {
+		rows, err := m.Query(t.Context(), q)
+		return len(rows) > 0, err
+	})
 }
 
 func TestAnEnrolledServiceIsScrapedOnceAndThePodWins(t *testing.T) {
@@ -323,19 +320,15 @@ spec:
 		t.Fatalf("unexpected refusal: %s", errOut)
 	}
 
-	deadline := time.Now().Add(settle)
-	for {
-		groups, err := m.RuleGroups(t.Context())
-		if err == nil && slices.ContainsFunc(groups, func(g cluster.RuleGroup) bool { return g.Name == "shop.loaded" }) {
-			if slices.ContainsFunc(groups, func(g cluster.RuleGroup) bool { return g.Name == "shop.broken" }) {
-				t.Error("the refused rule group reached Prometheus")
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus did not load group shop.loaded within %s (groups %v, err %v)\n%s", settle, groups, err, c.LogTails(20))
-		}
-		time.Sleep(500 * time.Millisecond)
+	var groups []cluster.RuleGroup
+	if err := testwait.Until(t.Context(), settle, func() (ok bool, err error) {
+		groups, err = m.RuleGroups(t.Context())
+		return slices.ContainsFunc(groups, func(g cluster.RuleGroup) bool { return g.Name == "shop.loaded" }), err
+	}); err != nil {
+		t.Fatalf("Prometheus did not load group shop.loaded within %s (groups %v): %v\n%s", settle, groups, err, c.LogTails(20))
+	}
+	if slices.ContainsFunc(groups, func(g cluster.RuleGroup) bool { return g.Name == "shop.broken" }) {
+		t.Error("the refused rule group reached Prometheus")
 	}
 }
 
@@ -405,17 +398,10 @@ spec:
 		want := `Warning: spec.endpoints[0].port: Invalid value: "metrics": names no port of the selected Services (Service gate-svc: http)`
 		// promenroll reads Services from its informer cache: wait (bounded)
 		// until it has seen the new one.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		testwait.For(t, fmt.Sprintf("the warning %q", want), 20*time.Second, func() (bool, error) {
 			_, errOut := kubectl(t, sm, "apply", "--dry-run=server", "-f", "-")
-			if strings.Contains(errOut, want) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no warning %q within 20s:\n%s", want, errOut)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return strings.Contains(errOut, want), errors.New(errOut)
+		})
 		out, _ := kubectl(t, sm, "apply", "-f", "-")
 		if !strings.Contains(out, "servicemonitor.monitoring.coreos.com/gate-port created") {
 			t.Errorf("the ServiceMonitor was not stored: %s", out)

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/promenroll/promenroll/internal/testwait"
 )
 
 // replacePolicyFile replaces the policy file as a ConfigMap volume swap or
@@ -26,13 +30,7 @@ func replacePolicyFile(t *testing.T, doc string) {
 func setPolicy(t *testing.T, doc string, ready func() bool) {
 	t.Helper()
 	replacePolicyFile(t, doc)
-	deadline := time.Now().Add(30 * time.Second)
-	for !ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("the policy change was not in force within 30s")
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	testwait.True(t, "the policy change is in force", 30*time.Second, ready)
 }
 
 // TestSelectionAcrossTwoPrometheuses: with a kube-prometheus-stack style
@@ -77,17 +75,16 @@ spec:
 
 	t.Run("warn: the nearest Prometheus and the exact difference", func(t *testing.T) {
 		// promenroll's Prometheus informer sees the new objects shortly.
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		testwait.For(t, fmt.Sprintf("a selection warning naming %q", why), 20*time.Second, func() (bool, error) {
 			errOut, err := dryRun(other)
-			if err == nil && strings.Contains(errOut, "Warning: no Prometheus will load this ServiceMonitor: Prometheus ") && strings.Contains(errOut, why) {
-				break
+			if err != nil {
+				return false, err
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no selection warning naming %q:\n%s (err %v)", why, errOut, err)
+			if strings.Contains(errOut, "Warning: no Prometheus will load this ServiceMonitor: Prometheus ") && strings.Contains(errOut, why) {
+				return true, nil
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return false, errors.New(errOut)
+		})
 	})
 
 	t.Run("the team Prometheus loads a monitor in its own namespace: nothing said", func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/promenroll/promenroll/internal/limit"
+	"github.com/promenroll/promenroll/internal/testwait"
 	"github.com/promenroll/promenroll/webhook"
 )
 
@@ -89,16 +90,12 @@ func TestShedRequestsGetTheFailurePolicy(t *testing.T) {
 	}
 	// Until the API server's informer has the configuration, nothing calls
 	// the server.
-	deadline := time.Now().Add(30 * time.Second)
-	for calls.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the API server never called the test webhook")
-		}
+	testwait.True(t, "the API server calls the test webhook", 30*time.Second, func() bool {
 		if err := create("shed-fail", "probe"); err != nil {
 			t.Fatalf("with a free slot: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return calls.Load() > 0
+	})
 
 	// Take the one slot: a review sent straight to the server, held open.
 	held := make(chan error, 1)

@@ -1,8 +1,10 @@
-package main
+package deploy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,10 +14,16 @@ import (
 	"github.com/promenroll/promenroll/test/cluster"
 )
 
-// TestEmbeddedCRDsAreTheOperators: the CRDs check validates against are
-// byte for byte the operator's, at the version the e2e control plane
-// installs (`make crds` regenerates them).
+// TestEmbeddedCRDsAreTheOperators: the CRDs `promenroll check` validates
+// against (cmd/promenroll/crds) are byte for byte the operator's, at the
+// version the e2e control plane installs (`make crds` regenerates them).
+// The operator's module comes from the module proxy, like the tools.
 func TestEmbeddedCRDsAreTheOperators(t *testing.T) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	crdDir := filepath.Join(root, "cmd", "promenroll", "crds")
 	cmd := exec.Command("go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator@"+cluster.PrometheusOperatorVersion)
 	cmd.Dir = t.TempDir() // outside any module
 	out, err := cmd.Output()
@@ -23,7 +31,7 @@ func TestEmbeddedCRDsAreTheOperators(t *testing.T) {
 	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
 		t.Fatalf("go mod download: %v %v %s", err, jerr, mod.Error)
 	}
-	entries, err := crdFiles.ReadDir("crds")
+	entries, err := os.ReadDir(crdDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +42,7 @@ func TestEmbeddedCRDsAreTheOperators(t *testing.T) {
 			continue
 		}
 		n++
-		embedded, err := crdBytes(e.Name())
+		embedded, err := gunzip(filepath.Join(crdDir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,4 +57,17 @@ func TestEmbeddedCRDsAreTheOperators(t *testing.T) {
 	if n != 5 {
 		t.Errorf("%d embedded CRDs, want 5 (servicemonitors, podmonitors, probes, scrapeconfigs, prometheusrules)", n)
 	}
+}
+
+func gunzip(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
 }
