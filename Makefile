@@ -10,6 +10,10 @@ PROMETHEUS := $(BIN)/prometheus
 OPERATOR  := $(BIN)/prometheus-operator
 VERDICTS  := $(BIN)/operator-verdicts
 OPERATOR_ADMISSION := $(BIN)/operator-admission
+HELM_DOCS := $(BIN)/helm-docs
+GOLANGCI_LINT := $(BIN)/golangci-lint
+# The Go modules: the product, the tests, the chart's tests.
+MODULES   := . test test/chart
 IMG       ?= promenroll:dev
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
@@ -117,11 +121,21 @@ hygiene: ## Fail on tracked files over 1 MiB outside testdata or compiled binari
 	@test/tools/hygiene.sh
 
 .PHONY: lint
-lint: hygiene ## gofmt and go vet (and hygiene).
+lint: hygiene $(GOLANGCI_LINT) $(HELM_DOCS) ## hygiene, gofmt, go vet and golangci-lint in every module, and the chart README current.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	cd test && $(GO) vet ./...
-	cd test/chart && $(GO) vet ./...
+	@for m in $(MODULES); do echo "go vet, golangci-lint: $$m"; (cd $$m && $(GO) vet ./... && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+	@$(HELM_DOCS) $(HELM_DOCS_FLAGS) --dry-run 2>/dev/null | diff -u charts/promenroll/README.md - || { echo "charts/promenroll/README.md is not what helm-docs writes from values.yaml: run make chart-docs"; exit 1; }
+
+HELM_DOCS_FLAGS := --chart-search-root charts --sort-values-order file --skip-version-footer
+.PHONY: chart-docs
+chart-docs: $(HELM_DOCS) ## Write charts/promenroll/README.md from values.yaml (helm-docs).
+	$(HELM_DOCS) $(HELM_DOCS_FLAGS)
+
+$(HELM_DOCS): test/tools/helmdocs/go.mod test/tools/helmdocs/go.sum
+	cd test/tools/helmdocs && CGO_ENABLED=0 $(GO) build -trimpath -o $(HELM_DOCS) github.com/norwoodj/helm-docs/cmd/helm-docs
+
+$(GOLANGCI_LINT): test/tools/lint/go.mod test/tools/lint/go.sum
+	cd test/tools/lint && CGO_ENABLED=0 $(GO) build -trimpath -o $(GOLANGCI_LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 .PHONY: demo
 demo: test-bins build ## Run promenroll against a local control plane and show what it does (ARGS=--once to exit).

@@ -271,7 +271,7 @@ func (p *Policy) labelRule(kind string, s *objectShape, req MutationRequest) (Mu
 	if sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object, &raw) != nil {
 		// Not a shape promenroll can fix; the API server's schema
 		// validation reports it.
-		return m, nil
+		return m, nil //nolint:nilerr // not promenroll's error to report
 	}
 	dry := p.RulesMode(req.Namespace) == ModeDryRun
 	for _, c := range CoerceRuleValues(raw.Spec) {

@@ -124,10 +124,9 @@ func WhyNotSelected(proms []PrometheusSelectors, obj Object, ns Namespace) strin
 		}
 		var why []string
 		who := p.who()
-		switch {
-		case sel == nil:
+		if sel == nil {
 			why = append(why, fmt.Sprintf("%s selects no %ss (%s is not set)", who, obj.Kind, selField))
-		default:
+		} else {
 			why = append(why, unmet(sel, obj.Labels, fmt.Sprintf("%s selects %ss with", who, obj.Kind), "this one has")...)
 		}
 		switch {

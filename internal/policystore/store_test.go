@@ -84,7 +84,12 @@ func TestStoreFollowsAConfigMapSymlinkSwap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- store.Watch(ctx, logr.Discard()) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch() = %v", err)
+		}
+	})
 	select {
 	case <-store.watching:
 	case err := <-done:

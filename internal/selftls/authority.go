@@ -222,7 +222,7 @@ func (r rotation) Start(ctx context.Context) error {
 		next, err := s.reconcile(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // the manager is stopping: the failed step is not an error of the run
 			}
 			s.Metrics.Errors.Inc()
 			s.Log.Error(err, "certificate rotation", "retryIn", backoff.String())
@@ -250,7 +250,7 @@ func (s *Authority) reconcile(ctx context.Context) (time.Duration, error) {
 	var sec corev1.Secret
 	if err := s.Reader.Get(ctx, s.Secret, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
-			return 0, fmt.Errorf("Secret %s not found: the install ships it (empty) and promenroll fills it; re-apply the manifests or run helm upgrade", s.Secret)
+			return 0, fmt.Errorf("the Secret %s is not found: the install ships it (empty) and promenroll fills it; re-apply the manifests or run helm upgrade", s.Secret)
 		}
 		return 0, err
 	}

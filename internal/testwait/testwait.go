@@ -19,7 +19,8 @@ const Interval = 100 * time.Millisecond
 
 // For polls cond until it holds, for at most timeout, and fails the test
 // with what and cond's last error if it never does. An error from cond is
-// not final: it is the reason shown if the timeout passes.
+// not final: it is the reason shown if the timeout passes (a condition
+// that holds ends the wait whatever error comes with it).
 func For(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
 	if err := Until(context.Background(), timeout, cond); err != nil {
@@ -51,7 +52,7 @@ func Poll(ctx context.Context, interval, timeout time.Duration, cond func() (boo
 			return false, f.error
 		}
 		last = err
-		return ok && err == nil, nil
+		return ok, nil
 	})
 	if wait.Interrupted(err) && last != nil {
 		return last

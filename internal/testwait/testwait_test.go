@@ -36,3 +36,9 @@ func TestAFinalErrorEndsTheWaitAtOnce(t *testing.T) {
 		t.Fatalf("Until() = %v after %d polls, want the final error after one", err, calls)
 	}
 }
+
+func TestAConditionThatHoldsEndsTheWaitWhateverItsReason(t *testing.T) {
+	if err := Until(context.Background(), time.Minute, func() (bool, error) { return true, errors.New("last output") }); err != nil {
+		t.Fatalf("Until() = %v for a condition that held", err)
+	}
+}

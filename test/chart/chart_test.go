@@ -403,3 +403,108 @@ policy:
 		t.Errorf("the promenroll ClusterRole cannot list rollouts.argoproj.io: %+v", roles)
 	}
 }
+
+// TestNameOverrideAndCommonLabels: nameOverride renames every object and
+// the app.kubernetes.io/name label (selectors included), commonLabels are
+// on every object, and the install is as safe as the default one.
+func TestNameOverrideAndCommonLabels(t *testing.T) {
+	vals := map[string]any{"nameOverride": "enroller", "commonLabels": map[string]any{"team": "platform", "cost-center": "obs"}}
+	in := mustRender(t, vals)
+	in.Source = "chart with nameOverride and commonLabels"
+	for _, err := range manifests.Check(in, manifests.Expect{Namespace: namespace, TLSMode: "selfManaged", Name: "promenroll-enroller"}) {
+		t.Error(err)
+	}
+	n := 0
+	for kind, docs := range in.ByKind {
+		for _, doc := range docs {
+			var o struct {
+				Metadata struct {
+					Name   string            `json:"name"`
+					Labels map[string]string `json:"labels"`
+				} `json:"metadata"`
+			}
+			if err := yaml.Unmarshal(doc, &o); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if o.Metadata.Labels["team"] != "platform" || o.Metadata.Labels["cost-center"] != "obs" {
+				t.Errorf("%s %s lacks commonLabels: %v", kind, o.Metadata.Name, o.Metadata.Labels)
+			}
+			if kind != "Namespace" && o.Metadata.Labels["app.kubernetes.io/name"] != "enroller" {
+				t.Errorf("%s %s: app.kubernetes.io/name %q, want enroller", kind, o.Metadata.Name, o.Metadata.Labels["app.kubernetes.io/name"])
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("%d objects rendered", n)
+	}
+	if got := len(in.ByKind["Deployment"]); got != 1 {
+		t.Fatalf("%d Deployments", got)
+	}
+	var d struct {
+		Metadata struct{ Name string } `json:"metadata"`
+		Spec     struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(in.ByKind["Deployment"][0], &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Metadata.Name != "promenroll-enroller" || d.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "enroller" {
+		t.Errorf("Deployment %s selects %v; want promenroll-enroller selecting app.kubernetes.io/name=enroller", d.Metadata.Name, d.Spec.Selector.MatchLabels)
+	}
+	if _, ok := d.Spec.Selector.MatchLabels["team"]; ok {
+		t.Error("commonLabels leaked into the Deployment's selector: changing them later would be refused (the selector is immutable)")
+	}
+}
+
+// TestCertManagerModeSignsWithItsOwnCA: without an issuerRef the chart
+// creates what values.yaml says: a self-signed Issuer, a CA Certificate it
+// signs, an Issuer of that CA, and the serving Certificate from it, whose
+// Secret the cainjector reads the CA from.
+func TestCertManagerModeSignsWithItsOwnCA(t *testing.T) {
+	in := mustRender(t, map[string]any{"tls": map[string]any{"mode": "certManager"}})
+	type cert struct {
+		Metadata struct{ Name string } `json:"metadata"`
+		Spec     struct {
+			SecretName string                      `json:"secretName"`
+			IsCA       bool                        `json:"isCA"`
+			IssuerRef  struct{ Kind, Name string } `json:"issuerRef"`
+		} `json:"spec"`
+	}
+	certs := map[string]cert{}
+	for _, doc := range in.ByKind["Certificate"] {
+		var c cert
+		if err := yaml.Unmarshal(doc, &c); err != nil {
+			t.Fatal(err)
+		}
+		certs[c.Metadata.Name] = c
+	}
+	issuers := map[string]map[string]any{}
+	for _, doc := range in.ByKind["Issuer"] {
+		var i struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			Spec     map[string]any        `json:"spec"`
+		}
+		if err := yaml.Unmarshal(doc, &i); err != nil {
+			t.Fatal(err)
+		}
+		issuers[i.Metadata.Name] = i.Spec
+	}
+	ca, serving := certs["promenroll-ca"], certs["promenroll"]
+	if !ca.Spec.IsCA || ca.Spec.IssuerRef.Name != "promenroll-selfsigned" || issuers["promenroll-selfsigned"]["selfSigned"] == nil {
+		t.Errorf("CA Certificate %+v, Issuers %v: want an isCA Certificate from the self-signed Issuer", ca, issuers)
+	}
+	if caIssuer, _ := issuers["promenroll-ca"]["ca"].(map[string]any); caIssuer["secretName"] != ca.Spec.SecretName {
+		t.Errorf("Issuer promenroll-ca %v does not sign with the CA's Secret %q", issuers["promenroll-ca"], ca.Spec.SecretName)
+	}
+	if serving.Spec.IsCA || serving.Spec.IssuerRef.Name != "promenroll-ca" || serving.Spec.SecretName != "promenroll-tls" {
+		t.Errorf("serving Certificate %+v: want promenroll-tls issued by promenroll-ca", serving)
+	}
+	withIssuer := mustRender(t, map[string]any{"tls": map[string]any{"mode": "certManager", "certManager": map[string]any{"issuerRef": map[string]any{"kind": "ClusterIssuer", "name": "corp-ca"}}}})
+	if len(withIssuer.ByKind["Issuer"]) != 0 || len(withIssuer.ByKind["Certificate"]) != 1 {
+		t.Errorf("with an issuerRef: %d Issuers and %d Certificates rendered, want 0 and 1", len(withIssuer.ByKind["Issuer"]), len(withIssuer.ByKind["Certificate"]))
+	}
+}

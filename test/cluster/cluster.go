@@ -291,7 +291,7 @@ func moduleDir(ctx context.Context, scratch, modVersion string) (string, error) 
 	out, err := cmd.Output()
 	var info struct{ Dir, Error string }
 	if jerr := json.Unmarshal(out, &info); jerr != nil || info.Error != "" || info.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %v %s", modVersion, err, info.Error)
+		return "", fmt.Errorf("go mod download %s: %w %s", modVersion, err, info.Error)
 	}
 	return info.Dir, nil
 }

@@ -183,7 +183,7 @@ func waitCached(t *testing.T, d corpusDoc) {
 	testwait.For(t, "promenroll's cache holds "+d.key, 30*time.Second, func() (bool, error) {
 		_, errOut, err := c.Kubectl(t.Context(), fmt.Sprintf(probe, name), "apply", "--dry-run=server", "-f", "-")
 		if err != nil {
-			return false, fmt.Errorf("%v %s", err, errOut)
+			return false, fmt.Errorf("%w %s", err, errOut)
 		}
 		if strings.Contains(errOut, nothing) {
 			return false, errors.New(errOut)

@@ -220,7 +220,7 @@ func run(n, conc int, maxDur time.Duration, operatorBin string) error {
 	// promenroll and to the operator's webhook alike.
 	ruleFiles, err := filepath.Glob(filepath.Join(root, "policy", "testdata", "rules", "default", "kube-prometheus", "*.good.yaml"))
 	if err != nil || len(ruleFiles) != 8 {
-		return fmt.Errorf("kube-prometheus rule objects: %v (%d found)", err, len(ruleFiles))
+		return fmt.Errorf("kube-prometheus rule objects: %w (%d found)", err, len(ruleFiles))
 	}
 	var ruleBodies [][]byte
 	for _, f := range ruleFiles {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -199,7 +200,7 @@ func cpuTime(pid int) (time.Duration, error) {
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %v %v", pid, err1, err2)
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, errors.Join(err1, err2))
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }

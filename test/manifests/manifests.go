@@ -296,8 +296,34 @@ func checkDeployment(in *Install, want Expect) []error {
 			add("%s: args %q do not read --cert-dir from the mounted Secret (%q)", want.TLSMode, args, secretVolume)
 		}
 	}
-	if want.TLSMode == "certManager" && len(in.ByKind["Certificate"]) != 1 {
-		add("certManager: %d Certificates, want 1", len(in.ByKind["Certificate"]))
+	if want.TLSMode == "certManager" {
+		// One Certificate writes the mounted Secret; a CA Certificate, if
+		// shipped, signs it, so a serving renewal leaves the caBundle as
+		// it is.
+		serving, cas := 0, 0
+		for _, doc := range in.ByKind["Certificate"] {
+			var cert struct {
+				Spec struct {
+					SecretName string `json:"secretName"`
+					IsCA       bool   `json:"isCA"`
+				} `json:"spec"`
+			}
+			if err := yaml.Unmarshal(doc, &cert); err != nil {
+				add("certManager: a Certificate does not parse: %v", err)
+				continue
+			}
+			switch {
+			case cert.Spec.SecretName == secretVolume && !cert.Spec.IsCA:
+				serving++
+			case cert.Spec.IsCA:
+				cas++
+			default:
+				add("certManager: Certificate for Secret %q is neither the serving certificate nor a CA", cert.Spec.SecretName)
+			}
+		}
+		if serving != 1 || cas > 1 {
+			add("certManager: %d serving Certificates and %d CA Certificates, want 1 and at most 1", serving, cas)
+		}
 	}
 	// GOMEMLIMIT follows the container's memory limit, so the GC tightens
 	// before the kernel OOM-kills.

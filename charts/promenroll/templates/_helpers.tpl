@@ -1,28 +1,39 @@
-{{/* The name of every object: the release name if it contains the chart's, else release-chart. */}}
+{{/* The chart's name: nameOverride, else the chart's. */}}
+{{- define "promenroll.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of every object: fullnameOverride, else the release name if it contains the chart's name, else release-name. */}}
 {{- define "promenroll.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
-{{- else if contains .Chart.Name .Release.Name -}}
+{{- else -}}
+{{- $name := include "promenroll.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 52 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "promenroll.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "promenroll.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* Labels of every object: the selector labels, the chart's, then commonLabels. */}}
 {{- define "promenroll.labels" -}}
 {{ include "promenroll.selectorLabels" . }}
 app.kubernetes.io/part-of: promenroll
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
-{{/* Labels of the monitoring objects: the Prometheus release label first, then the per-object extras. */}}
 {{- define "promenroll.monitoringLabels" -}}
 {{- $labels := include "promenroll.labels" .root | fromYaml -}}
 {{- if .root.Values.prometheusRelease -}}
@@ -92,4 +103,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $_ := set $p "mode" "dry-run" -}}
 {{- end -}}
 {{- toYaml $p -}}
+{{- end -}}
+
+{{/* A webhook's clientConfig: promenroll's Service at path; the caBundle only for existingSecret (the other modes fill it). */}}
+{{- define "promenroll.clientConfig" -}}
+clientConfig:
+  service: {name: {{ include "promenroll.fullname" .root }}, namespace: {{ .root.Release.Namespace }}, path: {{ .path }}, port: 443}
+  {{- if eq .root.Values.tls.mode "existingSecret" }}
+  caBundle: {{ .root.Values.tls.existingSecret.caBundle | b64enc }}
+  {{- end }}
+{{- end -}}
+
+{{/* What every webhook of promenroll shares. */}}
+{{- define "promenroll.webhookCommon" -}}
+admissionReviewVersions: [v1]
+failurePolicy: {{ .hook.failurePolicy }}
+matchPolicy: Equivalent
+sideEffects: None
+timeoutSeconds: {{ .hook.timeoutSeconds }}
 {{- end -}}
