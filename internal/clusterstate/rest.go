@@ -1,6 +1,10 @@
 package clusterstate
 
 import (
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -18,4 +22,16 @@ func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
 	}
 	c.UserAgent = userAgent
 	return c, nil
+}
+
+// Scheme is the types serve and audit read: Kubernetes' built-in kinds and
+// the Prometheus Operator's monitoring.coreos.com v1 and v1alpha1.
+func Scheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monv1.AddToScheme, monv1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	return scheme, nil
 }

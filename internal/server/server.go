@@ -16,14 +16,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -367,14 +363,8 @@ type everyReplica struct{ manager.Runnable }
 func (everyReplica) NeedLeaderElection() bool { return false }
 
 func newManager(restCfg *rest.Config, cfg Config, selfTLS *selftls.Authority, log logr.Logger) (manager.Manager, error) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := monv1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := monv1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := clusterstate.Scheme()
+	if err != nil {
 		return nil, err
 	}
 	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
