@@ -313,7 +313,8 @@ func compileSelector(s *metav1.LabelSelector, fld *field.Path) (labels.Selector,
 		return labels.Everything(), nil
 	}
 	var errs field.ErrorList
-	for k, v := range s.MatchLabels {
+	for _, k := range slices.Sorted(maps.Keys(s.MatchLabels)) { // in key order: the same message on every load
+		v := s.MatchLabels[k]
 		for _, m := range validation.IsQualifiedName(k) {
 			errs = append(errs, field.Invalid(fld.Child("matchLabels").Key(k), k, "label key: "+m))
 		}

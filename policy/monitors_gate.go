@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -175,9 +176,37 @@ func invalid(fld *field.Path, err error) *field.Error {
 }
 
 func (g *monitorGate) selector(sel *metav1.LabelSelector, fld *field.Path) {
-	if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
+	_, err := metav1.LabelSelectorAsSelector(sel)
+	if err == nil {
+		return
+	}
+	errs := selectorErrors(sel)
+	if len(errs) == 0 {
+		errs = []error{err}
+	}
+	for _, err := range errs {
 		g.deny(CheckSelector, invalid(fld, err))
 	}
+}
+
+// selectorErrors are the requirements of sel that do not parse, each
+// judged alone: matchLabels in key order, then matchExpressions in order.
+// LabelSelectorAsSelector (the operator's check) stops at the first, in
+// map order, so its message alone would name a different key from one
+// apply to the next.
+func selectorErrors(sel *metav1.LabelSelector) []error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(sel.MatchLabels)) {
+		if _, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: map[string]string{k: sel.MatchLabels[k]}}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, e := range sel.MatchExpressions {
+		if _, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{e}}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // timeout denies a scrapeTimeout longer than the interval when both are set

@@ -9,6 +9,8 @@ import (
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
 // monitorCase is one testdata monitor and the problems expected in its
@@ -118,5 +120,30 @@ func TestMonitorGateDryRunDeniesNothing(t *testing.T) {
 	rep := checkMonitor(t, p, data)
 	if rep.Mode != ModeDryRun || len(rep.Denials()) == 0 {
 		t.Errorf("mode %s with %d findings: want dry-run reporting what it would deny", rep.Mode, len(rep.Denials()))
+	}
+}
+
+// TestMonitorGateNamesEveryBadSelectorKeyInOrder: a selector with several
+// keys that do not parse is denied once per key, in key order, the same on
+// every apply (the operator's check stops at the first, in map order).
+func TestMonitorGateNamesEveryBadSelectorKeyInOrder(t *testing.T) {
+	p := mustParse(t, minimalPolicy)
+	sm := []byte("apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: sm, namespace: shop}\nspec:\n  selector:\n    matchLabels: {'b c': x, 'a b': y, app: web}\n    matchExpressions: [{key: tier, operator: In}]\n  endpoints: [{port: metrics}]\n")
+	var first []string
+	for i := range 20 {
+		var got []string
+		for _, d := range checkMonitor(t, p, sm).Denials() {
+			got = append(got, d.Error())
+		}
+		if i == 0 {
+			first = got
+			continue
+		}
+		if d := testdiff.Diff(first, got); d != "" {
+			t.Fatalf("apply %d named other problems:\n%s", i, d)
+		}
+	}
+	if len(first) != 3 || !strings.Contains(first[0], `"a b"`) || !strings.Contains(first[1], `"b c"`) || !strings.Contains(first[2], "for 'in', 'notin' operators, values set can't be empty") {
+		t.Errorf("denials %q: want a b, b c, then the In without values", first)
 	}
 }
