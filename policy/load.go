@@ -159,7 +159,7 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 	for _, se := range strict {
 		p := Problem{Msg: se.Error()}
 		if m := strictFieldRE.FindStringSubmatch(se.Error()); m != nil {
-			p.Field, p.Msg = m[2], m[1]+" field: check the spelling against the policy reference in the README"
+			p.Field, p.Msg = m[2], m[1]+" field: check the spelling against the policy reference (docs/policy.md)"
 			p.Line = lines.lineOf(p.Field)
 		}
 		perr.Problems = append(perr.Problems, p)

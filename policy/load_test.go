@@ -17,7 +17,7 @@ func TestParseRejectsInvalidPolicies(t *testing.T) {
 	}{{
 		name: "an unknown field is an error naming its path and line",
 		doc:  head + "enroll:\n- name: web\n  kinds: [Service]\n  labelz: {a: b}\n",
-		want: []Problem{{Line: 6, Field: "enroll[0].labelz", Msg: "unknown field: check the spelling against the policy reference in the README"}},
+		want: []Problem{{Line: 6, Field: "enroll[0].labelz", Msg: "unknown field: check the spelling against the policy reference (docs/policy.md)"}},
 	}, {
 		name: "a declared kind is refused with every problem named: version, kind, resource and template path",
 		doc: head + `kinds:

@@ -14,7 +14,7 @@ import (
 )
 
 // ResultAPIVersion names the schema of `-o json`. Fields are only ever
-// added within a version; codes are stable (see README "check -o json").
+// added within a version; codes are stable (see docs/cli.md, "check -o json").
 const ResultAPIVersion = "promenroll.io/check/v1"
 
 // Result is what check and audit found: `-o json` prints it as is.
