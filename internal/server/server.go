@@ -122,6 +122,14 @@ type Config struct {
 
 // Defaults of the Config fields that serve's flags also show.
 const (
+	DefaultPort                   = 9443
+	DefaultMetricsBindAddress     = ":8080"
+	DefaultHealthProbeBindAddress = ":8081"
+	// DefaultTLSSecret names the self-managed Secret and the leader
+	// election Lease.
+	DefaultTLSSecret            = "promenroll-tls"
+	DefaultTLSService           = "promenroll"
+	DefaultWebhookConfiguration = "promenroll"
 	// DefaultShutdownDelay outlasts the endpoint removal reaching the API
 	// servers after readiness drops.
 	DefaultShutdownDelay = 5 * time.Second
@@ -132,13 +140,13 @@ const (
 // SetDefaults fills in zero values.
 func (c *Config) SetDefaults() {
 	if c.Port == 0 {
-		c.Port = 9443
+		c.Port = DefaultPort
 	}
 	if c.MetricsBindAddress == "" {
-		c.MetricsBindAddress = ":8080"
+		c.MetricsBindAddress = DefaultMetricsBindAddress
 	}
 	if c.HealthProbeBindAddress == "" {
-		c.HealthProbeBindAddress = ":8081"
+		c.HealthProbeBindAddress = DefaultHealthProbeBindAddress
 	}
 	if c.Namespace == "" {
 		c.Namespace = os.Getenv("POD_NAMESPACE")
@@ -159,13 +167,13 @@ func (c *Config) SetDefaults() {
 		c.TLSMode = TLSSelfManaged
 	}
 	if c.TLSSecret == "" {
-		c.TLSSecret = "promenroll-tls"
+		c.TLSSecret = DefaultTLSSecret
 	}
 	if c.TLSService == "" {
-		c.TLSService = "promenroll"
+		c.TLSService = DefaultTLSService
 	}
 	if c.WebhookConfiguration == "" {
-		c.WebhookConfiguration = "promenroll"
+		c.WebhookConfiguration = DefaultWebhookConfiguration
 	}
 }
 
