@@ -127,7 +127,7 @@ const (
 	DefaultHealthProbeBindAddress = ":8081"
 	// DefaultTLSSecret names the self-managed Secret and the leader
 	// election Lease.
-	DefaultTLSSecret            = "promenroll-tls"
+	DefaultTLSSecret            = "promenroll-tls" //nolint:gosec // G101: the name of a Secret, not a credential
 	DefaultTLSService           = "promenroll"
 	DefaultWebhookConfiguration = "promenroll"
 	// DefaultShutdownDelay outlasts the endpoint removal reaching the API
