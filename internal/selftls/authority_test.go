@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
-// tlsFixture is a Authority over a fake API (the Secret and both
+// tlsFixture is an Authority over a fake API (the Secret and both
 // webhook configurations, as the install ships them) and a fake clock.
 type tlsFixture struct {
 	t   *testing.T

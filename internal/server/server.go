@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -139,42 +140,20 @@ const (
 
 // SetDefaults fills in zero values.
 func (c *Config) SetDefaults() {
-	if c.Port == 0 {
-		c.Port = DefaultPort
-	}
-	if c.MetricsBindAddress == "" {
-		c.MetricsBindAddress = DefaultMetricsBindAddress
-	}
-	if c.HealthProbeBindAddress == "" {
-		c.HealthProbeBindAddress = DefaultHealthProbeBindAddress
-	}
-	if c.Namespace == "" {
-		c.Namespace = os.Getenv("POD_NAMESPACE")
-	}
-	if c.ShutdownDelay == 0 {
-		c.ShutdownDelay = DefaultShutdownDelay
-	}
-	if c.GracefulShutdownTimeout == 0 {
-		c.GracefulShutdownTimeout = DefaultGracefulShutdownTimeout
-	}
-	if c.CRDCheckInterval == 0 {
-		c.CRDCheckInterval = clusterstate.CRDCheckInterval
-	}
+	c.Port = cmp.Or(c.Port, DefaultPort)
+	c.MetricsBindAddress = cmp.Or(c.MetricsBindAddress, DefaultMetricsBindAddress)
+	c.HealthProbeBindAddress = cmp.Or(c.HealthProbeBindAddress, DefaultHealthProbeBindAddress)
+	c.Namespace = cmp.Or(c.Namespace, os.Getenv("POD_NAMESPACE"))
+	c.ShutdownDelay = cmp.Or(c.ShutdownDelay, DefaultShutdownDelay)
+	c.GracefulShutdownTimeout = cmp.Or(c.GracefulShutdownTimeout, DefaultGracefulShutdownTimeout)
+	c.CRDCheckInterval = cmp.Or(c.CRDCheckInterval, clusterstate.CRDCheckInterval)
 	if c.Registry == nil {
 		c.Registry = ctrlmetrics.Registry
 	}
-	if c.TLSMode == "" {
-		c.TLSMode = TLSSelfManaged
-	}
-	if c.TLSSecret == "" {
-		c.TLSSecret = DefaultTLSSecret
-	}
-	if c.TLSService == "" {
-		c.TLSService = DefaultTLSService
-	}
-	if c.WebhookConfiguration == "" {
-		c.WebhookConfiguration = DefaultWebhookConfiguration
-	}
+	c.TLSMode = cmp.Or(c.TLSMode, TLSSelfManaged)
+	c.TLSSecret = cmp.Or(c.TLSSecret, DefaultTLSSecret)
+	c.TLSService = cmp.Or(c.TLSService, DefaultTLSService)
+	c.WebhookConfiguration = cmp.Or(c.WebhookConfiguration, DefaultWebhookConfiguration)
 }
 
 // Validate checks the configuration before anything starts.

@@ -430,7 +430,7 @@ func TestNameOverrideAndCommonLabels(t *testing.T) {
 			if o.Metadata.Labels["team"] != "platform" || o.Metadata.Labels["cost-center"] != "obs" {
 				t.Errorf("%s %s lacks commonLabels: %v", kind, o.Metadata.Name, o.Metadata.Labels)
 			}
-			if kind != "Namespace" && o.Metadata.Labels["app.kubernetes.io/name"] != "enroller" {
+			if o.Metadata.Labels["app.kubernetes.io/name"] != "enroller" {
 				t.Errorf("%s %s: app.kubernetes.io/name %q, want enroller", kind, o.Metadata.Name, o.Metadata.Labels["app.kubernetes.io/name"])
 			}
 		}
