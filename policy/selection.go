@@ -30,6 +30,10 @@ type PrometheusSelectors struct {
 	ScrapeConfig, ScrapeConfigNamespace                  *metav1.LabelSelector
 	// ScrapeInterval is spec.scrapeInterval (the CRD defaults it to 30s).
 	ScrapeInterval string
+	// APIURL is where its HTTP API answers by default: the operator's
+	// governing Service in its namespace, port web (9090), with its scheme
+	// and route prefix (the status asks it).
+	APIURL string
 }
 
 // SelectingPrometheuses returns, as namespace/name, the Prometheuses that

@@ -18,6 +18,7 @@ import (
 	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/internal/limit"
 	"github.com/promenroll/promenroll/internal/selftls"
+	"github.com/promenroll/promenroll/internal/reporter"
 	"github.com/promenroll/promenroll/internal/server"
 )
 
@@ -115,6 +116,7 @@ func buildVersion() string {
 func newServeCommand() *cobra.Command {
 	var cfg server.Config
 	var logLevel string
+	var promURLs, promCAs, promTokens []string
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the admission webhook server",
@@ -122,6 +124,9 @@ func newServeCommand() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel, c.ErrOrStderr())
 			if err != nil {
+				return usageError{err}
+			}
+			if cfg.Prometheus, err = reporter.ParseEndpoints(promURLs, promCAs, promTokens); err != nil {
 				return usageError{err}
 			}
 			log.Info("starting", "version", buildVersion())
@@ -153,6 +158,12 @@ func newServeCommand() *cobra.Command {
 	fs.BoolVar(&cfg.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off: CVE-2023-44487)")
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", server.DefaultShutdownDelay, "keep serving, unready, this long after a stop signal")
 	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", clusterstate.CRDCheckInterval, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", server.DefaultReportInterval, "monitoring status: how often the leader asks each Prometheus for its targets and rules and reports (negative: no status)")
+	fs.BoolVar(&cfg.Reports, "report-openreports", true, "monitoring status: write one OpenReports Report per namespace (when the CRD is served)")
+	fs.BoolVar(&cfg.Events, "report-events", true, "monitoring status: tell each change of an object's status as an Event on it")
+	fs.StringArrayVar(&promURLs, "prometheus-url", nil, "monitoring status: NAMESPACE/NAME=URL of a Prometheus' API (default: http://prometheus-operated.NAMESPACE.svc:9090, the operator's governing Service); repeatable")
+	fs.StringArrayVar(&promCAs, "prometheus-ca-file", nil, "monitoring status: [NAMESPACE/NAME=]FILE, a PEM CA verifying a Prometheus' https URL (bare: every Prometheus); repeatable")
+	fs.StringArrayVar(&promTokens, "prometheus-bearer-token-file", nil, "monitoring status: [NAMESPACE/NAME=]FILE, a bearer token sent to a Prometheus, read at every call (bare: every Prometheus); repeatable")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
 	return c
 }

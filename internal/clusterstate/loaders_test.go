@@ -54,7 +54,7 @@ func TestDynamicPrometheusesFollowTheCRDs(t *testing.T) {
 	).Build()
 	informers := &fakeInformers{Reader: objs}
 	served := map[string]bool{}
-	d := &DynamicPrometheuses{Cache: informers, Log: logr.Discard(), Served: func(_, resource string) (bool, error) { return served[resource], nil }}
+	d := &DynamicPrometheuses{Cache: informers, Log: logr.Discard(), IsServed: func(_, resource string) (bool, error) { return served[resource], nil }}
 	names := func() []string {
 		got, err := d.Prometheuses(t.Context())
 		if err != nil {

@@ -3,6 +3,7 @@ package clusterstate
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
@@ -50,7 +51,7 @@ func AgentSelectorsOf(items []monv1alpha1.PrometheusAgent) []policy.PrometheusSe
 			PodMonitor: a.Spec.PodMonitorSelector, PodMonitorNamespace: a.Spec.PodMonitorNamespaceSelector,
 			Probe: a.Spec.ProbeSelector, ProbeNamespace: a.Spec.ProbeNamespaceSelector,
 			ScrapeConfig: a.Spec.ScrapeConfigSelector, ScrapeConfigNamespace: a.Spec.ScrapeConfigNamespaceSelector,
-			ScrapeInterval: string(a.Spec.ScrapeInterval)})
+			ScrapeInterval: string(a.Spec.ScrapeInterval), APIURL: apiURL(&a.Spec.CommonPrometheusFields, "prometheus-agent-operated", a.Namespace)})
 	}
 	return out
 }
@@ -66,7 +67,18 @@ func PrometheusSelectorsOf(items []monv1.Prometheus) []policy.PrometheusSelector
 			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector,
 			Probe: p.Spec.ProbeSelector, ProbeNamespace: p.Spec.ProbeNamespaceSelector,
 			ScrapeConfig: p.Spec.ScrapeConfigSelector, ScrapeConfigNamespace: p.Spec.ScrapeConfigNamespaceSelector,
-			ScrapeInterval: string(p.Spec.ScrapeInterval)})
+			ScrapeInterval: string(p.Spec.ScrapeInterval), APIURL: apiURL(&p.Spec.CommonPrometheusFields, "prometheus-operated", p.Namespace)})
 	}
 	return out
+}
+
+// apiURL is where a Prometheus' API answers inside the cluster: the
+// operator creates one governing Service per namespace (prometheus-operated,
+// prometheus-agent-operated for agents; prometheus-operator
+// pkg/prometheus/server/statefulset.go) whose port web is the container's
+// 9090, over https when spec.web.tlsConfig is set, under spec.routePrefix.
+// The Service selects every Prometheus of the namespace: with several
+// there, or with shards, give each one's URL (--prometheus-url).
+func apiURL(c *monv1.CommonPrometheusFields, service, namespace string) string {
+	return fmt.Sprintf("%s://%s.%s.svc:9090%s", c.PrometheusURIScheme(), service, namespace, strings.TrimSuffix(c.WebRoutePrefix(), "/"))
 }

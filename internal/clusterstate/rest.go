@@ -1,6 +1,7 @@
 package clusterstate
 
 import (
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -28,7 +29,7 @@ func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
 // the Prometheus Operator's monitoring.coreos.com v1 and v1alpha1.
 func Scheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monv1.AddToScheme, monv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monv1.AddToScheme, monv1alpha1.AddToScheme, openreports.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return nil, err
 		}

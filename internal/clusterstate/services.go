@@ -2,11 +2,13 @@ package clusterstate
 
 import (
 	"context"
+	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -58,16 +60,17 @@ func ServiceOf(s *corev1.Service) policy.Service {
 	return ps
 }
 
-// trimService keeps of a Service only what the checks read (name,
-// namespace, labels, ports), so the cache costs a few hundred bytes per
-// Service, not its whole spec, status and managed fields.
+// trimService keeps of a Service only what the checks and the status read
+// (name, namespace, labels, scrape annotations, ports), so the cache costs
+// a few hundred bytes per Service, not its whole spec, status and managed
+// fields.
 func trimService(obj any) (any, error) {
 	s, ok := obj.(*corev1.Service)
 	if !ok {
 		return obj, nil
 	}
 	trimmed := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: s.Labels, ResourceVersion: s.ResourceVersion, UID: s.UID},
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: s.Labels, Annotations: scrapeAnnotations(s.Annotations), ResourceVersion: s.ResourceVersion, UID: s.UID},
 	}
 	for _, p := range s.Spec.Ports {
 		trimmed.Spec.Ports = append(trimmed.Spec.Ports, corev1.ServicePort{Name: p.Name, Port: p.Port, TargetPort: p.TargetPort})
@@ -89,4 +92,21 @@ func CacheOptions() cache.Options {
 // empty object of each kind for the informers.
 func PodOwners() []client.Object {
 	return []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &batchv1.Job{}, &batchv1.CronJob{}}
+}
+
+// StatusServices lists the Services the status reports on, from the
+// cache, as enrollment reads them, with their UIDs.
+func StatusServices(ctx context.Context, c client.Reader) ([]policy.Object, []types.UID, error) {
+	var list corev1.ServiceList
+	if err := c.List(ctx, &list); err != nil {
+		return nil, nil, fmt.Errorf("list Services: %w", err)
+	}
+	objs := make([]policy.Object, 0, len(list.Items))
+	uids := make([]types.UID, 0, len(list.Items))
+	for i := range list.Items {
+		s := &list.Items[i]
+		objs = append(objs, policy.Object{Kind: "Service", Namespace: s.Namespace, Name: s.Name, Labels: s.Labels, Annotations: s.Annotations, Ports: ServiceOf(s).Ports})
+		uids = append(uids, s.UID)
+	}
+	return objs, uids, nil
 }

@@ -2,11 +2,14 @@ package clusterstate
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/promenroll/promenroll/policy"
@@ -72,11 +75,12 @@ func WorkloadOf(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSp
 	return w
 }
 
-// trimTemplate keeps of a pod template only its labels and the containers'
-// ports, gathered in one container (a Container is a large struct; which
-// container declares a port does not matter to the checks).
+// trimTemplate keeps of a pod template only its labels, its scrape
+// annotations (prometheus.io/*, which the status reads) and the
+// containers' ports, gathered in one container (a Container is a large
+// struct; which container declares a port does not matter to the checks).
 func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
-	out := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: t.Labels}}
+	out := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: t.Labels, Annotations: scrapeAnnotations(t.Annotations)}}
 	var ports []corev1.ContainerPort
 	for _, c := range t.Spec.Containers {
 		for _, p := range c.Ports {
@@ -89,12 +93,12 @@ func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 	return out
 }
 
-// trimWorkload keeps of a built-in pod owner only what
-// the checks read (name, namespace, the pod template's labels and ports),
-// so the caches cost little per workload.
+// trimWorkload keeps of a built-in pod owner only what the checks and the
+// status read (name, namespace, labels, the pod template's labels, scrape
+// annotations and ports), so the caches cost little per workload.
 func trimWorkload(obj any) (any, error) {
 	meta := func(m metav1.ObjectMeta) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, ResourceVersion: m.ResourceVersion, UID: m.UID}
+		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, ResourceVersion: m.ResourceVersion, UID: m.UID}
 	}
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
@@ -109,4 +113,59 @@ func trimWorkload(obj any) (any, error) {
 		return &batchv1.CronJob{ObjectMeta: meta(o.ObjectMeta), Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
 	}
 	return obj, nil
+}
+
+// scrapeAnnotations keeps the prometheus.io/* annotations, the only ones
+// read (nil when there are none).
+func scrapeAnnotations(a map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range a {
+		if strings.HasPrefix(k, "prometheus.io/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// EnrollObjectOf is what enrollment reads of a stored pod owner whose
+// template is at spec.template (the status judges it as a CREATE).
+func EnrollObjectOf(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) policy.Object {
+	w := WorkloadOf(kind, meta, tmpl)
+	return policy.Object{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Labels: meta.Labels,
+		PodTemplatePath: "spec.template", HasPodTemplate: true, PodTemplateLabels: tmpl.Labels, PodTemplateAnnotations: tmpl.Annotations, Ports: w.Ports}
+}
+
+// StatusWorkloads lists the Deployments, StatefulSets and DaemonSets the
+// status reports on, from the cache, with their UIDs.
+func StatusWorkloads(ctx context.Context, c client.Reader) ([]policy.Object, []types.UID, error) {
+	var objs []policy.Object
+	var uids []types.UID
+	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) {
+		objs, uids = append(objs, EnrollObjectOf(kind, meta, tmpl)), append(uids, meta.UID)
+	}
+	var ds appsv1.DeploymentList
+	if err := c.List(ctx, &ds); err != nil {
+		return nil, nil, fmt.Errorf("list Deployments: %w", err)
+	}
+	for i := range ds.Items {
+		add("Deployment", &ds.Items[i].ObjectMeta, &ds.Items[i].Spec.Template)
+	}
+	var ss appsv1.StatefulSetList
+	if err := c.List(ctx, &ss); err != nil {
+		return nil, nil, fmt.Errorf("list StatefulSets: %w", err)
+	}
+	for i := range ss.Items {
+		add("StatefulSet", &ss.Items[i].ObjectMeta, &ss.Items[i].Spec.Template)
+	}
+	var dss appsv1.DaemonSetList
+	if err := c.List(ctx, &dss); err != nil {
+		return nil, nil, fmt.Errorf("list DaemonSets: %w", err)
+	}
+	for i := range dss.Items {
+		add("DaemonSet", &dss.Items[i].ObjectMeta, &dss.Items[i].Spec.Template)
+	}
+	return objs, uids, nil
 }

@@ -31,6 +31,8 @@ import (
 	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/internal/limit"
 	"github.com/promenroll/promenroll/internal/policystore"
+	"github.com/promenroll/promenroll/internal/promapi"
+	"github.com/promenroll/promenroll/internal/reporter"
 	"github.com/promenroll/promenroll/internal/selftls"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/webhook"
@@ -116,6 +118,13 @@ type Config struct {
 	// are looked for (informers start when one appears, stop when it goes).
 	// Default clusterstate.CRDCheckInterval (30s).
 	CRDCheckInterval time.Duration
+	// ReportInterval is the monitoring status' interval (reporter; 0:
+	// DefaultReportInterval; negative: no reporter). Reports and Events
+	// say where its results go besides the metrics; Prometheus overrides
+	// how each Prometheus is reached (reporter.ParseEndpoints).
+	ReportInterval  time.Duration
+	Reports, Events bool
+	Prometheus      map[string]promapi.Endpoint
 	// Registry receives the metrics. Default: controller-runtime's registry,
 	// which the metrics server serves.
 	Registry prometheus.Registerer
@@ -136,6 +145,8 @@ const (
 	DefaultShutdownDelay = 5 * time.Second
 	// DefaultGracefulShutdownTimeout bounds in-flight requests at stop.
 	DefaultGracefulShutdownTimeout = 30 * time.Second
+	// DefaultReportInterval is the monitoring status' interval.
+	DefaultReportInterval = reporter.DefaultInterval
 )
 
 // SetDefaults fills in zero values.
@@ -147,6 +158,7 @@ func (c *Config) SetDefaults() {
 	c.ShutdownDelay = cmp.Or(c.ShutdownDelay, DefaultShutdownDelay)
 	c.GracefulShutdownTimeout = cmp.Or(c.GracefulShutdownTimeout, DefaultGracefulShutdownTimeout)
 	c.CRDCheckInterval = cmp.Or(c.CRDCheckInterval, clusterstate.CRDCheckInterval)
+	c.ReportInterval = cmp.Or(c.ReportInterval, DefaultReportInterval)
 	if c.Registry == nil {
 		c.Registry = ctrlmetrics.Registry
 	}
@@ -209,6 +221,10 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if cfg.ReportInterval > 0 && cfg.Namespace == "" {
+		log.Info("monitoring status off: it needs promenroll's namespace (--namespace or $POD_NAMESPACE) for leader election")
+		cfg.ReportInterval = -1
+	}
 	metrics := webhook.NewMetrics(cfg.Registry)
 	store, err := policystore.New(cfg.PolicyPath, policy.Options{OwnNamespace: cfg.Namespace}, policystore.NewMetrics(cfg.Registry))
 	if err != nil {
@@ -263,6 +279,9 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 	prometheuses := clusterstate.NewDynamicPrometheuses(mgr.GetCache(), dc, log.WithName("crds"))
 	prometheuses.Interval = cfg.CRDCheckInterval
+	if cfg.ReportInterval > 0 {
+		prometheuses.FollowStatusKinds()
+	}
 	if err := prometheuses.Sync(ctx); err != nil {
 		return fmt.Errorf("check the Prometheus CRDs: %w", err)
 	}
@@ -286,6 +305,16 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 	workloads := clusterstate.CachedWorkloads{Cache: mgr.GetCache()}
 	srv.Register(webhook.ValidatePath, webhook.Endpoint("validate", &webhook.Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
+
+	if cfg.ReportInterval > 0 {
+		if err := mgr.Add(&reporter.Reporter{
+			Config:   reporter.Config{Interval: cfg.ReportInterval, Endpoints: cfg.Prometheus, Reports: cfg.Reports, Events: cfg.Events},
+			Policies: store, Kinds: prometheuses, Cache: mgr.GetCache(), Client: mgr.GetClient(),
+			Recorder: mgr.GetEventRecorder("promenroll"), Metrics: reporter.NewMetrics(cfg.Registry), Log: log.WithName("status"),
+		}); err != nil {
+			return err
+		}
+	}
 
 	var stopping atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -373,7 +402,13 @@ func newManager(restCfg *rest.Config, cfg Config, selfTLS *selftls.Authority, lo
 		})
 	}
 	cacheOpts := clusterstate.CacheOptions()
-	leaderElection := false
+	// One Lease elects the replica that rotates the self-managed TLS and
+	// the one that reports the status: both are cluster-wide singletons
+	// with the same failover, and controller-runtime runs one election.
+	leaderElection := cfg.ReportInterval > 0
+	if cfg.ReportInterval > 0 {
+		clusterstate.StatusCacheOptions(cacheOpts)
+	}
 	if selfTLS != nil {
 		for obj, by := range selfTLS.CacheOptions() {
 			cacheOpts.ByObject[obj] = by
@@ -390,8 +425,8 @@ func newManager(restCfg *rest.Config, cfg Config, selfTLS *selftls.Authority, lo
 			TLSOpts: tlsOpts,
 		}),
 		Cache: cacheOpts,
-		// Self-managed TLS: exactly one replica writes the Secret and the
-		// caBundle; the lease is released on a clean stop so the other
+		// Exactly one replica writes the Secret and the caBundle, and
+		// reports; the lease is released on a clean stop so the other
 		// replica takes over at once.
 		LeaderElection:                leaderElection,
 		LeaderElectionID:              cfg.TLSSecret,
