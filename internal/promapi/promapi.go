@@ -344,10 +344,18 @@ func decodeEnvelope(r io.Reader, field func(dec *json.Decoder, key string) error
 	return nil
 }
 
-// eachElement calls one for every element of the array dec is at.
+// eachElement calls one for every element of the array dec is at (none
+// for null).
 func eachElement(dec *json.Decoder, what string, one func() error) error {
-	if err := delim(dec, '[', what); err != nil {
-		return err
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("%s: %w (a truncated answer?)", what, io.ErrUnexpectedEOF)
+	}
+	if tok == nil {
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return fmt.Errorf("%s: want \"[\", found %v: not Prometheus' answer", what, tok)
 	}
 	for dec.More() {
 		if err := one(); err != nil {

@@ -78,6 +78,13 @@ type Kinds interface {
 	Prometheuses(ctx context.Context) ([]policy.PrometheusSelectors, error)
 }
 
+// Writer writes and lists the Reports (the manager's client).
+type Writer interface {
+	Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error
+	Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error
+	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
+}
+
 // Reporter is the status' runnable.
 type Reporter struct {
 	Config   Config
@@ -86,7 +93,7 @@ type Reporter struct {
 	// Cache is read for every object; Client writes Reports (and lists
 	// them once per leadership term); Recorder writes Events.
 	Cache    client.Reader
-	Client   client.Client
+	Client   Writer
 	Recorder recorder.EventRecorder
 	Metrics  *Metrics
 	Log      logr.Logger
