@@ -17,8 +17,8 @@ import (
 
 	"github.com/promenroll/promenroll/internal/clusterstate"
 	"github.com/promenroll/promenroll/internal/limit"
-	"github.com/promenroll/promenroll/internal/selftls"
 	"github.com/promenroll/promenroll/internal/reporter"
+	"github.com/promenroll/promenroll/internal/selftls"
 	"github.com/promenroll/promenroll/internal/server"
 )
 
@@ -137,7 +137,7 @@ func newServeCommand() *cobra.Command {
 	fs.StringVar(&cfg.PolicyPath, "policy", "/etc/promenroll/policy.yaml", "policy file; reloaded when it changes")
 	fs.StringVar(&cfg.TLSMode, "tls-mode", server.TLSSelfManaged, "where the serving certificate comes from: selfManaged (promenroll keeps a CA and certificate in --tls-secret and the caBundle of --webhook-configuration), certManager or existingSecret (both read --cert-dir)")
 	fs.StringVar(&cfg.CertDir, "cert-dir", "/etc/promenroll/tls", "certManager and existingSecret: folder with tls.crt and tls.key; reloaded when they change")
-	fs.StringVar(&cfg.TLSSecret, "tls-secret", server.DefaultTLSSecret, "selfManaged: the Secret (and leader election Lease) in promenroll's namespace")
+	fs.StringVar(&cfg.TLSSecret, "tls-secret", server.DefaultTLSSecret, "selfManaged: the Secret in promenroll's namespace (also the default --lease)")
 	fs.StringVar(&cfg.TLSService, "tls-service", server.DefaultTLSService, "selfManaged: the Service the API server calls; the certificate is valid for its DNS names")
 	fs.StringSliceVar(&cfg.TLSExtraNames, "tls-extra-names", nil, "selfManaged: more DNS names or IPs for the certificate")
 	fs.StringVar(&cfg.WebhookConfiguration, "webhook-configuration", server.DefaultWebhookConfiguration, "selfManaged: the mutating and validating webhook configurations whose caBundle is kept current")
@@ -158,6 +158,7 @@ func newServeCommand() *cobra.Command {
 	fs.BoolVar(&cfg.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off: CVE-2023-44487)")
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", server.DefaultShutdownDelay, "keep serving, unready, this long after a stop signal")
 	fs.DurationVar(&cfg.CRDCheckInterval, "crd-check-interval", clusterstate.CRDCheckInterval, "how often to look whether the Prometheus and PrometheusAgent CRDs appeared or went")
+	fs.StringVar(&cfg.Lease, "lease", "", "the leader election Lease in promenroll's namespace: its holder rotates the self-managed TLS and reports the status (default: the --tls-secret name)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", server.DefaultReportInterval, "monitoring status: how often the leader asks each Prometheus for its targets and rules and reports (negative: no status)")
 	fs.BoolVar(&cfg.Reports, "report-openreports", true, "monitoring status: write one OpenReports Report per namespace (when the CRD is served)")
 	fs.BoolVar(&cfg.Events, "report-events", true, "monitoring status: tell each change of an object's status as an Event on it")

@@ -72,6 +72,9 @@ type Config struct {
 	TLSService string
 	// TLSExtraNames are more DNS names or IPs for the certificate.
 	TLSExtraNames []string
+	// Lease is the leader election Lease in Namespace: its holder rotates
+	// the self-managed TLS and reports the status. Default: TLSSecret.
+	Lease string
 	// WebhookConfiguration names the mutating and validating webhook
 	// configurations whose caBundle is kept current. Default "promenroll".
 	WebhookConfiguration string
@@ -164,6 +167,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.TLSMode = cmp.Or(c.TLSMode, TLSSelfManaged)
 	c.TLSSecret = cmp.Or(c.TLSSecret, DefaultTLSSecret)
+	c.Lease = cmp.Or(c.Lease, c.TLSSecret)
 	c.TLSService = cmp.Or(c.TLSService, DefaultTLSService)
 	c.WebhookConfiguration = cmp.Or(c.WebhookConfiguration, DefaultWebhookConfiguration)
 }
@@ -429,7 +433,7 @@ func newManager(restCfg *rest.Config, cfg Config, selfTLS *selftls.Authority, lo
 		// reports; the lease is released on a clean stop so the other
 		// replica takes over at once.
 		LeaderElection:                leaderElection,
-		LeaderElectionID:              cfg.TLSSecret,
+		LeaderElectionID:              cfg.Lease,
 		LeaderElectionNamespace:       cfg.Namespace,
 		LeaderElectionResourceLock:    "leases",
 		LeaderElectionReleaseOnCancel: true,

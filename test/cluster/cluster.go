@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -332,6 +333,9 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 		"--namespace", Namespace,
 		"--shutdown-delay", "1ms",
 		"--crd-check-interval", "1s",
+		// The suite's webhook does not report; StartReporter runs a
+		// replica that does, against the test's Prometheus.
+		"--report-interval=-1s",
 	}
 	start := time.Now()
 	p, err := startProcess(c.LogDir, "promenroll", c.binary, append(args, extraArgs...), c.opts.Log)
@@ -454,6 +458,100 @@ func (c *Cluster) InstallCertManagerCRDs(ctx context.Context) error {
 	}
 	_, err = envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: crds[1:], ErrorIfPathMissing: true})
 	return err
+}
+
+// Reporter is a promenroll replica that reports the monitoring status.
+type Reporter struct {
+	*Replica
+	// MetricsURL is its /metrics.
+	MetricsURL string
+}
+
+// StartReporter runs a second `promenroll serve` that reports the
+// monitoring status every interval against the test's Prometheus: its own
+// ports and its own Lease (--tls-secret names it), so it is the leader at
+// once; extraArgs come last. It waits for its first completed cycle.
+func (c *Cluster) StartReporter(ctx context.Context, m *Monitoring, interval time.Duration, extraArgs ...string) (*Reporter, error) {
+	probe, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	args := append([]string{"serve",
+		"--policy", c.opts.PolicyFile,
+		"--tls-mode", "existingSecret",
+		"--cert-dir", c.certDir,
+		"--tls-secret", "promenroll-reporter",
+		"--bind-host", "127.0.0.1",
+		"--port", fmt.Sprint(port),
+		"--metrics-bind-address", metrics,
+		"--health-probe-bind-address", probe,
+		"--kubeconfig", c.Kubeconfig,
+		"--namespace", Namespace,
+		"--shutdown-delay", "1ms",
+		"--crd-check-interval", "1s",
+		"--report-interval", interval.String(),
+		"--prometheus-url", MonitoringNamespace + "/" + PrometheusName + "=" + m.PrometheusURL,
+	}, extraArgs...)
+	rep, err := c.Serve("promenroll-reporter", args...)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reporter{Replica: rep, MetricsURL: "http://" + metrics + "/metrics"}
+	err = testwait.Poll(ctx, 100*time.Millisecond, 2*time.Minute, func() (bool, error) {
+		if done, how := rep.Exited(); done {
+			return false, testwait.Final(fmt.Errorf("the reporter exited: %s", how))
+		}
+		v, err := r.Metric("promenroll_status_last_success_timestamp_seconds")
+		return err == nil && v > 0, err
+	})
+	if err != nil {
+		rep.Stop()
+		return nil, fmt.Errorf("the reporter completed no cycle: %w", err)
+	}
+	return r, nil
+}
+
+// Metric is the sum of a metric's samples on the reporter's /metrics.
+func (r *Reporter) Metric(name string, labels ...string) (float64, error) {
+	resp, err := http.Get(r.MetricsURL)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 // Replica is a promenroll process started with Serve.

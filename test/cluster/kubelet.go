@@ -95,7 +95,8 @@ func (k *kubelet) start(ctx context.Context, pod *corev1.Pod) error {
 				if err != nil {
 					return fmt.Errorf("listen on %s: %w", addr, err)
 				}
-				srv := &http.Server{Handler: k.metricsHandler(rp, addr, pod.Namespace+"/"+pod.Name), ReadHeaderTimeout: 5 * time.Second}
+				status, _ := strconv.Atoi(pod.Annotations[MetricsStatusAnnotation])
+				srv := &http.Server{Handler: k.metricsHandler(rp, addr, pod.Namespace+"/"+pod.Name, status), ReadHeaderTimeout: 5 * time.Second}
 				go func() { _ = srv.Serve(l) }()
 				rp.servers = append(rp.servers, srv)
 			}
@@ -147,14 +148,23 @@ func podReady(pod *corev1.Pod) bool {
 	return false
 }
 
-// metricsHandler answers every path with a small exposition and records
-// the path, so tests can tell which port and path a scrape used.
-func (k *kubelet) metricsHandler(rp *runningPod, addr, pod string) http.Handler {
+// MetricsStatusAnnotation on a pod (template) makes its ports answer every
+// scrape with that HTTP status instead of metrics: a broken /metrics.
+const MetricsStatusAnnotation = "e2e.promenroll.io/metrics-status"
+
+// metricsHandler answers every path with a small exposition (or status,
+// when not 0) and records the path, so tests can tell which port and path
+// a scrape used.
+func (k *kubelet) metricsHandler(rp *runningPod, addr, pod string, status int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.mu.Lock()
 		rp.hits[addr] = append(rp.hits[addr], r.URL.Path)
 		n := len(rp.hits[addr])
 		k.mu.Unlock()
+		if status != 0 {
+			http.Error(w, "metrics broken on purpose", status)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprintf(w, "# HELP promenroll_e2e_scrapes_total Scrapes of this pod port.\n# TYPE promenroll_e2e_scrapes_total counter\npromenroll_e2e_scrapes_total{served_by=%q} %d\n", pod, n)
 	})

@@ -61,8 +61,12 @@ type Monitoring struct {
 	kubelet *kubelet
 	procs   []*process
 	prom    *process
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// promBin and promArgs start Prometheus again, at the same address.
+	promBin  string
+	promArgs []string
+	promMu   sync.Mutex
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // ServicesHaveEndpoints reports whether Services get endpoints (Pod IPs
@@ -158,18 +162,14 @@ func (c *Cluster) startMonitoring(ctx context.Context) (m *Monitoring, err error
 		return nil, err
 	}
 	m.PrometheusURL = "http://" + promAddr
-	m.prom, err = startProcess(c.LogDir, "prometheus", bins["prometheus"], []string{
+	m.promBin, m.promArgs = bins["prometheus"], []string{
 		"--config.file", config,
 		"--storage.tsdb.path", filepath.Join(m.dir, "data"),
 		"--web.listen-address", promAddr,
 		"--web.enable-lifecycle",
 		"--log.level", "info",
-	}, nil)
-	if err != nil {
-		return nil, err
 	}
-	m.procs = append(m.procs, m.prom)
-	if err := waitHTTP(ctx, m.PrometheusURL+"/-/ready", m.prom, 2*time.Minute); err != nil {
+	if err := m.StartPrometheus(ctx); err != nil {
 		return nil, err
 	}
 	m.Started["prometheus (start to ready)"] = time.Since(promStart)
@@ -392,6 +392,7 @@ func (m *Monitoring) stop() {
 		m.cancel()
 	}
 	m.wg.Wait()
+	m.StopPrometheus()
 	for i := len(m.procs) - 1; i >= 0; i-- {
 		m.procs[i].stop(10 * time.Second)
 	}
@@ -510,3 +511,29 @@ func (m *Monitoring) api(ctx context.Context, path string, data any) error {
 
 // Hits returns the paths the Pod at ip:port was scraped on.
 func (m *Monitoring) Hits(ipPort string) []string { return m.kubelet.hits(ipPort) }
+
+// StopPrometheus stops Prometheus (a fault: the status' reporter loses it).
+func (m *Monitoring) StopPrometheus() {
+	m.promMu.Lock()
+	defer m.promMu.Unlock()
+	if m.prom != nil {
+		m.prom.stop(10 * time.Second)
+		m.prom = nil
+	}
+}
+
+// StartPrometheus starts Prometheus at its address, with its data, and
+// waits until it is ready.
+func (m *Monitoring) StartPrometheus(ctx context.Context) error {
+	m.promMu.Lock()
+	defer m.promMu.Unlock()
+	if m.prom != nil {
+		return nil
+	}
+	p, err := startProcess(m.c.LogDir, "prometheus", m.promBin, m.promArgs, nil)
+	if err != nil {
+		return err
+	}
+	m.prom = p
+	return waitHTTP(ctx, m.PrometheusURL+"/-/ready", p, 2*time.Minute)
+}

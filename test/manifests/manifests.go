@@ -204,6 +204,13 @@ func Check(in *Install, want Expect) []error {
 	return errs
 }
 
+// statusEvents is the status' one unnamed cluster-wide write: creating and
+// patching events.k8s.io Events, nothing else.
+func statusEvents(r rbacv1.PolicyRule) bool {
+	return slices.Equal(r.APIGroups, []string{"events.k8s.io"}) && slices.Equal(r.Resources, []string{"events"}) &&
+		!slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "create" && v != "patch" })
+}
+
 func checkDeployment(in *Install, want Expect) []error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -357,7 +364,8 @@ func checkDeployment(in *Install, want Expect) []error {
 
 // checkRBAC: cluster-wide access is read-only; every write names the exact
 // objects it may touch (resourceNames), but for creating a Lease or an
-// Event in promenroll's own namespace, which no name can scope.
+// Event in promenroll's own namespace, and the status' Events
+// (events.k8s.io) on the objects it reports on, which no name can scope.
 func checkRBAC(in *Install, want Expect) []error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -372,6 +380,9 @@ func checkRBAC(in *Install, want Expect) []error {
 		return []error{err}
 	}
 	check := func(where string, r rbacv1.PolicyRule, namespaced bool) {
+		if statusEvents(r) {
+			return
+		}
 		for _, v := range r.Verbs {
 			switch v {
 			case "get", "list", "watch":
@@ -379,12 +390,12 @@ func checkRBAC(in *Install, want Expect) []error {
 					add("%s reads every Secret", where)
 				}
 				continue
-			case "update", "patch":
+			case "update", "patch", "delete":
 				if len(r.ResourceNames) == 0 {
 					add("%s grants %s on %v without resourceNames", where, v, r.Resources)
 				}
 				for _, res := range r.Resources {
-					if !slices.Contains([]string{"secrets", "leases", "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "events"}, res) {
+					if v == "delete" && res != "reports" || !slices.Contains([]string{"secrets", "leases", "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "events", "reports"}, res) {
 						add("%s grants %s on %s", where, v, res)
 					}
 				}
@@ -419,7 +430,7 @@ func checkRBAC(in *Install, want Expect) []error {
 	if want.TLSMode != "selfManaged" {
 		for _, cr := range clusterRoles {
 			for _, r := range cr.Rules {
-				if slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
+				if !statusEvents(r) && !slices.Equal(r.Resources, []string{"reports"}) && slices.ContainsFunc(r.Verbs, func(v string) bool { return v != "get" && v != "list" && v != "watch" }) {
 					add("%s: ClusterRole %s grants writes promenroll does not need without selfManaged TLS", want.TLSMode, cr.Name)
 				}
 			}

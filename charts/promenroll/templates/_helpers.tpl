@@ -60,6 +60,26 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The leader election Lease (--lease): the self-managed Secret's name, as it
+has always been, or <fullname>-leader in the other TLS modes.
+*/}}
+{{- define "promenroll.leaseName" -}}
+{{- if eq .Values.tls.mode "selfManaged" -}}
+{{- include "promenroll.tlsSecretName" . -}}
+{{- else -}}
+{{- printf "%s-leader" (include "promenroll.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Whether a leader is elected: it rotates the self-managed TLS and reports the
+status.
+*/}}
+{{- define "promenroll.leaderElection" -}}
+{{- if or (eq .Values.tls.mode "selfManaged") .Values.status.enabled -}}true{{- end -}}
+{{- end -}}
+
 {{- define "promenroll.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "existingSecret" -}}
 {{- required "tls.existingSecret.name is required with tls.mode=existingSecret" .Values.tls.existingSecret.name -}}

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/promenroll/promenroll/internal/testwait"
+	"github.com/promenroll/promenroll/test/cluster"
+)
+
+// statusInterval is the reporter's interval in these tests; every change
+// must show within two of them (plus Prometheus' own discovery and scrape,
+// 2s each here, and the operator's rule reload).
+const statusInterval = 2 * time.Second
+
+// statusProm is the test's Prometheus, as results name it.
+const statusProm = cluster.MonitoringNamespace + "/" + cluster.PrometheusName
+
+// reportResult is one result of an OpenReports Report, as stored.
+type reportResult struct {
+	Kind, Name, Rule, Result, Message string
+	Properties                        map[string]string
+}
+
+// reportResults reads the Report promenroll writes in ns (nil when none).
+func reportResults(t *testing.T, ns string) ([]reportResult, error) {
+	t.Helper()
+	var u unstructured.Unstructured
+	u.SetGroupVersionKind(schema.GroupVersionKind{Group: "openreports.io", Version: "v1alpha1", Kind: "Report"})
+	if err := c.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "promenroll"}, &u); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	items, _, _ := unstructured.NestedSlice(u.Object, "results")
+	var out []reportResult
+	for _, it := range items {
+		m := it.(map[string]any)
+		res := reportResult{Rule: fmt.Sprint(m["rule"]), Result: fmt.Sprint(m["result"]), Message: fmt.Sprint(m["message"]), Properties: map[string]string{}}
+		if subs, ok := m["resources"].([]any); ok && len(subs) == 1 {
+			s := subs[0].(map[string]any)
+			res.Kind, res.Name = fmt.Sprint(s["kind"]), fmt.Sprint(s["name"])
+		}
+		props, _ := m["properties"].(map[string]any)
+		for k, v := range props {
+			res.Properties[k] = fmt.Sprint(v)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// waitResult waits until ns's Report holds a result for kind/name whose
+// outcome is want and whose message contains every part.
+func waitResult(t *testing.T, ns, kind, name, want string, parts ...string) reportResult {
+	t.Helper()
+	var last []reportResult
+	var found reportResult
+	err := testwait.Until(t.Context(), settle, func() (bool, error) {
+		rs, err := reportResults(t, ns)
+		last = rs
+		for _, r := range rs {
+			if r.Kind != kind || r.Name != name || r.Result != want {
+				continue
+			}
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(r.Message, p)
+			}
+			if ok {
+				found = r
+				return true, nil
+			}
+		}
+		return false, err
+	})
+	if err != nil {
+		t.Fatalf("no %s result for %s %s/%s containing %q within %s; the Report holds %+v: %v", want, kind, ns, name, parts, settle, last, err)
+	}
+	return found
+}
+
+func TestTheStatusSaysWhatPrometheusReallyDid(t *testing.T) {
+	m := monitoringStack(t)
+	ns := "status-e2e"
+	createNamespace(t, ns, nil, nil)
+
+	// The reporter starts before the OpenReports CRD is served: metrics
+	// and Events only, and Reports once it is, without a restart.
+	rep, err := c.StartReporter(t.Context(), m, statusInterval)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, c.LogTails(30))
+	}
+	t.Cleanup(func() { rep.Stop() })
+
+	kubectl(t, workload(ns, "checkout", nil, nil, "metrics:9090"), "apply", "-f", "-")
+	kubectl(t, workload(ns, "broken", nil, map[string]string{cluster.MetricsStatusAnnotation: "500"}, "metrics:9090"), "apply", "-f", "-")
+	kubectl(t, workload(ns, "nometrics", nil, nil, "web:8080"), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(`apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: orphan, namespace: %s, labels: {release: other}}
+spec:
+  selector: {matchLabels: {app: checkout}}
+  endpoints: [{port: metrics}]
+`, ns), "apply", "-f", "-")
+	rules := fmt.Sprintf(`apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: %%s, namespace: %s}
+spec:
+  groups:
+  - name: %%s
+    rules:
+    - record: %%s
+      expr: %%s
+`, ns)
+	kubectl(t, fmt.Sprintf(rules, "good", "status.good", "status:up:sum", "sum(up)"), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(rules, "clash", "status.clash", "status:clash", `'{__name__=~"up|scrape_samples_scraped"} + 0'`), "apply", "-f", "-")
+
+	err = testwait.Until(t.Context(), settle, func() (bool, error) {
+		v, err := rep.Metric("promenroll_status_results", `namespace="status-e2e"`, `check="scraped"`, `result="pass"`)
+		return v >= 1, err
+	})
+	if err != nil {
+		t.Fatalf("the status metrics never counted checkout as scraped (no CRD yet: metrics only): %v\n%s", err, c.LogTails(30))
+	}
+	if rs, err := reportResults(t, ns); err == nil && rs != nil {
+		t.Fatalf("a Report was written before its CRD was served: %+v", rs)
+	}
+
+	kubectl(t, "", "apply", "-k", filepath.Join(c.Root, "deploy", "components", "openreports"))
+	applied := time.Now()
+
+	t.Run("an enrolled Deployment whose /metrics works is scraped, targets up", func(t *testing.T) {
+		r := waitResult(t, ns, "Deployment", "checkout", "pass", "1 targets up in Prometheus "+statusProm)
+		t.Logf("measured: OpenReports CRD installed to the first Report: %s", time.Since(applied).Round(100*time.Millisecond))
+		if r.Rule != "scraped" || r.Properties["pool"] != podPool || !strings.HasSuffix(r.Properties["url"], ":9090/metrics") {
+			t.Errorf("result %+v: want rule scraped, pool %s and the target's URL", r, podPool)
+		}
+	})
+	t.Run("one whose /metrics answers 500 is down, with Prometheus' error", func(t *testing.T) {
+		r := waitResult(t, ns, "Deployment", "broken", "fail", "1 of 1 targets down", "500")
+		if !strings.Contains(r.Properties["lastError"], "500") {
+			t.Errorf("lastError %q: want Prometheus' error naming the 500", r.Properties["lastError"])
+		}
+	})
+	t.Run("one with no metrics port is not scraped, and says why", func(t *testing.T) {
+		waitResult(t, ns, "Deployment", "nometrics", "fail", "no port is named metrics or http-metrics (declared: web)")
+	})
+	t.Run("a ServiceMonitor no Prometheus loads says the difference", func(t *testing.T) {
+		waitResult(t, ns, "ServiceMonitor", "orphan", "fail", "loaded by no Prometheus", "release=kube-prometheus-stack", "release=other")
+	})
+	t.Run("a rule that fails at every evaluation is reported with Prometheus' lastError", func(t *testing.T) {
+		waitResult(t, ns, "PrometheusRule", "clash", "fail", "status.clash/status:clash in "+statusProm, "vector cannot contain metrics with the same labelset")
+	})
+	t.Run("an admitted good rule is loaded", func(t *testing.T) {
+		waitResult(t, ns, "PrometheusRule", "good", "pass", "loaded by "+statusProm+": 1 rules, all evaluating")
+	})
+	t.Run("an Event on the Deployment says it is scraped", func(t *testing.T) {
+		var evs eventsv1.EventList
+		err := testwait.Until(t.Context(), settle, func() (bool, error) {
+			err := c.Client.List(t.Context(), &evs, client.InNamespace(ns))
+			for _, e := range evs.Items {
+				if e.Regarding.Kind == "Deployment" && e.Regarding.Name == "checkout" && e.Reason == "Scraped" && e.Type == "Normal" &&
+					strings.Contains(e.Note, "targets up in Prometheus "+statusProm) && e.ReportingController == "promenroll" {
+					return true, nil
+				}
+			}
+			return false, err
+		})
+		if err != nil {
+			t.Errorf("no Scraped Event on deployment/checkout: %v; events: %+v", err, evs.Items)
+		}
+	})
+
+	t.Run("each result changes when its cause is fixed", func(t *testing.T) {
+		fixed := time.Now()
+		kubectl(t, workload(ns, "broken", nil, nil, "metrics:9090"), "apply", "-f", "-")
+		kubectl(t, workload(ns, "nometrics", nil, nil, "metrics:8080"), "apply", "-f", "-")
+		kubectl(t, "", "label", "-n", ns, "servicemonitor/orphan", "release=kube-prometheus-stack", "--overwrite")
+		kubectl(t, fmt.Sprintf(rules, "clash", "status.clash", "status:clash", "sum(up)"), "apply", "-f", "-")
+		waitResult(t, ns, "Deployment", "broken", "pass", "targets up")
+		waitResult(t, ns, "Deployment", "nometrics", "pass", "targets up")
+		waitResult(t, ns, "ServiceMonitor", "orphan", "warn", "loaded by "+statusProm+", but yields no target")
+		waitResult(t, ns, "PrometheusRule", "clash", "pass", "all evaluating")
+		t.Logf("measured: causes fixed to every result passing: %s (interval %s)", time.Since(fixed).Round(100*time.Millisecond), statusInterval)
+	})
+
+	t.Run("Prometheus stopped: results become error, admission is unaffected, and they recover", func(t *testing.T) {
+		m.StopPrometheus()
+		restarted := false
+		t.Cleanup(func() {
+			if !restarted {
+				_ = m.StartPrometheus(t.Context())
+			}
+		})
+		waitResult(t, ns, "Deployment", "checkout", "error", "did not answer", statusProm)
+		if done, how := rep.Exited(); done {
+			t.Fatalf("the reporter exited: %s", how)
+		}
+		// Admission still works and still enrolls.
+		kubectl(t, workload(ns, "during-outage", nil, nil, "metrics:9090"), "apply", "-f", "-")
+		out, _ := kubectl(t, "", "get", "deployment", "-n", ns, "during-outage", "-o", "jsonpath={.spec.template.metadata.labels}")
+		if !strings.Contains(out, "monitoring.promenroll.io/scrape") {
+			t.Errorf("a Deployment created while Prometheus was down was not enrolled: %s", out)
+		}
+		if err := m.StartPrometheus(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		restarted = true
+		waitResult(t, ns, "Deployment", "checkout", "pass", "targets up")
+		waitResult(t, ns, "Deployment", "during-outage", "pass", "targets up")
+	})
+}
