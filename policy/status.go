@@ -19,6 +19,7 @@ import (
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Outcome is a status result, spelled as OpenReports spells its results.
@@ -81,7 +82,18 @@ type StatusResult struct {
 	// Properties hold the details a person follows up on: the Prometheus,
 	// the scrape pool, a target's URL and last error.
 	Properties map[string]string
+	// Targets are the object's active targets (at most MaxListedTargets),
+	// for `promenroll status`.
+	Targets []TargetStatus `json:",omitempty"`
 }
+
+// TargetStatus is one active target of an object, in one Prometheus.
+type TargetStatus struct {
+	Prometheus, Pool, URL, Health, LastError string
+}
+
+// MaxListedTargets bounds StatusResult.Targets.
+const MaxListedTargets = 20
 
 // ScrapeTarget is a target of a Prometheus (/api/v1/targets), active or
 // dropped, with only the discovered labels the status reads.
@@ -168,6 +180,7 @@ type StatusInput struct {
 // in input order.
 func (p *Policy) Status(in StatusInput) []StatusResult {
 	ix := indexTargets(in.States)
+	ix.monitors = compileStatusMonitors(in)
 	out := make([]StatusResult, 0, len(in.Workloads)+len(in.Services)+len(in.Monitors)+len(in.Rules))
 	for _, w := range in.Workloads {
 		out = append(out, p.scraped(in, ix, w))
@@ -197,6 +210,39 @@ type targetIndex struct {
 	droppedPool     map[string]int    // dropped, counted by monitor prefix
 	// podScraped: namespace/pod scraped by a podMonitor pool.
 	podScraped map[string]seen
+	// monitors: the PodMonitors and ServiceMonitors, their selectors
+	// compiled and loaders found once per cycle.
+	monitors []compiledMonitor
+}
+
+// compiledMonitor is a PodMonitor or ServiceMonitor ready to match.
+type compiledMonitor struct {
+	m          MonitorObject
+	sel        labels.Selector // nil: it selects nothing
+	namespaces []string
+	all        bool
+	loaders    []string
+	why        string // why no Prometheus loads it
+}
+
+func compileStatusMonitors(in StatusInput) []compiledMonitor {
+	var out []compiledMonitor
+	for _, m := range in.Monitors {
+		if m.Kind != "PodMonitor" && m.Kind != "ServiceMonitor" || m.Selector == nil {
+			continue
+		}
+		cm := compiledMonitor{m: m}
+		if sel, err := metav1.LabelSelectorAsSelector(m.Selector); err == nil {
+			cm.sel = sel
+		}
+		cm.namespaces, cm.all = MonitorNamespaces(m.NamespaceSelector, m.Namespace)
+		obj, ns := Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels}, in.Namespace(m.Namespace)
+		if cm.loaders = SelectingPrometheuses(in.Prometheuses, obj, ns); len(cm.loaders) == 0 {
+			cm.why = cmp.Or(WhyNotSelected(in.Prometheuses, obj, ns), "there is no Prometheus")
+		}
+		out = append(out, cm)
+	}
+	return out
 }
 
 func ownerKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
@@ -265,6 +311,10 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 	enrolled, enrollment := enrollmentOf(obj, d)
 	res.Properties["enrollment"] = enrollment
 
+	monitors := selectingMonitors(ix.monitors, obj)
+	if len(monitors) > 0 {
+		res.Properties["monitors"] = strings.Join(monitorNames(monitors), ", ")
+	}
 	key := ownerKey(obj.Kind, obj.Namespace, obj.Name)
 	if active := ix.active[key]; len(active) > 0 {
 		return targetsResult(res, active)
@@ -274,17 +324,16 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 		return res
 	}
 	// Selected by which monitors, loaded by which Prometheuses.
-	monitors := selectingMonitors(in.Monitors, obj, ns)
 	var loaded, unloaded []string
 	var asked, unreachable []string
-	for _, m := range monitors {
-		proms := SelectingPrometheuses(in.Prometheuses, Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels}, in.Namespace(m.Namespace))
-		if len(proms) == 0 {
-			unloaded = append(unloaded, fmt.Sprintf("%s %s/%s (%s)", m.Kind, m.Namespace, m.Name, cmp.Or(WhyNotSelected(in.Prometheuses, Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels}, in.Namespace(m.Namespace)), "there is no Prometheus")))
+	for _, cm := range monitors {
+		m := cm.m
+		if len(cm.loaders) == 0 {
+			unloaded = append(unloaded, fmt.Sprintf("%s %s/%s (%s)", m.Kind, m.Namespace, m.Name, cm.why))
 			continue
 		}
 		loaded = append(loaded, fmt.Sprintf("%s %s/%s", m.Kind, m.Namespace, m.Name))
-		for _, prom := range proms {
+		for _, prom := range cm.loaders {
 			st, ok := in.States[prom]
 			switch {
 			case !ok:
@@ -297,9 +346,6 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 	}
 	slices.Sort(asked)
 	asked = slices.Compact(asked)
-	if len(monitors) > 0 {
-		res.Properties["monitors"] = strings.Join(monitorNames(monitors), ", ")
-	}
 	if obj.Kind == "Service" {
 		if s, ok := podWins(ix, key); ok {
 			res.Properties["prometheus"], res.Properties["pool"] = s.prometheus, s.t.Pool
@@ -340,10 +386,10 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 	return fail(OutcomeFail, StateNotScraped, fmt.Sprintf("no target: Prometheus %s (loading %s) discovers %s: are its pods running and ready? (kubectl get pods -n %s)", strings.Join(asked, ", "), strings.Join(loaded, ", "), what, obj.Namespace))
 }
 
-func monitorNames(ms []MonitorObject) []string {
+func monitorNames(ms []compiledMonitor) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, m.Kind+" "+m.Namespace+"/"+m.Name)
+		out = append(out, m.m.Kind+" "+m.m.Namespace+"/"+m.m.Name)
 	}
 	return out
 }
@@ -387,23 +433,19 @@ func describeChanges(obj Object, cs []LabelChange) string {
 
 // selectingMonitors are the PodMonitors whose selector matches a pod
 // owner's template labels, or the ServiceMonitors whose selector matches a
-// Service's labels, in a namespace they reach (operator semantics).
-func selectingMonitors(ms []MonitorObject, obj Object, ns Namespace) []MonitorObject {
+// Service's labels, in a namespace they reach (operator semantics: an
+// empty selector selects everything).
+func selectingMonitors(ms []compiledMonitor, obj Object) []compiledMonitor {
 	kind, lbls := "PodMonitor", obj.PodTemplateLabels
 	if obj.Kind == "Service" {
 		kind, lbls = "ServiceMonitor", obj.Labels
 	}
-	var out []MonitorObject
+	var out []compiledMonitor
 	for _, m := range ms {
-		if m.Kind != kind || m.Selector == nil {
+		if m.m.Kind != kind || m.sel == nil || !m.all && !slices.Contains(m.namespaces, obj.Namespace) {
 			continue
 		}
-		names, all := MonitorNamespaces(m.NamespaceSelector, m.Namespace)
-		if !all && !slices.Contains(names, ns.Name) {
-			continue
-		}
-		// An empty selector selects everything; the operator reads it so.
-		if selectorMatches(m.Selector, lbls) {
+		if m.sel.Matches(labels.Set(lbls)) {
 			out = append(out, m)
 		}
 	}
@@ -472,6 +514,9 @@ func targetsResult(res StatusResult, ts []seen) StatusResult {
 		byProm[s.prometheus]++
 		if first == nil {
 			first = s
+		}
+		if len(res.Targets) < MaxListedTargets {
+			res.Targets = append(res.Targets, TargetStatus{Prometheus: s.prometheus, Pool: s.t.Pool, URL: s.t.URL, Health: s.t.Health, LastError: s.t.LastError})
 		}
 		switch s.t.Health {
 		case "up":

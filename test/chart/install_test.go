@@ -549,7 +549,9 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	other.proc.Stop()
 
 	// helm uninstall: the webhook configurations go first; nothing of the
-	// release is left, and writes are no longer intercepted.
+	// release is left but what it keeps on purpose (the OpenReports CRD,
+	// helm.sh/resource-policy: keep: other tools write Reports too), and
+	// writes are no longer intercepted.
 	uninstall := action.NewUninstall(helmConfig(t, c.Kubeconfig))
 	uninstall.WaitStrategy = kube.HookOnlyStrategy
 	if _, err := uninstall.Run("promenroll"); err != nil {
@@ -565,6 +567,12 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 			var m metav1.PartialObjectMetadata
 			if err := yaml.Unmarshal(doc, &m); err != nil {
 				t.Fatal(err)
+			}
+			if m.Annotations["helm.sh/resource-policy"] == "keep" {
+				if kind != "CustomResourceDefinition" || m.Name != "reports.openreports.io" {
+					t.Errorf("%s %s is kept on uninstall: only the OpenReports CRD may be", kind, m.Name)
+				}
+				continue
 			}
 			args := []string{"get", kind + "." + groupOf(m.APIVersion), m.Name, "--ignore-not-found", "-o", "name"}
 			if m.Namespace != "" {

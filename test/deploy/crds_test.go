@@ -71,3 +71,49 @@ func gunzip(path string) ([]byte, error) {
 	}
 	return io.ReadAll(zr)
 }
+
+// TestShippedOpenReportsCRDIsTheModules: the Report CRD shipped in
+// deploy/components/openreports and the chart is byte for byte the one of
+// the reports-api module whose types promenroll writes.
+func TestShippedOpenReportsCRDIsTheModules(t *testing.T) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/openreports/reports-api@"+openReportsVersion(t, root))
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
+		t.Fatalf("go mod download: %v %v %s", err, jerr, mod.Error)
+	}
+	upstream, err := os.ReadFile(filepath.Join(mod.Dir, "config", "crd", "openreports.io_reports.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"deploy/components/openreports/openreports.io_reports.yaml", "charts/promenroll/files/openreports.io_reports.yaml"} {
+		shipped, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(shipped, upstream) {
+			t.Errorf("%s differs from the reports-api module's config/crd/openreports.io_reports.yaml: copy it again", p)
+		}
+	}
+}
+
+// openReportsVersion is the reports-api version the product's go.mod pins.
+func openReportsVersion(t *testing.T, root string) string {
+	t.Helper()
+	gomod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "github.com/openreports/reports-api" {
+			return f[1]
+		}
+	}
+	t.Fatal("go.mod does not require github.com/openreports/reports-api")
+	return ""
+}

@@ -61,15 +61,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-The leader election Lease (--lease): the self-managed Secret's name, as it
-has always been, or <fullname>-leader in the other TLS modes.
+The leader election Lease (--lease): <fullname>-tls in every TLS mode, the
+self-managed Secret's name as it has always been.
 */}}
 {{- define "promenroll.leaseName" -}}
-{{- if eq .Values.tls.mode "selfManaged" -}}
-{{- include "promenroll.tlsSecretName" . -}}
-{{- else -}}
-{{- printf "%s-leader" (include "promenroll.fullname" .) -}}
-{{- end -}}
+{{- printf "%s-tls" (include "promenroll.fullname" .) -}}
 {{- end -}}
 
 {{/*
