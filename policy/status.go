@@ -64,7 +64,10 @@ const (
 
 // Subject is the object a result is about.
 type Subject struct {
-	Kind, Namespace, Name, UID string
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid,omitempty"`
 }
 
 // String is kind/namespace/name.
@@ -72,24 +75,28 @@ func (s Subject) String() string { return s.Kind + " " + s.Namespace + "/" + s.N
 
 // StatusResult is one check's result for one object.
 type StatusResult struct {
-	Subject Subject
-	Check   string
-	Outcome Outcome
+	Subject Subject `json:"subject"`
+	Check   string  `json:"check"`
+	Outcome Outcome `json:"result"`
 	// State names the object's state for Events (StateScraped, ...).
-	State string
+	State string `json:"state"`
 	// Message says what happened, or the first broken link and what to do.
-	Message string
+	Message string `json:"message"`
 	// Properties hold the details a person follows up on: the Prometheus,
 	// the scrape pool, a target's URL and last error.
-	Properties map[string]string
+	Properties map[string]string `json:"properties,omitempty"`
 	// Targets are the object's active targets (at most MaxListedTargets),
 	// for `promenroll status`.
-	Targets []TargetStatus `json:",omitempty"`
+	Targets []TargetStatus `json:"targets,omitempty"`
 }
 
 // TargetStatus is one active target of an object, in one Prometheus.
 type TargetStatus struct {
-	Prometheus, Pool, URL, Health, LastError string
+	Prometheus string `json:"prometheus"`
+	Pool       string `json:"pool"`
+	URL        string `json:"url"`
+	Health     string `json:"health"`
+	LastError  string `json:"lastError,omitempty"`
 }
 
 // MaxListedTargets bounds StatusResult.Targets.

@@ -101,9 +101,9 @@ func MonitorObjectsFrom(ctx context.Context, c client.Reader, served func(kind s
 }
 
 // RuleObjectsFrom lists the PrometheusRules.
-func RuleObjectsFrom(ctx context.Context, c client.Reader) ([]policy.RuleObject, error) {
+func RuleObjectsFrom(ctx context.Context, c client.Reader, opts ...client.ListOption) ([]policy.RuleObject, error) {
 	var l monv1.PrometheusRuleList
-	if err := c.List(ctx, &l); err != nil {
+	if err := c.List(ctx, &l, opts...); err != nil {
 		return nil, fmt.Errorf("list PrometheusRules: %w", err)
 	}
 	out := make([]policy.RuleObject, 0, len(l.Items))

@@ -13,11 +13,7 @@ import (
 // RESTConfig loads API server access: kubeconfig if given, else
 // $KUBECONFIG and the default loading rules, else the in-cluster config.
 func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kubeconfig != "" {
-		rules.ExplicitPath = kubeconfig
-	}
-	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	c, err := ClientConfig(kubeconfig).ClientConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -25,8 +21,19 @@ func RESTConfig(kubeconfig, userAgent string) (*rest.Config, error) {
 	return c, nil
 }
 
-// Scheme is the types serve and audit read: Kubernetes' built-in kinds and
-// the Prometheus Operator's monitoring.coreos.com v1 and v1alpha1.
+// ClientConfig is the kubeconfig's (or $KUBECONFIG's, or the in-cluster)
+// client configuration: RESTConfig's source, and the context's namespace.
+func ClientConfig(kubeconfig string) clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+}
+
+// Scheme is the types serve, audit and status read and write: Kubernetes'
+// built-in kinds, the Prometheus Operator's monitoring.coreos.com v1 and
+// v1alpha1, and OpenReports' v1alpha1 (the status' Reports).
 func Scheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monv1.AddToScheme, monv1alpha1.AddToScheme, openreports.AddToScheme} {

@@ -96,9 +96,9 @@ func PodOwners() []client.Object {
 
 // StatusServices lists the Services the status reports on, from the
 // cache, as enrollment reads them, with their UIDs.
-func StatusServices(ctx context.Context, c client.Reader) ([]policy.Object, []types.UID, error) {
+func StatusServices(ctx context.Context, c client.Reader, opts ...client.ListOption) ([]policy.Object, []types.UID, error) {
 	var list corev1.ServiceList
-	if err := c.List(ctx, &list); err != nil {
+	if err := c.List(ctx, &list, opts...); err != nil {
 		return nil, nil, fmt.Errorf("list Services: %w", err)
 	}
 	objs := make([]policy.Object, 0, len(list.Items))

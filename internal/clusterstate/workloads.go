@@ -140,28 +140,28 @@ func EnrollObjectOf(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTempla
 
 // StatusWorkloads lists the Deployments, StatefulSets and DaemonSets the
 // status reports on, from the cache, with their UIDs.
-func StatusWorkloads(ctx context.Context, c client.Reader) ([]policy.Object, []types.UID, error) {
+func StatusWorkloads(ctx context.Context, c client.Reader, opts ...client.ListOption) ([]policy.Object, []types.UID, error) {
 	var objs []policy.Object
 	var uids []types.UID
 	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) {
 		objs, uids = append(objs, EnrollObjectOf(kind, meta, tmpl)), append(uids, meta.UID)
 	}
 	var ds appsv1.DeploymentList
-	if err := c.List(ctx, &ds); err != nil {
+	if err := c.List(ctx, &ds, opts...); err != nil {
 		return nil, nil, fmt.Errorf("list Deployments: %w", err)
 	}
 	for i := range ds.Items {
 		add("Deployment", &ds.Items[i].ObjectMeta, &ds.Items[i].Spec.Template)
 	}
 	var ss appsv1.StatefulSetList
-	if err := c.List(ctx, &ss); err != nil {
+	if err := c.List(ctx, &ss, opts...); err != nil {
 		return nil, nil, fmt.Errorf("list StatefulSets: %w", err)
 	}
 	for i := range ss.Items {
 		add("StatefulSet", &ss.Items[i].ObjectMeta, &ss.Items[i].Spec.Template)
 	}
 	var dss appsv1.DaemonSetList
-	if err := c.List(ctx, &dss); err != nil {
+	if err := c.List(ctx, &dss, opts...); err != nil {
 		return nil, nil, fmt.Errorf("list DaemonSets: %w", err)
 	}
 	for i := range dss.Items {

@@ -75,6 +75,17 @@ func New(e Endpoint) (*Client, error) {
 	return &Client{endpoint: e, base: u, http: &http.Client{Transport: tr}}, nil
 }
 
+// NewThrough returns a Client that reaches base with hc: the API server's
+// service proxy (base .../api/v1/namespaces/NS/services/SCHEME:NAME:web/proxy,
+// hc authenticated as the kubeconfig's user), as `promenroll status` does.
+func NewThrough(base string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("Prometheus URL %q: %v", base, err)
+	}
+	return &Client{endpoint: Endpoint{URL: base}, base: u, http: hc}, nil
+}
+
 // Close drops the idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 

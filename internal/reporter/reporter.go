@@ -169,55 +169,12 @@ func subjectKey(s policy.Subject) string { return s.Kind + "/" + s.Namespace + "
 
 // gather reads the objects from the caches and asks the Prometheuses.
 func (r *Reporter) gather(ctx context.Context) (policy.StatusInput, map[string]types.UID, error) {
-	p := r.Policies.Policy()
-	var nsList metav1.PartialObjectMetadataList
-	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.Cache.List(ctx, &nsList); err != nil {
-		return policy.StatusInput{}, nil, fmt.Errorf("list namespaces: %w", err)
-	}
-	namespaces := make(map[string]policy.Namespace, len(nsList.Items))
-	for _, ns := range nsList.Items {
-		namespaces[ns.Name] = policy.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
-	}
-	in := policy.StatusInput{Namespace: func(name string) policy.Namespace {
-		if ns, ok := namespaces[name]; ok {
-			return ns
-		}
-		return policy.Namespace{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}
-	}}
-	subjects := map[string]types.UID{}
-	// Workloads and Services in namespaces the policy leaves alone are not
-	// in its scope: nothing is reported on them.
-	inScope := func(objs []policy.Object, uids []types.UID) []policy.Object {
-		out := objs[:0]
-		for i, o := range objs {
-			if _, excluded := p.ExcludedNamespace(in.Namespace(o.Namespace)); excluded {
-				continue
-			}
-			subjects[o.Kind+"/"+o.Namespace+"/"+o.Name] = uids[i]
-			out = append(out, o)
-		}
-		return out
-	}
-	ws, wuids, err := clusterstate.StatusWorkloads(ctx, r.Cache)
+	proms, err := r.Kinds.Prometheuses(ctx)
 	if err != nil {
-		return in, nil, err
+		return policy.StatusInput{}, nil, err
 	}
-	in.Workloads = inScope(ws, wuids)
-	ss, suids, err := clusterstate.StatusServices(ctx, r.Cache)
+	in, subjects, err := clusterstate.ReadStatusInput(ctx, r.Cache, r.Policies.Policy(), r.Kinds.Served, proms)
 	if err != nil {
-		return in, nil, err
-	}
-	in.Services = inScope(ss, suids)
-	if in.Monitors, err = clusterstate.MonitorObjectsFrom(ctx, r.Cache, r.Kinds.Served); err != nil {
-		return in, nil, err
-	}
-	if r.Kinds.Served("PrometheusRule") {
-		if in.Rules, err = clusterstate.RuleObjectsFrom(ctx, r.Cache); err != nil {
-			return in, nil, err
-		}
-	}
-	if in.Prometheuses, err = r.Kinds.Prometheuses(ctx); err != nil {
 		return in, nil, err
 	}
 	in.States = r.ask(ctx, in.Prometheuses)

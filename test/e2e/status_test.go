@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -178,6 +180,32 @@ spec:
 		}
 	})
 
+	t.Run("promenroll status follows the chain for one object", func(t *testing.T) {
+		args := []string{"status", "--kubeconfig", c.Kubeconfig, "--policy", policyFile, "--prometheus-url", statusProm + "=" + m.PrometheusURL}
+		out, errOut, err := c.Promenroll(t.Context(), append(args, "deployment/checkout", "-n", ns)...)
+		if err != nil {
+			t.Fatalf("status deployment/checkout: %v\n%s%s", err, out, errOut)
+		}
+		for _, want := range []string{"Deployment status-e2e/checkout", "policy:     enrolled by rule", "monitors:   PodMonitor promenroll-system/promenroll-workloads",
+			"prometheus: " + statusProm, "targets:    up", ":9090/metrics", "result:     pass: 1 targets up in Prometheus " + statusProm} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status deployment/checkout does not say %q:\n%s", want, out)
+			}
+		}
+		t.Logf("promenroll status deployment/checkout -n %s:\n%s", ns, out)
+		out, _, err = c.Promenroll(t.Context(), append(args, "deploy/broken", "-n", ns, "-o", "json")...)
+		if code := exitCode(err); code != 1 {
+			t.Errorf("status deploy/broken exited %d, want 1 (a target is down): %v", code, err)
+		}
+		if !strings.Contains(out, `"result": "fail"`) || !strings.Contains(out, `"health": "down"`) || !strings.Contains(out, "500") {
+			t.Errorf("status deploy/broken -o json:\n%s", out)
+		}
+		out, _, err = c.Promenroll(t.Context(), append(args, "prometheusrule/clash", "-n", ns)...)
+		if exitCode(err) != 1 || !strings.Contains(out, "vector cannot contain metrics with the same labelset") {
+			t.Errorf("status prometheusrule/clash (%v):\n%s", err, out)
+		}
+	})
+
 	t.Run("each result changes when its cause is fixed", func(t *testing.T) {
 		fixed := time.Now()
 		kubectl(t, workload(ns, "broken", nil, nil, "metrics:9090"), "apply", "-f", "-")
@@ -216,4 +244,17 @@ spec:
 		waitResult(t, ns, "Deployment", "checkout", "pass", "targets up")
 		waitResult(t, ns, "Deployment", "during-outage", "pass", "targets up")
 	})
+}
+
+// exitCode is a command's exit code from its error (0 for nil, -1 when it
+// did not run to an exit).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	return -1
 }
