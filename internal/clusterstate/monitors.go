@@ -56,14 +56,14 @@ func trimMonitor(obj any) (any, error) {
 }
 
 // MonitorObjectsFrom lists the monitors of the kinds served (served[kind]).
-func MonitorObjectsFrom(ctx context.Context, c client.Reader, served func(kind string) bool) ([]policy.MonitorObject, error) {
+func MonitorObjectsFrom(ctx context.Context, c client.Reader, served func(kind string) bool, opts ...client.ListOption) ([]policy.MonitorObject, error) {
 	var out []policy.MonitorObject
 	add := func(kind string, m metav1.ObjectMeta, sel *metav1.LabelSelector, nsSel monv1.NamespaceSelector) {
 		out = append(out, policy.MonitorObject{Kind: kind, Namespace: m.Namespace, Name: m.Name, UID: string(m.UID), Labels: m.Labels, Selector: sel, NamespaceSelector: nsSel})
 	}
 	if served("ServiceMonitor") {
 		var l monv1.ServiceMonitorList
-		if err := c.List(ctx, &l); err != nil {
+		if err := c.List(ctx, &l, opts...); err != nil {
 			return nil, fmt.Errorf("list ServiceMonitors: %w", err)
 		}
 		for i := range l.Items {
@@ -72,7 +72,7 @@ func MonitorObjectsFrom(ctx context.Context, c client.Reader, served func(kind s
 	}
 	if served("PodMonitor") {
 		var l monv1.PodMonitorList
-		if err := c.List(ctx, &l); err != nil {
+		if err := c.List(ctx, &l, opts...); err != nil {
 			return nil, fmt.Errorf("list PodMonitors: %w", err)
 		}
 		for i := range l.Items {
@@ -81,7 +81,7 @@ func MonitorObjectsFrom(ctx context.Context, c client.Reader, served func(kind s
 	}
 	if served("Probe") {
 		var l monv1.ProbeList
-		if err := c.List(ctx, &l); err != nil {
+		if err := c.List(ctx, &l, opts...); err != nil {
 			return nil, fmt.Errorf("list Probes: %w", err)
 		}
 		for i := range l.Items {
@@ -90,7 +90,7 @@ func MonitorObjectsFrom(ctx context.Context, c client.Reader, served func(kind s
 	}
 	if served("ScrapeConfig") {
 		var l monv1alpha1.ScrapeConfigList
-		if err := c.List(ctx, &l); err != nil {
+		if err := c.List(ctx, &l, opts...); err != nil {
 			return nil, fmt.Errorf("list ScrapeConfigs: %w", err)
 		}
 		for i := range l.Items {

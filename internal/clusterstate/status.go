@@ -13,15 +13,23 @@ import (
 )
 
 // ReadStatusInput reads what the status joins, but Prometheus' answers:
-// namespaces, the workloads and Services in the policy's scope (scope
-// narrows them, e.g. to one namespace), the monitors and PrometheusRules of
-// the kinds served, and the Prometheus objects given. The reporter reads
-// its caches; `promenroll status` the API server. subjects maps
-// kind/namespace/name to the object's UID.
-func ReadStatusInput(ctx context.Context, r client.Reader, p *policy.Policy, served func(kind string) bool, proms []policy.PrometheusSelectors, scope ...client.ListOption) (in policy.StatusInput, subjects map[string]types.UID, err error) {
+// namespaces, the workloads and Services in the policy's scope, the
+// monitors and PrometheusRules of the kinds served, and the Prometheus
+// objects given. The reporter reads its caches (with
+// client.UnsafeDisableDeepCopy in opts: it only reads, so the cached
+// objects are not copied); `promenroll status` the API server (opts:
+// client.InNamespace, which narrows the workloads, Services and rules).
+// subjects maps kind/namespace/name to the object's UID.
+func ReadStatusInput(ctx context.Context, r client.Reader, p *policy.Policy, served func(kind string) bool, proms []policy.PrometheusSelectors, opts ...client.ListOption) (in policy.StatusInput, subjects map[string]types.UID, err error) {
+	var unscoped []client.ListOption
+	for _, o := range opts {
+		if _, ns := o.(client.InNamespace); !ns {
+			unscoped = append(unscoped, o)
+		}
+	}
 	var nsList metav1.PartialObjectMetadataList
 	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, &nsList); err != nil {
+	if err := r.List(ctx, &nsList, unscoped...); err != nil {
 		return in, nil, fmt.Errorf("list namespaces: %w", err)
 	}
 	namespaces := make(map[string]policy.Namespace, len(nsList.Items))
@@ -49,21 +57,21 @@ func ReadStatusInput(ctx context.Context, r client.Reader, p *policy.Policy, ser
 		}
 		return out
 	}
-	ws, wuids, err := StatusWorkloads(ctx, r, scope...)
+	ws, wuids, err := StatusWorkloads(ctx, r, opts...)
 	if err != nil {
 		return in, nil, err
 	}
 	in.Workloads = inScope(ws, wuids)
-	ss, suids, err := StatusServices(ctx, r, scope...)
+	ss, suids, err := StatusServices(ctx, r, opts...)
 	if err != nil {
 		return in, nil, err
 	}
 	in.Services = inScope(ss, suids)
-	if in.Monitors, err = MonitorObjectsFrom(ctx, r, served); err != nil {
+	if in.Monitors, err = MonitorObjectsFrom(ctx, r, served, unscoped...); err != nil {
 		return in, nil, err
 	}
 	if served("PrometheusRule") {
-		if in.Rules, err = RuleObjectsFrom(ctx, r, scope...); err != nil {
+		if in.Rules, err = RuleObjectsFrom(ctx, r, opts...); err != nil {
 			return in, nil, err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -159,4 +160,38 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkDecodeTargets10000 decodes an answer of 10,000 active targets
+// shaped as Prometheus writes them for Kubernetes pods (some thirty
+// discovered labels each) and reports the heap the decoded targets keep.
+func BenchmarkDecodeTargets10000(b *testing.B) {
+	var ts []promapitest.Target
+	for i := 0; i < 10000; i++ {
+		t := checkout
+		t.Namespace, t.Name, t.Pod, t.IP = fmt.Sprintf("ns-%d", i%100), fmt.Sprintf("app-%d", i), fmt.Sprintf("app-%d-7d9f8b6c5d-x2x9q", i), fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		ts = append(ts, t)
+	}
+	var answer bytes.Buffer
+	if err := promapitest.WriteTargets(&answer, ts, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(answer.Len()))
+	var kept []policy.ScrapeTarget
+	var before, after runtime.MemStats
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		kept = nil
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		active, _, err := DecodeTargets(bytes.NewReader(answer.Bytes()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		kept = active
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "kept-MiB/10k-targets")
+	runtime.KeepAlive(kept)
 }

@@ -173,7 +173,7 @@ func (r *Reporter) gather(ctx context.Context) (policy.StatusInput, map[string]t
 	if err != nil {
 		return policy.StatusInput{}, nil, err
 	}
-	in, subjects, err := clusterstate.ReadStatusInput(ctx, r.Cache, r.Policies.Policy(), r.Kinds.Served, proms)
+	in, subjects, err := clusterstate.ReadStatusInput(ctx, r.Cache, r.Policies.Policy(), r.Kinds.Served, proms, client.UnsafeDisableDeepCopy)
 	if err != nil {
 		return in, nil, err
 	}
