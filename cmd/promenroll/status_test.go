@@ -35,7 +35,7 @@ func TestPrintStatusShowsTheChainAndTheTargets(t *testing.T) {
 	printStatus(&b, policy.StatusResult{Subject: policy.Subject{Kind: "Deployment", Namespace: "shop", Name: "checkout"}, Outcome: policy.OutcomeFail,
 		Message:    "1 of 2 targets down in Prometheus monitoring/k8s: http://10.0.0.2:9090/metrics: connection refused",
 		Properties: map[string]string{"enrollment": "enrolled by rule workloads", "monitors": "PodMonitor promenroll-system/promenroll-workloads", "prometheus": "monitoring/k8s"},
-		Targets: []policy.TargetStatus{{Health: "up", URL: "http://10.0.0.1:9090/metrics"}, {Health: "down", URL: "http://10.0.0.2:9090/metrics", LastError: "connection refused"}}})
+		Targets:    []policy.TargetStatus{{Health: "up", URL: "http://10.0.0.1:9090/metrics"}, {Health: "down", URL: "http://10.0.0.2:9090/metrics", LastError: "connection refused"}}})
 	want := `Deployment shop/checkout
   policy:     enrolled by rule workloads
   monitors:   PodMonitor promenroll-system/promenroll-workloads
