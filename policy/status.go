@@ -230,6 +230,7 @@ type compiledMonitor struct {
 	all        bool
 	loaders    []string
 	why        string // why no Prometheus loads it
+	pool       string // its pools' prefix, as monitorOfPool gives it
 }
 
 func compileStatusMonitors(in StatusInput) []compiledMonitor {
@@ -238,7 +239,7 @@ func compileStatusMonitors(in StatusInput) []compiledMonitor {
 		if m.Kind != "PodMonitor" && m.Kind != "ServiceMonitor" || m.Selector == nil {
 			continue
 		}
-		cm := compiledMonitor{m: m}
+		cm := compiledMonitor{m: m, pool: monitorPoolPrefix[m.Kind] + "/" + m.Namespace + "/" + m.Name}
 		if sel, err := metav1.LabelSelectorAsSelector(m.Selector); err == nil {
 			cm.sel = sel
 		}
@@ -353,13 +354,22 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 	}
 	slices.Sort(asked)
 	asked = slices.Compact(asked)
-	if obj.Kind == "Service" {
+	if obj.Kind == "Service" && len(monitors) > 0 {
 		if s, ok := podWins(ix, key); ok {
 			res.Properties["prometheus"], res.Properties["pool"] = s.prometheus, s.t.Pool
 			return fail(OutcomeSkip, StateScraped, fmt.Sprintf("not scraped as a Service: its endpoints are pods that %s already scrapes in Prometheus %s (the pod wins, so nothing is scraped twice)", s.t.Pool, s.prometheus))
 		}
 	}
-	if dropped := ix.dropped[key]; len(dropped) > 0 {
+	// The operator turns a monitor's selector into relabeling, so every
+	// endpoint in its namespaces is discovered and the unselected ones are
+	// dropped: only a selecting monitor's drop says something of obj.
+	var dropped []seen
+	for _, d := range ix.dropped[key] {
+		if slices.ContainsFunc(monitors, func(m compiledMonitor) bool { return m.pool == monitorOfPool(d.t.Pool) }) {
+			dropped = append(dropped, d)
+		}
+	}
+	if len(dropped) > 0 {
 		s := dropped[0]
 		res.Properties["prometheus"], res.Properties["pool"] = s.prometheus, s.t.Pool
 		why := scrapePortProblem(obj)

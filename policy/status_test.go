@@ -217,3 +217,24 @@ func TestStatusOfRules(t *testing.T) {
 		}
 	}
 }
+
+// The operator applies a monitor's selector as relabeling: a pod no
+// monitor selects is discovered and dropped by every monitor that reaches
+// its namespace. That drop says nothing of it.
+func TestAnUnselectedObjectDroppedByASelectorIsNotBroken(t *testing.T) {
+	p := mustParse(t, statusPolicy+`
+excludeNamespaces: []
+`)
+	in := statusCluster(map[string]PrometheusState{"monitoring/k8s": {Dropped: []ScrapeTarget{podTarget("legacy", "legacy-5c8d7f9b4-a", "", ""),
+		{Pool: "serviceMonitor/promenroll-system/promenroll-services/0", Namespace: "default", Service: "kubernetes"}}}})
+	legacy := statusDeployment("legacy", false, Port{Name: "metrics", Number: 9090})
+	legacy.Labels = map[string]string{OptOutLabel: "false"}
+	in.Workloads = []Object{legacy}
+	in.Services = []Object{{Kind: "Service", Namespace: "default", Name: "kubernetes", Labels: map[string]string{"component": "apiserver"}, Ports: []Port{{Name: "https", Number: 443}}}}
+	got := p.Status(in)
+	for _, r := range got[:2] {
+		if r.Outcome != OutcomeSkip || r.State != StateNotEnrolled {
+			t.Errorf("%v: %s %s %q, want skip: nothing asked for it to be scraped", r.Subject, r.Outcome, r.State, r.Message)
+		}
+	}
+}

@@ -79,6 +79,11 @@ func run(ctx context.Context, once bool) error {
 	}
 
 	d := &demo{ctx: ctx, c: c, root: root}
+	defer func() {
+		if d.reporter != nil {
+			d.reporter.Stop()
+		}
+	}()
 	d.stepArgs("The enrollment monitors promenroll ships (deploy/base/monitors)", "apply", "-k", filepath.Join(root, "deploy", "base", "monitors"))
 	d.step("Namespaces: shop (monitoring: enabled, team: payments) and sandbox (annotated promenroll.io/mode: dry-run)", "namespaces.yaml")
 
@@ -121,6 +126,7 @@ func run(ctx context.Context, once bool) error {
 	d.step("A workload whose Service names its metrics port http-metrics", "search.yaml")
 
 	d.prometheus(m)
+	d.status(m, filepath.Join(root, "examples", "policy.yaml"))
 
 	fmt.Printf("\npromenroll's decision log (one JSON line per request): %s\n", logPath)
 	if once {
@@ -146,10 +152,11 @@ Press Ctrl-C to stop.
 }
 
 type demo struct {
-	ctx  context.Context
-	c    *cluster.Cluster
-	root string
-	n    int
+	ctx      context.Context
+	c        *cluster.Cluster
+	root     string
+	n        int
+	reporter *cluster.Reporter
 }
 
 func (d *demo) step(title, file string) {
@@ -243,4 +250,32 @@ func (d *demo) prometheus(m *cluster.Monitoring) {
 	if len(groups) == 0 {
 		d.say("no rule group loaded yet (see %s)", d.c.LogDir)
 	}
+}
+
+// status starts a replica that reports the monitoring status (every 5s
+// here; 1m by default), installs OpenReports' CRD, and shows what the
+// status says: promenroll status for checkout, and the Reports.
+func (d *demo) status(m *cluster.Monitoring, policyFile string) {
+	d.n++
+	fmt.Printf("\n%d. The monitoring status: is everything really scraped and evaluated?\n", d.n)
+	rep, err := d.c.StartReporter(d.ctx, m, 5*time.Second)
+	if err != nil {
+		d.say("the reporter did not start: %v", err)
+		return
+	}
+	d.reporter = rep
+	d.stepArgs("OpenReports' Report CRD (deploy/components/openreports)", "apply", "-k", filepath.Join(d.root, "deploy", "components", "openreports"))
+	// Shown as it is after a minute at most.
+	_ = testwait.Until(d.ctx, time.Minute, func() (bool, error) {
+		out, _, err := d.c.Kubectl(d.ctx, "", "get", "reports", "-n", "shop", "promenroll", "-o", "jsonpath={.summary.pass}")
+		return err == nil && out != "" && out != "0", nil
+	})
+	prom := cluster.MonitoringNamespace + "/" + cluster.PrometheusName
+	d.n++
+	fmt.Printf("\n%d. One object, link by link\n   $ promenroll status deployment/checkout -n shop\n", d.n)
+	out, errOut, _ := d.c.Promenroll(d.ctx, "status", "deployment/checkout", "-n", "shop", "--kubeconfig", d.c.Kubeconfig, "--policy", policyFile, "--prometheus-url", prom+"="+m.PrometheusURL)
+	for _, line := range strings.Split(strings.TrimSpace(out+errOut), "\n") {
+		fmt.Println("   " + line)
+	}
+	d.stepArgs("Every namespace's Report", "get", "reports", "-A")
 }
