@@ -581,38 +581,11 @@ var monitorPoolPrefix = map[string]string{"ServiceMonitor": "serviceMonitor", "P
 // (or why none does), how many targets it yields and how many are up.
 func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult {
 	res := StatusResult{Subject: Subject{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, UID: m.UID}, Check: CheckMonitorLoaded, Properties: map[string]string{}}
-	obj := Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels}
-	ns := in.Namespace(m.Namespace)
-	proms := SelectingPrometheuses(in.Prometheuses, obj, ns)
-	if len(proms) == 0 {
-		res.Outcome, res.State = OutcomeFail, StateNotLoaded
-		res.Message = "loaded by no Prometheus: " + cmp.Or(WhyNotSelected(in.Prometheuses, obj, ns), "the cluster has no Prometheus object")
+	proms, _, ok := askLoaders(in, &res, Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels})
+	if !ok {
 		return res
 	}
-	res.Properties["prometheus"] = strings.Join(proms, ",")
 	key := monitorPoolPrefix[m.Kind] + "/" + m.Namespace + "/" + m.Name
-	var errs []string
-	answered := 0
-	for _, prom := range proms {
-		st, ok := in.States[prom]
-		switch {
-		case !ok:
-		case st.Err != "":
-			errs = append(errs, prom+": "+st.Err)
-		default:
-			answered++
-		}
-	}
-	if answered == 0 {
-		res.Outcome, res.State = OutcomeSkip, StateUnknown
-		if len(errs) > 0 {
-			res.Outcome = OutcomeError
-			res.Message = fmt.Sprintf("loaded by %s, which did not answer: %s", strings.Join(proms, ", "), strings.Join(errs, "; "))
-		} else {
-			res.Message = fmt.Sprintf("loaded by %s, which promenroll cannot reach (give its URL with --prometheus-url)", strings.Join(proms, ", "))
-		}
-		return res
-	}
 	ts := ix.byPool[key]
 	up, down := 0, 0
 	var firstDown *ScrapeTarget
@@ -654,28 +627,18 @@ func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult
 // <namespace>-<name>-<uid>.yaml.
 func rulesEvaluate(in StatusInput, r RuleObject) StatusResult {
 	res := StatusResult{Subject: Subject{Kind: "PrometheusRule", Namespace: r.Namespace, Name: r.Name, UID: r.UID}, Check: CheckRulesEvaluate, Properties: map[string]string{}}
-	obj := Object{Kind: "PrometheusRule", Namespace: r.Namespace, Name: r.Name, Labels: r.Labels}
-	ns := in.Namespace(r.Namespace)
-	proms := SelectingPrometheuses(in.Prometheuses, obj, ns)
-	if len(proms) == 0 {
-		res.Outcome, res.State = OutcomeFail, StateNotLoaded
-		res.Message = "loaded by no Prometheus: " + cmp.Or(WhyNotSelected(in.Prometheuses, obj, ns), "the cluster has no Prometheus object")
+	proms, answered, ok := askLoaders(in, &res, Object{Kind: "PrometheusRule", Namespace: r.Namespace, Name: r.Name, Labels: r.Labels})
+	if !ok {
 		return res
 	}
-	res.Properties["prometheus"] = strings.Join(proms, ",")
 	file := fmt.Sprintf("%s-%s-%s.yaml", r.Namespace, r.Name, r.UID)
-	var errs, notLoaded, failing []string
-	loadedRules, answered := 0, 0
+	var notLoaded, failing []string
+	loadedRules := 0
 	for _, prom := range proms {
-		st, ok := in.States[prom]
-		switch {
-		case !ok:
-			continue
-		case st.Err != "":
-			errs = append(errs, prom+": "+st.Err)
+		st, ok := answered[prom]
+		if !ok {
 			continue
 		}
-		answered++
 		found := false
 		for _, g := range st.Groups {
 			if path.Base(g.File) != file {
@@ -694,12 +657,6 @@ func rulesEvaluate(in StatusInput, r RuleObject) StatusResult {
 		}
 	}
 	switch {
-	case answered == 0 && len(errs) > 0:
-		res.Outcome, res.State = OutcomeError, StateUnknown
-		res.Message = fmt.Sprintf("selected by %s, which did not answer: %s", strings.Join(proms, ", "), strings.Join(errs, "; "))
-	case answered == 0:
-		res.Outcome, res.State = OutcomeSkip, StateUnknown
-		res.Message = fmt.Sprintf("selected by %s, which promenroll cannot reach (give its URL with --prometheus-url)", strings.Join(proms, ", "))
 	case len(failing) > 0:
 		res.Outcome, res.State = OutcomeFail, StateRulesFailing
 		res.Properties["lastError"] = failing[0]
@@ -712,4 +669,42 @@ func rulesEvaluate(in StatusInput, r RuleObject) StatusResult {
 		res.Message = fmt.Sprintf("loaded by %s: %d rules, all evaluating", strings.Join(proms, ", "), loadedRules)
 	}
 	return res
+}
+
+// askLoaders starts the result of a monitor or a rule: the Prometheuses
+// that load obj, and the states of those that answered. ok is false when
+// res is already final: none loads obj (fail, with what the nearest one
+// requires), or none of them answered (error) or could be asked (skip).
+func askLoaders(in StatusInput, res *StatusResult, obj Object) (proms []string, answered map[string]PrometheusState, ok bool) {
+	ns := in.Namespace(obj.Namespace)
+	proms = SelectingPrometheuses(in.Prometheuses, obj, ns)
+	if len(proms) == 0 {
+		res.Outcome, res.State = OutcomeFail, StateNotLoaded
+		res.Message = "loaded by no Prometheus: " + cmp.Or(WhyNotSelected(in.Prometheuses, obj, ns), "the cluster has no Prometheus object")
+		return nil, nil, false
+	}
+	res.Properties["prometheus"] = strings.Join(proms, ",")
+	var errs []string
+	answered = map[string]PrometheusState{}
+	for _, prom := range proms {
+		switch st, asked := in.States[prom]; {
+		case !asked:
+		case st.Err != "":
+			errs = append(errs, prom+": "+st.Err)
+		default:
+			answered[prom] = st
+		}
+	}
+	if len(answered) > 0 {
+		return proms, answered, true
+	}
+	res.State = StateUnknown
+	if len(errs) > 0 {
+		res.Outcome = OutcomeError
+		res.Message = fmt.Sprintf("selected by %s, which did not answer: %s", strings.Join(proms, ", "), strings.Join(errs, "; "))
+	} else {
+		res.Outcome = OutcomeSkip
+		res.Message = fmt.Sprintf("selected by %s, which promenroll cannot reach (give its URL with --prometheus-url)", strings.Join(proms, ", "))
+	}
+	return proms, nil, false
 }

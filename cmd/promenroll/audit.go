@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/reporter"
 	"github.com/promenroll/promenroll/policy"
 )
 
@@ -33,7 +34,8 @@ import (
 // the gates would refuse today. It exits 1 when one would be refused.
 func newAuditCommand() *cobra.Command {
 	var policyPath, kubeconfig, namespace, output string
-	var allNamespaces bool
+	var allNamespaces, withPrometheus bool
+	var promURLs []string
 	var chunk int64
 	c := &cobra.Command{
 		Use:   "audit --policy POLICY [-n NAMESPACE | -A]",
@@ -83,6 +85,11 @@ would be refused today, 2 usage, policy or API error.`,
 				a.progress = f
 			}
 			err = a.run()
+			if withPrometheus && (err == nil || errors.Is(err, errCheckFailed)) {
+				if serr := a.status(kubeconfig, promURLs); serr != nil {
+					return serr
+				}
+			}
 			if output == "json" {
 				a.res.summarize()
 				if werr := writeJSON(c.OutOrStdout(), a.res); werr != nil {
@@ -98,6 +105,8 @@ would be refused today, 2 usage, policy or API error.`,
 	fs.StringVarP(&namespace, "namespace", "n", "", "scan only this namespace")
 	fs.BoolVarP(&allNamespaces, "all-namespaces", "A", false, "scan every namespace (the default without -n)")
 	fs.Int64Var(&chunk, "chunk-size", 500, "objects per list request (the API server's limit/continue paging)")
+	fs.BoolVar(&withPrometheus, "with-prometheus", false, "also ask each Prometheus (through the API server's service proxy) and report what the monitoring status says: targets up or down, monitors without targets, rules failing evaluation")
+	fs.StringArrayVar(&promURLs, "prometheus-url", nil, "with --with-prometheus: NAMESPACE/NAME=URL of a Prometheus' API, instead of the service proxy; repeatable")
 	fs.StringVarP(&output, "output", "o", "text", "text, or json (check's schema, source \"cluster\")")
 	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	return c
@@ -248,6 +257,34 @@ func (a *auditor) run() error {
 	if a.denied > 0 {
 		return errCheckFailed
 	}
+	return nil
+}
+
+// status adds the monitoring status' results (--with-prometheus): the
+// lines of those not passing, and every result in -o json.
+func (a *auditor) status(kubeconfig string, promURLs []string) error {
+	endpoints, err := reporter.ParseEndpoints(promURLs, nil, nil)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, err := clusterstate.RESTConfig(kubeconfig, "promenroll-audit")
+	if err != nil {
+		return fmt.Errorf("kubernetes client config: %w", err)
+	}
+	results, err := clusterStatus(a.ctx, a.c, cfg, a.p, endpoints, a.ns)
+	if err != nil {
+		return fmt.Errorf("the monitoring status: %w", err)
+	}
+	a.res.Status = results
+	counts := map[policy.Outcome]int{}
+	for _, r := range results {
+		counts[r.Outcome]++
+		if r.Outcome != policy.OutcomePass && r.Outcome != policy.OutcomeSkip {
+			fmt.Fprintf(a.out, "%s: status %s: %s\n", r.Subject, r.Outcome, r.Message)
+		}
+	}
+	fmt.Fprintf(a.out, "audit --with-prometheus: %d results: %d pass, %d warn, %d fail, %d error, %d skip\n",
+		len(results), counts[policy.OutcomePass], counts[policy.OutcomeWarn], counts[policy.OutcomeFail], counts[policy.OutcomeError], counts[policy.OutcomeSkip])
 	return nil
 }
 

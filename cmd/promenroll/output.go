@@ -25,6 +25,8 @@ type Result struct {
 	// Errors are inputs that could not be checked (exit code 2).
 	Errors  []InputError `json:"errors,omitempty"`
 	Summary Summary      `json:"summary"`
+	// Status: audit --with-prometheus, the monitoring status' results.
+	Status []policy.StatusResult `json:"status,omitempty"`
 }
 
 // PolicyInfo identifies the policy the objects were judged with.

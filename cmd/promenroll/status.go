@@ -161,9 +161,28 @@ func statusPolicy(ctx context.Context, cl client.Reader, path, configMap string)
 	return policy.Parse("configmap/"+configMap+"[policy.yaml]", []byte(doc), policy.Options{OwnNamespace: ns})
 }
 
-// objectStatus reads what the status joins for one object from the API
-// server, asks the Prometheuses, and returns the object's result.
+// objectStatus is the status of one object.
 func objectStatus(ctx context.Context, cl client.Client, cfg *rest.Config, p *policy.Policy, endpoints map[string]promapi.Endpoint, subject policy.Subject) (policy.StatusResult, error) {
+	results, err := clusterStatus(ctx, cl, cfg, p, endpoints, subject.Namespace)
+	if err != nil {
+		return policy.StatusResult{}, err
+	}
+	for _, res := range results {
+		if res.Subject.Kind == subject.Kind && res.Subject.Namespace == subject.Namespace && res.Subject.Name == subject.Name {
+			return res, nil
+		}
+	}
+	if _, excluded := p.ExcludedNamespace(policy.Namespace{Name: subject.Namespace}); excluded {
+		return policy.StatusResult{}, fmt.Errorf("%s: namespace %s is outside the policy's scope (excluded): nothing is reported on it", subject, subject.Namespace)
+	}
+	return policy.StatusResult{}, fmt.Errorf("%s not found", subject)
+}
+
+// clusterStatus reads what the status joins from the API server (the
+// workloads, Services and rules of namespace; every namespace when ""),
+// asks each Prometheus, through the API server's service proxy unless
+// endpoints names it, and returns the results, as the reporter would.
+func clusterStatus(ctx context.Context, cl client.Client, cfg *rest.Config, p *policy.Policy, endpoints map[string]promapi.Endpoint, namespace string) ([]policy.StatusResult, error) {
 	served := func(kind string) bool {
 		_, err := cl.RESTMapper().RESTMapping(schema.GroupKind{Group: groupMonitoring, Kind: kind})
 		return err == nil
@@ -172,25 +191,29 @@ func objectStatus(ctx context.Context, cl client.Client, cfg *rest.Config, p *po
 	if served(monv1.PrometheusesKind) {
 		var l monv1.PrometheusList
 		if err := cl.List(ctx, &l); err != nil {
-			return policy.StatusResult{}, fmt.Errorf("list Prometheuses: %w", err)
+			return nil, fmt.Errorf("list Prometheuses: %w", err)
 		}
 		proms = clusterstate.PrometheusSelectorsOf(l.Items)
 	}
 	if served(monv1alpha1.PrometheusAgentsKind) {
 		var l monv1alpha1.PrometheusAgentList
 		if err := cl.List(ctx, &l); err != nil && !meta.IsNoMatchError(err) {
-			return policy.StatusResult{}, fmt.Errorf("list PrometheusAgents: %w", err)
+			return nil, fmt.Errorf("list PrometheusAgents: %w", err)
 		}
 		proms = append(proms, clusterstate.AgentSelectorsOf(l.Items)...)
 	}
-	in, subjects, err := clusterstate.ReadStatusInput(ctx, cl, p, served, proms, client.InNamespace(subject.Namespace))
+	var scope []client.ListOption
+	if namespace != "" {
+		scope = append(scope, client.InNamespace(namespace))
+	}
+	in, subjects, err := clusterstate.ReadStatusInput(ctx, cl, p, served, proms, scope...)
 	if err != nil {
-		return policy.StatusResult{}, err
+		return nil, err
 	}
 	in.States = map[string]policy.PrometheusState{}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return policy.StatusResult{}, err
+		return nil, err
 	}
 	for _, pr := range proms {
 		key := pr.Namespace + "/" + pr.Name
@@ -206,23 +229,20 @@ func objectStatus(ctx context.Context, cl client.Client, cfg *rest.Config, p *po
 		}
 		in.States[key] = c.State(ctx, pr.Kind == policy.KindPrometheusAgent)
 	}
-	for _, res := range p.Status(in) {
-		if res.Subject.Kind == subject.Kind && res.Subject.Namespace == subject.Namespace && res.Subject.Name == subject.Name {
-			res.Subject.UID = cmpOr(res.Subject.UID, string(subjects[subject.Kind+"/"+subject.Namespace+"/"+subject.Name]))
-			return res, nil
+	results := p.Status(in)
+	out := results[:0]
+	for _, res := range results {
+		// Monitors are listed cluster-wide (they select across
+		// namespaces); their results count only in the namespace asked.
+		if namespace != "" && res.Subject.Namespace != namespace {
+			continue
 		}
+		if res.Subject.UID == "" {
+			res.Subject.UID = string(subjects[res.Subject.Kind+"/"+res.Subject.Namespace+"/"+res.Subject.Name])
+		}
+		out = append(out, res)
 	}
-	if _, excluded := p.ExcludedNamespace(in.Namespace(subject.Namespace)); excluded {
-		return policy.StatusResult{}, fmt.Errorf("%s: namespace %s is outside the policy's scope (excluded): nothing is reported on it", subject, subject.Namespace)
-	}
-	return policy.StatusResult{}, fmt.Errorf("%s not found", subject)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return out, nil
 }
 
 // serviceProxy is the API server's proxy path to a Prometheus' governing

@@ -36,7 +36,7 @@ func ClientConfig(kubeconfig string) clientcmd.ClientConfig {
 // v1alpha1, and OpenReports' v1alpha1 (the status' Reports).
 func Scheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monv1.AddToScheme, monv1alpha1.AddToScheme, openreports.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, monv1.AddToScheme, monv1alpha1.AddToScheme, openreports.Install} {
 		if err := add(scheme); err != nil {
 			return nil, err
 		}

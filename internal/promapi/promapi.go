@@ -57,18 +57,18 @@ type Client struct {
 func New(e Endpoint) (*Client, error) {
 	u, err := url.Parse(e.URL)
 	if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("Prometheus URL %q: want http(s)://host[:port][/prefix]", e.URL)
+		return nil, fmt.Errorf("the Prometheus URL %q: want http(s)://host[:port][/prefix]", e.URL)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if e.CAFile != "" {
 		pem, err := os.ReadFile(e.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("Prometheus CA: %w", err)
+			return nil, fmt.Errorf("the Prometheus CA: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("Prometheus CA %s: no PEM certificate in it", e.CAFile)
+			return nil, fmt.Errorf("the Prometheus CA %s: no PEM certificate in it", e.CAFile)
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
@@ -80,8 +80,11 @@ func New(e Endpoint) (*Client, error) {
 // hc authenticated as the kubeconfig's user), as `promenroll status` does.
 func NewThrough(base string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(base)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("Prometheus URL %q: %v", base, err)
+	if err != nil {
+		return nil, fmt.Errorf("the Prometheus URL %q: %w", base, err)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("the Prometheus URL %q has no host", base)
 	}
 	return &Client{endpoint: Endpoint{URL: base}, base: u, http: hc}, nil
 }
@@ -155,7 +158,7 @@ func (c *Client) get(ctx context.Context, path string, decode func(io.Reader) er
 	if err := decode(body); err != nil {
 		switch {
 		case body.over:
-			return fmt.Errorf("GET %s: the answer is larger than %d MiB: raise the bound or use a Prometheus with fewer targets", u.Redacted(), max>>20)
+			return fmt.Errorf("GET %s: the answer is larger than %d MiB, the most promenroll reads: shard the Prometheus and give each shard its URL", u.Redacted(), max>>20)
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return fmt.Errorf("GET %s: the answer did not end within %s", u.Redacted(), timeout)
 		case resp.StatusCode != http.StatusOK:
@@ -346,7 +349,7 @@ func decodeEnvelope(r io.Reader, field func(dec *json.Decoder, key string) error
 	}
 	switch {
 	case status == "error":
-		return fmt.Errorf("Prometheus answered with an error: %s: %s", errType, errMsg)
+		return fmt.Errorf("the Prometheus answered with an error: %s: %s", errType, errMsg)
 	case status != "success":
 		return fmt.Errorf("the answer's status is %q, not success", status)
 	case !sawData:

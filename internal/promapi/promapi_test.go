@@ -91,7 +91,7 @@ func TestBadAnswersAreErrorsNotCrashes(t *testing.T) {
 		{"too large", "larger than 1 MiB", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprint(w, `{"status":"success","data":{"activeTargets":[`+big+`]}}`)
 		}},
-		{"prometheus error", "Prometheus answered with an error: bad_data: invalid parameter", func(w http.ResponseWriter, _ *http.Request) {
+		{"prometheus error", "the Prometheus answered with an error: bad_data: invalid parameter", func(w http.ResponseWriter, _ *http.Request) {
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"invalid parameter"}`)
 		}},
@@ -181,7 +181,6 @@ func BenchmarkDecodeTargets10000(b *testing.B) {
 	var before, after runtime.MemStats
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		kept = nil
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		active, _, err := DecodeTargets(bytes.NewReader(answer.Bytes()))

@@ -227,7 +227,7 @@ func (r *Reporter) client(key, defaultURL string) (*promapi.Client, error) {
 	}
 	c, err := promapi.New(e)
 	if err != nil {
-		return nil, fmt.Errorf("Prometheus %s: %w", key, err)
+		return nil, fmt.Errorf("the Prometheus %s: %w", key, err)
 	}
 	c.Timeout = r.timeout()
 	if r.clients == nil {

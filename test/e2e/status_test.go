@@ -204,6 +204,13 @@ spec:
 		if exitCode(err) != 1 || !strings.Contains(out, "vector cannot contain metrics with the same labelset") {
 			t.Errorf("status prometheusrule/clash (%v):\n%s", err, out)
 		}
+		out, errOut, err = c.Promenroll(t.Context(), "audit", "--kubeconfig", c.Kubeconfig, "--policy", policyFile, "-n", ns, "--with-prometheus", "--prometheus-url", statusProm+"="+m.PrometheusURL)
+		for _, want := range []string{"Deployment status-e2e/broken: status fail: 1 of 1 targets down", "PrometheusRule status-e2e/clash: status fail:", "ServiceMonitor status-e2e/orphan: status fail: loaded by no Prometheus",
+			"audit --with-prometheus: 6 results: 2 pass, 0 warn, 4 fail, 0 error, 0 skip"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("audit --with-prometheus (%v) does not say %q:\n%s%s", err, want, out, errOut)
+			}
+		}
 	})
 
 	t.Run("each result changes when its cause is fixed", func(t *testing.T) {
