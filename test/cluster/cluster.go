@@ -469,8 +469,9 @@ type Reporter struct {
 
 // StartReporter runs a second `promenroll serve` that reports the
 // monitoring status every interval against the test's Prometheus: its own
-// ports and its own Lease (--tls-secret names it), so it is the leader at
-// once; extraArgs come last. It waits for its first completed cycle.
+// ports and its own Lease (--lease names it), so it is the leader at once;
+// extraArgs come last (a later --kubeconfig wins). It waits for its first
+// completed cycle.
 func (c *Cluster) StartReporter(ctx context.Context, m *Monitoring, interval time.Duration, extraArgs ...string) (*Reporter, error) {
 	probe, err := freeAddr()
 	if err != nil {
@@ -490,7 +491,7 @@ func (c *Cluster) StartReporter(ctx context.Context, m *Monitoring, interval tim
 		"--policy", c.opts.PolicyFile,
 		"--tls-mode", "existingSecret",
 		"--cert-dir", c.certDir,
-		"--tls-secret", "promenroll-reporter",
+		"--lease", "promenroll-reporter",
 		"--bind-host", "127.0.0.1",
 		"--port", fmt.Sprint(port),
 		"--metrics-bind-address", metrics,

@@ -265,3 +265,51 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+func TestTheStatusResumesAfterTheAPIServerComesBack(t *testing.T) {
+	m := monitoringStack(t)
+	ns := "status-apiserver"
+	createNamespace(t, ns, nil, nil)
+	proxy, err := c.NewAPIProxy("status-apiserver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	// This reporter reaches the API server only through the proxy; the
+	// CRD is served by now or soon (the other status test installs it).
+	kubectl(t, "", "apply", "-k", filepath.Join(c.Root, "deploy", "components", "openreports"))
+	rep, err := c.StartReporter(t.Context(), m, statusInterval, "--kubeconfig", proxy.Kubeconfig)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, c.LogTails(30))
+	}
+	t.Cleanup(func() { rep.Stop() })
+	kubectl(t, workload(ns, "before", nil, nil, "metrics:9090"), "apply", "-f", "-")
+	waitResult(t, ns, "Deployment", "before", "pass", "targets up")
+
+	failed, err := rep.Metric("promenroll_status_cycle_errors_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	// Writes fail and watches end while it is away; the reporter keeps
+	// running and counts the failed cycles.
+	err = testwait.Until(t.Context(), time.Minute, func() (bool, error) {
+		v, err := rep.Metric("promenroll_status_cycle_errors_total")
+		return v > failed, err
+	})
+	if done, how := rep.Exited(); done {
+		t.Fatalf("the reporter exited while the API server was away: %s", how)
+	}
+	if err != nil {
+		t.Errorf("no failed cycle counted while the API server was away: %v", err)
+	}
+	// Meanwhile a workload appears (the test's own client does not go
+	// through the proxy).
+	kubectl(t, workload(ns, "during", nil, nil, "metrics:9090"), "apply", "-f", "-")
+	back := time.Now()
+	if err := proxy.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	waitResult(t, ns, "Deployment", "during", "pass", "targets up")
+	t.Logf("measured: API server back to the new workload reported: %s (interval %s)", time.Since(back).Round(100*time.Millisecond), statusInterval)
+}
