@@ -581,7 +581,7 @@ var monitorPoolPrefix = map[string]string{"ServiceMonitor": "serviceMonitor", "P
 // (or why none does), how many targets it yields and how many are up.
 func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult {
 	res := StatusResult{Subject: Subject{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, UID: m.UID}, Check: CheckMonitorLoaded, Properties: map[string]string{}}
-	proms, _, ok := askLoaders(in, &res, Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels})
+	l, ok := askLoaders(in, &res, Object{Kind: m.Kind, Namespace: m.Namespace, Name: m.Name, Labels: m.Labels})
 	if !ok {
 		return res
 	}
@@ -604,19 +604,20 @@ func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult
 	switch {
 	case len(ts) == 0:
 		res.Outcome, res.State = OutcomeWarn, StateMonitorNoTarget
-		res.Message = fmt.Sprintf("loaded by %s, but yields no target", strings.Join(proms, ", "))
+		res.Message = fmt.Sprintf("loaded by %s, but yields no target", strings.Join(l.answered, ", "))
 		if n := ix.droppedPool[key]; n > 0 {
 			res.Message += fmt.Sprintf(": %d discovered endpoints, all dropped by its relabeling", n)
 		} else {
 			res.Message += ": it selects nothing that runs (check its selector, namespaceSelector and port)"
 		}
+		res.Message += l.note
 	case down > 0:
 		res.Outcome, res.State = OutcomeFail, StateTargetsDown
 		res.Properties["url"], res.Properties["lastError"] = firstDown.URL, firstDown.LastError
-		res.Message = fmt.Sprintf("loaded by %s: %d of %d targets down: %s: %s", strings.Join(proms, ", "), down, len(ts), firstDown.URL, cmp.Or(firstDown.LastError, "no error given"))
+		res.Message = fmt.Sprintf("loaded by %s: %d of %d targets down: %s: %s%s", strings.Join(l.answered, ", "), down, len(ts), firstDown.URL, cmp.Or(firstDown.LastError, "no error given"), l.note)
 	default:
 		res.Outcome, res.State = OutcomePass, StateMonitorLoaded
-		res.Message = fmt.Sprintf("loaded by %s: %d targets, %d up", strings.Join(proms, ", "), len(ts), up)
+		res.Message = fmt.Sprintf("loaded by %s: %d targets, %d up%s", strings.Join(l.answered, ", "), len(ts), up, l.note)
 	}
 	return res
 }
@@ -627,18 +628,15 @@ func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult
 // <namespace>-<name>-<uid>.yaml.
 func rulesEvaluate(in StatusInput, r RuleObject) StatusResult {
 	res := StatusResult{Subject: Subject{Kind: "PrometheusRule", Namespace: r.Namespace, Name: r.Name, UID: r.UID}, Check: CheckRulesEvaluate, Properties: map[string]string{}}
-	proms, answered, ok := askLoaders(in, &res, Object{Kind: "PrometheusRule", Namespace: r.Namespace, Name: r.Name, Labels: r.Labels})
+	l, ok := askLoaders(in, &res, Object{Kind: "PrometheusRule", Namespace: r.Namespace, Name: r.Name, Labels: r.Labels})
 	if !ok {
 		return res
 	}
 	file := fmt.Sprintf("%s-%s-%s.yaml", r.Namespace, r.Name, r.UID)
 	var notLoaded, failing []string
 	loadedRules := 0
-	for _, prom := range proms {
-		st, ok := answered[prom]
-		if !ok {
-			continue
-		}
+	for _, prom := range l.answered {
+		st := l.states[prom]
 		found := false
 		for _, g := range st.Groups {
 			if path.Base(g.File) != file {
@@ -663,40 +661,57 @@ func rulesEvaluate(in StatusInput, r RuleObject) StatusResult {
 		res.Message = fmt.Sprintf("%d of %d rules fail at every evaluation: %s", len(failing), loadedRules, strings.Join(failing, "; "))
 	case len(notLoaded) > 0:
 		res.Outcome, res.State = OutcomeWarn, StateNotLoaded
-		res.Message = fmt.Sprintf("selected by %s, but not loaded by %s: the operator has not written its rule file yet (it does within a minute or two), or refused it (see the operator's log)", strings.Join(proms, ", "), strings.Join(notLoaded, ", "))
+		res.Message = fmt.Sprintf("selected by %s, but not loaded by %s: the operator has not written its rule file yet (it does within a minute or two), or refused it (see the operator's log)", strings.Join(l.answered, ", "), strings.Join(notLoaded, ", "))
 	default:
 		res.Outcome, res.State = OutcomePass, StateRulesEvaluating
-		res.Message = fmt.Sprintf("loaded by %s: %d rules, all evaluating", strings.Join(proms, ", "), loadedRules)
+		res.Message = fmt.Sprintf("loaded by %s: %d rules, all evaluating%s", strings.Join(l.answered, ", "), loadedRules, l.note)
 	}
 	return res
+}
+
+// loadersOf are the Prometheuses that load a monitor or a rule.
+type loadersOf struct {
+	// answered: those that answered, in order, and their states.
+	answered []string
+	states   map[string]PrometheusState
+	// note names the others: not asked (no URL), or not answering.
+	note string
 }
 
 // askLoaders starts the result of a monitor or a rule: the Prometheuses
 // that load obj, and the states of those that answered. ok is false when
 // res is already final: none loads obj (fail, with what the nearest one
 // requires), or none of them answered (error) or could be asked (skip).
-func askLoaders(in StatusInput, res *StatusResult, obj Object) (proms []string, answered map[string]PrometheusState, ok bool) {
+func askLoaders(in StatusInput, res *StatusResult, obj Object) (l loadersOf, ok bool) {
 	ns := in.Namespace(obj.Namespace)
-	proms = SelectingPrometheuses(in.Prometheuses, obj, ns)
+	proms := SelectingPrometheuses(in.Prometheuses, obj, ns)
 	if len(proms) == 0 {
 		res.Outcome, res.State = OutcomeFail, StateNotLoaded
 		res.Message = "loaded by no Prometheus: " + cmp.Or(WhyNotSelected(in.Prometheuses, obj, ns), "the cluster has no Prometheus object")
-		return nil, nil, false
+		return l, false
 	}
 	res.Properties["prometheus"] = strings.Join(proms, ",")
-	var errs []string
-	answered = map[string]PrometheusState{}
+	var errs, unasked []string
+	l.states = map[string]PrometheusState{}
 	for _, prom := range proms {
 		switch st, asked := in.States[prom]; {
 		case !asked:
+			unasked = append(unasked, prom)
 		case st.Err != "":
 			errs = append(errs, prom+": "+st.Err)
 		default:
-			answered[prom] = st
+			l.answered = append(l.answered, prom)
+			l.states[prom] = st
 		}
 	}
-	if len(answered) > 0 {
-		return proms, answered, true
+	if len(errs) > 0 {
+		l.note += "; also loaded by " + strings.Join(errs, "; ") + " (did not answer)"
+	}
+	if len(unasked) > 0 {
+		l.note += "; also loaded by " + strings.Join(unasked, ", ") + " (not asked: no URL)"
+	}
+	if len(l.answered) > 0 {
+		return l, true
 	}
 	res.State = StateUnknown
 	if len(errs) > 0 {
@@ -706,5 +721,5 @@ func askLoaders(in StatusInput, res *StatusResult, obj Object) (proms []string, 
 		res.Outcome = OutcomeSkip
 		res.Message = fmt.Sprintf("selected by %s, which promenroll cannot reach (give its URL with --prometheus-url)", strings.Join(proms, ", "))
 	}
-	return proms, nil, false
+	return l, false
 }

@@ -238,3 +238,21 @@ excludeNamespaces: []
 		}
 	}
 }
+
+// A result names the Prometheus that answered, and notes the loaders that
+// could not be asked or did not answer.
+func TestStatusNotesLoadersThatWereNotAsked(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	all := &metav1.LabelSelector{}
+	in := statusCluster(map[string]PrometheusState{"monitoring/k8s": {}, "other/down": {Err: "connection refused"}})
+	in.Prometheuses = append(in.Prometheuses,
+		PrometheusSelectors{Namespace: "other", Name: "down", Rule: all, RuleNamespace: all},
+		PrometheusSelectors{Namespace: "other", Name: "unknown", Rule: all, RuleNamespace: all})
+	in.Monitors = nil
+	in.Rules = []RuleObject{{Namespace: "shop", Name: "empty", UID: "u", Labels: map[string]string{"release": "kube-prometheus-stack"}}}
+	r := p.Status(in)[0]
+	want := "loaded by monitoring/k8s: 0 rules, all evaluating; also loaded by other/down: connection refused (did not answer); also loaded by other/unknown (not asked: no URL)"
+	if r.Outcome != OutcomePass || r.Message != want {
+		t.Errorf("got %s %q\nwant pass %q", r.Outcome, r.Message, want)
+	}
+}
