@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
@@ -398,22 +399,16 @@ func buildReport(ns string, results []policy.StatusResult, old *openreports.Repo
 		Source:     Source,
 		Scope:      &corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: ns},
 	}
+	// What needs attention first, then by object: when a namespace has more
+	// than MaxResults, the passing ones are those left out.
 	slices.SortFunc(results, func(a, b policy.StatusResult) int {
-		return strings.Compare(subjectKey(a.Subject)+"/"+a.Check, subjectKey(b.Subject)+"/"+b.Check)
+		return cmp.Or(cmp.Compare(outcomeRank[a.Outcome], outcomeRank[b.Outcome]),
+			strings.Compare(subjectKey(a.Subject)+"/"+a.Check, subjectKey(b.Subject)+"/"+b.Check))
 	})
-	for _, res := range results {
-		rr := openreports.ReportResult{Source: Source, Policy: "monitoring-status", Rule: res.Check, Result: openreports.Result(res.Outcome),
-			Subjects: []corev1.ObjectReference{reference(res.Subject)}, Description: res.Message, Properties: nonEmpty(res.Properties)}
-		if res.State != "" {
-			if rr.Properties == nil {
-				rr.Properties = map[string]string{}
-			}
-			rr.Properties["state"] = res.State
-		}
-		rr.Timestamp = metav1.Timestamp{Seconds: now.Unix()}
-		if ts, ok := since[resultKey(rr)]; ok {
-			rr.Timestamp = ts
-		}
+	if len(results) > MaxResults {
+		rep.Configuration = &openreports.ReportConfiguration{Limits: openreports.Limits{MaxResults: MaxResults}}
+	}
+	for i, res := range results {
 		switch res.Outcome {
 		case policy.OutcomePass:
 			rep.Summary.Pass++
@@ -426,9 +421,49 @@ func buildReport(ns string, results []policy.StatusResult, old *openreports.Repo
 		case policy.OutcomeSkip:
 			rep.Summary.Skip++
 		}
+		if i >= MaxResults {
+			continue // counted in the summary, not listed
+		}
+		rr := openreports.ReportResult{Source: Source, Policy: "monitoring-status", Rule: res.Check, Result: openreports.Result(res.Outcome),
+			Subjects: []corev1.ObjectReference{reference(res.Subject)}, Description: truncate(res.Message, maxMessage), Properties: nonEmpty(res.Properties)}
+		if res.State != "" {
+			if rr.Properties == nil {
+				rr.Properties = map[string]string{}
+			}
+			rr.Properties["state"] = res.State
+		}
+		rr.Timestamp = metav1.Timestamp{Seconds: now.Unix()}
+		if ts, ok := since[resultKey(rr)]; ok {
+			rr.Timestamp = ts
+		}
 		rep.Results = append(rep.Results, rr)
 	}
 	return rep
+}
+
+// A Report is one object, so it must stay under the API server's request
+// limit (3 MiB) and etcd's object limit (1.5 MiB by default): at most
+// MaxResults results of at most maxMessage bytes of message each (a result
+// is under 1 KiB). The summary counts every result; the Report's
+// configuration.limits.maxResults says when some are not listed.
+const (
+	MaxResults = 1000
+	maxMessage = 512
+)
+
+// outcomeRank orders results by what needs attention.
+var outcomeRank = map[policy.Outcome]int{policy.OutcomeFail: 0, policy.OutcomeError: 1, policy.OutcomeWarn: 2, policy.OutcomeSkip: 3, policy.OutcomePass: 4}
+
+// truncate cuts s to at most n bytes, at a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func nonEmpty(m map[string]string) map[string]string {

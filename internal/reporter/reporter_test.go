@@ -2,12 +2,15 @@ package reporter
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
@@ -323,5 +326,39 @@ func TestParseEndpoints(t *testing.T) {
 		if _, err := ParseEndpoints(bad, nil, nil); err == nil {
 			t.Errorf("--prometheus-url %v accepted", bad)
 		}
+	}
+}
+
+// A namespace with more objects than a Report can hold: the Report lists
+// what needs attention first, counts everything in its summary, and says
+// it is limited; every message is bounded.
+func TestAReportStaysWithinTheAPIServersLimits(t *testing.T) {
+	var results []policy.StatusResult
+	for i := 0; i < MaxResults+500; i++ {
+		r := policy.StatusResult{Subject: policy.Subject{Kind: "Service", Namespace: "big", Name: fmt.Sprintf("svc-%05d", i)}, Check: policy.CheckScraped,
+			Outcome: policy.OutcomePass, Message: "1 targets up in Prometheus monitoring/k8s"}
+		if i%700 == 0 {
+			r.Outcome, r.Message = policy.OutcomeFail, strings.Repeat("é", 2000)
+		}
+		results = append(results, r)
+	}
+	rep := buildReport("big", results, nil, time.Now())
+	if len(rep.Results) != MaxResults || rep.Configuration == nil || rep.Configuration.Limits.MaxResults != MaxResults {
+		t.Fatalf("%d results listed, configuration %+v: want %d and the limit stated", len(rep.Results), rep.Configuration, MaxResults)
+	}
+	if rep.Summary.Fail != 3 || rep.Summary.Pass != MaxResults+497 {
+		t.Errorf("summary %+v: want every result counted", rep.Summary)
+	}
+	for i := 0; i < 3; i++ {
+		if r := rep.Results[i]; r.Result != "fail" || len(r.Description) > maxMessage || !strings.HasSuffix(r.Description, "…") || !utf8.ValidString(r.Description) {
+			t.Errorf("result %d: %s, %d bytes: want the failures first, messages cut at a rune boundary", i, r.Result, len(r.Description))
+		}
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(js) > 1<<20 {
+		t.Errorf("the Report is %d bytes: over 1 MiB, too close to etcd's 1.5 MiB", len(js))
 	}
 }
