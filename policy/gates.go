@@ -91,6 +91,9 @@ var gates = map[schema.GroupKind]gate{
 	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *Policy, o *monv1.PrometheusRule, size int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPrometheusRule(o, size, ns)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "PrometheusRule", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		if rep.Reason == "" {
+			rep.Findings = append(rep.Findings, ruleVersionFindings(o, ns, cs)...)
+		}
 		return rep
 	}),
 	{Group: groupMonitoring, Kind: "ServiceMonitor"}: gateFor(func(p *Policy, o *monv1.ServiceMonitor, _ int, ns Namespace, cs ClusterState) Report {

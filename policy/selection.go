@@ -30,6 +30,9 @@ type PrometheusSelectors struct {
 	ScrapeConfig, ScrapeConfigNamespace                  *metav1.LabelSelector
 	// ScrapeInterval is spec.scrapeInterval (the CRD defaults it to 30s).
 	ScrapeInterval string
+	// Version is spec.version ("": the operator's default,
+	// DefaultPrometheusVersion): the version gates read it.
+	Version string
 	// APIURL is where its HTTP API answers by default: the operator's
 	// governing Service in its namespace, port web (9090), with its scheme
 	// and route prefix (the status asks it).

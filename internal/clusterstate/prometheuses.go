@@ -51,7 +51,7 @@ func AgentSelectorsOf(items []monv1alpha1.PrometheusAgent) []policy.PrometheusSe
 			PodMonitor: a.Spec.PodMonitorSelector, PodMonitorNamespace: a.Spec.PodMonitorNamespaceSelector,
 			Probe: a.Spec.ProbeSelector, ProbeNamespace: a.Spec.ProbeNamespaceSelector,
 			ScrapeConfig: a.Spec.ScrapeConfigSelector, ScrapeConfigNamespace: a.Spec.ScrapeConfigNamespaceSelector,
-			ScrapeInterval: string(a.Spec.ScrapeInterval), APIURL: apiURL(&a.Spec.CommonPrometheusFields, "prometheus-agent-operated", a.Namespace)})
+			ScrapeInterval: string(a.Spec.ScrapeInterval), Version: a.Spec.Version, APIURL: apiURL(&a.Spec.CommonPrometheusFields, "prometheus-agent-operated", a.Namespace)})
 	}
 	return out
 }
@@ -67,7 +67,7 @@ func PrometheusSelectorsOf(items []monv1.Prometheus) []policy.PrometheusSelector
 			Rule: p.Spec.RuleSelector, RuleNamespace: p.Spec.RuleNamespaceSelector,
 			Probe: p.Spec.ProbeSelector, ProbeNamespace: p.Spec.ProbeNamespaceSelector,
 			ScrapeConfig: p.Spec.ScrapeConfigSelector, ScrapeConfigNamespace: p.Spec.ScrapeConfigNamespaceSelector,
-			ScrapeInterval: string(p.Spec.ScrapeInterval), APIURL: apiURL(&p.Spec.CommonPrometheusFields, "prometheus-operated", p.Namespace)})
+			ScrapeInterval: string(p.Spec.ScrapeInterval), Version: p.Spec.Version, APIURL: apiURL(&p.Spec.CommonPrometheusFields, "prometheus-operated", p.Namespace)})
 	}
 	return out
 }

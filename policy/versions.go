@@ -1,0 +1,101 @@
+package policy
+
+// Version gates: fields the Prometheus Operator drops, without telling the
+// author, when the Prometheus that loads the object is older than the
+// field's minimum version. The table is the operator's, at the release
+// promenroll pins (test/cluster's PrometheusOperatorVersion, v0.94.1),
+// cited by place; a test keeps each entry's minimum equal to the
+// operator's source.
+
+import (
+	"cmp"
+	"fmt"
+
+	"github.com/blang/semver/v4"
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// CheckVersion names the findings of the version gates.
+const CheckVersion = "prometheus-version"
+
+// DefaultPrometheusVersion is the version the operator assumes of a
+// Prometheus whose spec.version is unset: the last of its compatibility
+// matrix (prometheus-operator v0.94.1 pkg/operator/defaults.go,
+// DefaultPrometheusVersion).
+const DefaultPrometheusVersion = "v3.14.0"
+
+// ruleVersionGate is one field of a PrometheusRule the operator drops
+// below a Prometheus version.
+type ruleVersionGate struct {
+	// Field is the field's name in the rule file.
+	Field string
+	// Min is the first Prometheus version that supports it.
+	Min string
+	// set reports whether group g (and rule r of it, for a rule's field)
+	// uses the field; rule < 0 asks about the group.
+	set func(g *monv1.RuleGroup, rule int) bool
+	// perRule: the field is a rule's, not a group's.
+	perRule bool
+}
+
+// ruleVersionGates are prometheus-operator v0.94.1
+// pkg/operator/rules.go, sanitizePrometheusRulesSpec (lines 155–195): it
+// drops these fields, with a log line only, when the Prometheus is older.
+var ruleVersionGates = []ruleVersionGate{
+	{Field: "limit", Min: "2.31.0", set: func(g *monv1.RuleGroup, _ int) bool { return g.Limit != nil }},
+	{Field: "query_offset", Min: "2.53.0", set: func(g *monv1.RuleGroup, _ int) bool { return g.QueryOffset != nil }},
+	{Field: "labels", Min: "3.0.0", set: func(g *monv1.RuleGroup, _ int) bool { return len(g.Labels) > 0 }},
+	{Field: "keep_firing_for", Min: "2.42.0", perRule: true, set: func(g *monv1.RuleGroup, r int) bool { return g.Rules[r].KeepFiringFor != nil }},
+}
+
+// prometheusVersion is the version the operator gives p: its spec.version,
+// or the operator's default. ok is false for a version it cannot parse
+// (the operator refuses such a Prometheus; nothing is judged).
+func prometheusVersion(p PrometheusSelectors) (v semver.Version, shown string, ok bool) {
+	shown = p.Version
+	if shown == "" {
+		shown = DefaultPrometheusVersion + " (the operator's default)"
+	}
+	v, err := semver.ParseTolerant(cmp.Or(p.Version, DefaultPrometheusVersion))
+	return v, shown, err == nil
+}
+
+// ruleVersionFindings warns, for each Prometheus that loads the rule and
+// is older than a field it uses, that the operator drops that field there.
+func ruleVersionFindings(o *monv1.PrometheusRule, ns Namespace, cs ClusterState) []Finding {
+	var out []Finding
+	for _, p := range loaders(cs.Prometheuses, Object{Kind: "PrometheusRule", Namespace: o.Namespace, Labels: o.Labels}, ns) {
+		v, shown, ok := prometheusVersion(p)
+		if !ok {
+			continue
+		}
+		for _, gate := range ruleVersionGates {
+			min := semver.MustParse(gate.Min)
+			if !v.LT(min) {
+				continue
+			}
+			for i := range o.Spec.Groups {
+				g := &o.Spec.Groups[i]
+				fld := field.NewPath("spec", "groups").Index(i)
+				warn := func(fld *field.Path, what string) {
+					out = append(out, Finding{Check: CheckVersion, Level: LevelWarn, Err: &field.Error{Type: field.ErrorTypeInvalid, Field: fld.String(), BadValue: field.OmitValueType{},
+						Detail: fmt.Sprintf("%s runs Prometheus %s, older than v%s: the operator drops %s there and loads %s without it (raise its spec.version to v%s or later, or remove the field)",
+							p.who(), shown, gate.Min, gate.Field, what, gate.Min)}})
+				}
+				if !gate.perRule {
+					if gate.set(g, -1) {
+						warn(fld.Child(gate.Field), "group "+g.Name)
+					}
+					continue
+				}
+				for j := range g.Rules {
+					if gate.set(g, j) {
+						warn(fld.Child("rules").Index(j).Child(gate.Field), "the rule")
+					}
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package policy
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+func versionedPrometheus(version string) PrometheusSelectors {
+	all := &metav1.LabelSelector{}
+	return PrometheusSelectors{Namespace: "monitoring", Name: "k8s", Version: version, Rule: all, RuleNamespace: all}
+}
+
+func TestRuleFieldsAnOlderPrometheusDoesNotGetAreWarned(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	limit, offset, keep := 10, monv1.Duration("1m"), monv1.NonEmptyDuration("5m")
+	pr := &monv1.PrometheusRule{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "r", Labels: map[string]string{"release": "kube-prometheus-stack"}},
+		Spec: monv1.PrometheusRuleSpec{Groups: []monv1.RuleGroup{{Name: "g", Limit: &limit, QueryOffset: &offset, Labels: map[string]string{"team": "shop"},
+			Rules: []monv1.Rule{{Alert: "Down", Expr: intstr.FromString("up == 0"), KeepFiringFor: &keep, Labels: map[string]string{"severity": "critical"}}}}}}}
+	for _, tc := range []struct {
+		version string
+		want    []string
+	}{
+		{"v2.30.0", []string{"spec.groups[0].limit", "spec.groups[0].query_offset", "spec.groups[0].labels", "spec.groups[0].rules[0].keep_firing_for"}},
+		{"2.45.0", []string{"spec.groups[0].query_offset", "spec.groups[0].labels"}},
+		{"v2.55.1", []string{"spec.groups[0].labels"}},
+		{"v3.0.0", nil},
+		{"", nil}, // the operator's default, v3.14.0
+		{"not-a-version", nil},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			cs := ClusterState{Prometheuses: []PrometheusSelectors{versionedPrometheus(tc.version)}}
+			var got []string
+			for _, f := range ruleVersionFindings(pr, Namespace{Name: "shop"}, cs) {
+				got = append(got, f.Err.Field)
+				if f.Level != LevelWarn || f.Check != CheckVersion || !strings.Contains(f.Err.Detail, "Prometheus monitoring/k8s runs Prometheus "+tc.version) {
+					t.Errorf("%s: %s %s %q", f.Err.Field, f.Level, f.Check, f.Err.Detail)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("warned %v, want %v", got, tc.want)
+			}
+		})
+	}
+	f := ruleVersionFindings(pr, Namespace{Name: "shop"}, ClusterState{Prometheuses: []PrometheusSelectors{versionedPrometheus("v2.41.0")}})
+	want := "spec.groups[0].rules[0].keep_firing_for: Invalid value: Prometheus monitoring/k8s runs Prometheus v2.41.0, older than v2.42.0: the operator drops keep_firing_for there and loads the rule without it (raise its spec.version to v2.42.0 or later, or remove the field)"
+	if got := f[len(f)-1].Err.Error(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	// Through the gate table, as /validate, check and audit judge it.
+	js, _ := json.Marshal(pr)
+	res, err := p.Gate(monv1.SchemeGroupVersion.WithKind("PrometheusRule").GroupKind(), js, Namespace{Name: "shop"}, ClusterState{Prometheuses: []PrometheusSelectors{versionedPrometheus("v2.41.0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range res.Report.Findings {
+		if f.Check == CheckVersion {
+			n++
+		}
+	}
+	if n != 3 || len(res.Report.Denials()) != 0 {
+		t.Errorf("the gate: %d version warnings (want 3), denials %v", n, res.Report.Denials())
+	}
+}
+
+// TestRuleVersionGatesAreTheOperators reads the operator's source at the
+// version the e2e control plane runs and compares each minimum, and the
+// default version, with the table.
+func TestRuleVersionGatesAreTheOperators(t *testing.T) {
+	version := requiredVersion(t, "../test/tools/operator/go.mod", "github.com/prometheus-operator/prometheus-operator")
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator@"+version)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
+		if os.Getenv("CI") == "" {
+			t.Skipf("go mod download: %v %v %s", err, jerr, mod.Error)
+		}
+		t.Fatalf("go mod download: %v %v %s", err, jerr, mod.Error)
+	}
+	src, err := os.ReadFile(filepath.Join(mod.Dir, "pkg", "operator", "rules.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, fn, ok := strings.Cut(string(src), "func (prs *PrometheusRuleSelector) sanitizePrometheusRulesSpec(")
+	if !ok {
+		t.Fatalf("the operator %s has no sanitizePrometheusRulesSpec in pkg/operator/rules.go: the table's source moved", version)
+	}
+	prometheusPart, _, _ := strings.Cut(fn, "ThanosFormat {")
+	names := map[string]string{"KeepFiringFor": "keep_firing_for", "Limits": "limit", "QueryOffset": "query_offset", "RuleGroupLabels": "labels"}
+	found := 0
+	for _, m := range regexp.MustCompile(`minVersion(\w+) := semver\.MustParse\("([0-9.]+)"\)`).FindAllStringSubmatch(prometheusPart, -1) {
+		fieldName, ok := names[m[1]]
+		if !ok {
+			t.Errorf("the operator %s gates %s (minimum %s), which the table does not know", version, m[1], m[2])
+			continue
+		}
+		found++
+		for _, g := range ruleVersionGates {
+			if g.Field == fieldName && g.Min != m[2] {
+				t.Errorf("%s: the table says v%s, the operator %s v%s", fieldName, g.Min, version, m[2])
+			}
+		}
+	}
+	if found != len(ruleVersionGates) {
+		t.Errorf("%d gates in the operator's sanitizePrometheusRulesSpec, %d in the table", found, len(ruleVersionGates))
+	}
+	defaults, err := os.ReadFile(filepath.Join(mod.Dir, "pkg", "operator", "defaults.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	matrix := regexp.MustCompile(`"(v[0-9]+\.[0-9]+\.[0-9]+)",`).FindAllStringSubmatch(string(defaults), -1)
+	if len(matrix) == 0 || matrix[len(matrix)-1][1] != DefaultPrometheusVersion {
+		t.Errorf("DefaultPrometheusVersion is %s; the operator %s's compatibility matrix ends with %v", DefaultPrometheusVersion, version, matrix[len(matrix)-1])
+	}
+}
