@@ -101,10 +101,14 @@ var gates = map[schema.GroupKind]gate{
 		cs.targetChecks(&rep, "ServiceMonitor", "Services", o.Spec.NamespaceSelector, o.Namespace, func() []Finding { return ServiceMonitorTargetWarnings(o, cs.Services) })
 		obj := Object{Kind: "ServiceMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming
+		var rels []relabelingAt
 		for i, ep := range o.Spec.Endpoints {
-			timings = append(timings, endpointTiming{field.NewPath("spec", "endpoints").Index(i), ep.Interval, ep.ScrapeTimeout})
+			at := field.NewPath("spec", "endpoints").Index(i)
+			timings = append(timings, endpointTiming{at, ep.Interval, ep.ScrapeTimeout})
+			rels = append(append(rels, relabelingsAt(at.Child("relabelings"), ep.RelabelConfigs)...), relabelingsAt(at.Child("metricRelabelings"), ep.MetricRelabelConfigs)...)
 		}
 		rep.Findings = append(rep.Findings, timeoutAgainstLoaders(obj, ns, cs, timings)...)
+		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
@@ -113,21 +117,37 @@ var gates = map[schema.GroupKind]gate{
 		cs.targetChecks(&rep, "PodMonitor", "pods", o.Spec.NamespaceSelector, o.Namespace, func() []Finding { return PodMonitorTargetWarnings(o, cs.Workloads) })
 		obj := Object{Kind: "PodMonitor", Namespace: o.Namespace, Labels: o.Labels}
 		var timings []endpointTiming
+		var rels []relabelingAt
 		for i, ep := range o.Spec.PodMetricsEndpoints {
-			timings = append(timings, endpointTiming{field.NewPath("spec", "podMetricsEndpoints").Index(i), ep.Interval, ep.ScrapeTimeout})
+			at := field.NewPath("spec", "podMetricsEndpoints").Index(i)
+			timings = append(timings, endpointTiming{at, ep.Interval, ep.ScrapeTimeout})
+			rels = append(append(rels, relabelingsAt(at.Child("relabelings"), ep.RelabelConfigs)...), relabelingsAt(at.Child("metricRelabelings"), ep.MetricRelabelConfigs)...)
 		}
 		rep.Findings = append(rep.Findings, timeoutAgainstLoaders(obj, ns, cs, timings)...)
+		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
 	{Group: groupMonitoring, Kind: "Probe"}: gateFor(func(p *Policy, o *monv1.Probe, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckProbe(o, ns)
-		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "Probe", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		obj := Object{Kind: "Probe", Namespace: o.Namespace, Labels: o.Labels}
+		rels := relabelingsAt(field.NewPath("spec", "metricRelabelings"), o.Spec.MetricRelabelConfigs)
+		if sc := o.Spec.Targets.StaticConfig; sc != nil {
+			rels = append(rels, relabelingsAt(field.NewPath("spec", "targets", "staticConfig", "relabelingConfigs"), sc.RelabelConfigs)...)
+		}
+		if ing := o.Spec.Targets.Ingress; ing != nil {
+			rels = append(rels, relabelingsAt(field.NewPath("spec", "targets", "ingress", "relabelingConfigs"), ing.RelabelConfigs)...)
+		}
+		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
 	{Group: groupMonitoring, Kind: "ScrapeConfig"}: gateFor(func(p *Policy, o *monv1alpha1.ScrapeConfig, _ int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckScrapeConfig(o, ns)
-		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "ScrapeConfig", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)
+		obj := Object{Kind: "ScrapeConfig", Namespace: o.Namespace, Labels: o.Labels}
+		rels := append(relabelingsAt(field.NewPath("spec", "relabelings"), o.Spec.RelabelConfigs), relabelingsAt(field.NewPath("spec", "metricRelabelings"), o.Spec.MetricRelabelConfigs)...)
+		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
+		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
 }

@@ -10,6 +10,8 @@ package policy
 import (
 	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/blang/semver/v4"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -94,6 +96,59 @@ func ruleVersionFindings(o *monv1.PrometheusRule, ns Namespace, cs ClusterState)
 						warn(fld.Child("rules").Index(j).Child(gate.Field), "the rule")
 					}
 				}
+			}
+		}
+	}
+	return out
+}
+
+// relabelActionGates are prometheus-operator v0.94.1
+// pkg/prometheus/validation/validator.go, ValidateRelabelConfig: a
+// relabeling with one of these actions makes the operator reject the
+// whole monitor for a Prometheus older than the minimum (it is left out
+// of that Prometheus' configuration, with an Event and a log line).
+var relabelActionGates = []struct {
+	Actions []string
+	Min     string
+}{
+	{Actions: []string{"lowercase", "uppercase"}, Min: "2.36.0"},
+	{Actions: []string{"keepequal", "dropequal"}, Min: "2.41.0"},
+}
+
+// relabelingAt is one relabeling of a monitor and where it is.
+type relabelingAt struct {
+	path *field.Path
+	rc   monv1.RelabelConfig
+}
+
+// relabelingsAt lists rcs at path[i].
+func relabelingsAt(path *field.Path, rcs []monv1.RelabelConfig) []relabelingAt {
+	out := make([]relabelingAt, 0, len(rcs))
+	for i, rc := range rcs {
+		out = append(out, relabelingAt{path.Index(i), rc})
+	}
+	return out
+}
+
+// relabelVersionFindings warns, for each Prometheus that loads the
+// monitor obj and is older than an action one of its relabelings uses,
+// that the operator rejects the monitor for that Prometheus.
+func relabelVersionFindings(obj Object, ns Namespace, cs ClusterState, rels []relabelingAt) []Finding {
+	var out []Finding
+	for _, p := range loaders(cs.Prometheuses, obj, ns) {
+		v, shown, ok := prometheusVersion(p)
+		if !ok {
+			continue
+		}
+		for _, r := range rels {
+			action := strings.ToLower(r.rc.Action)
+			for _, gate := range relabelActionGates {
+				if !slices.Contains(gate.Actions, action) || !v.LT(semver.MustParse(gate.Min)) {
+					continue
+				}
+				out = append(out, Finding{Check: CheckVersion, Level: LevelWarn, Err: field.Invalid(r.path.Child("action"), r.rc.Action,
+					fmt.Sprintf("%s runs Prometheus %s, older than v%s: the operator rejects this %s for it (%s needs v%s), so that Prometheus scrapes nothing of it (raise its spec.version, or use another action)",
+						p.who(), shown, gate.Min, obj.Kind, action, gate.Min))})
 			}
 		}
 	}

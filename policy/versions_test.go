@@ -76,18 +76,9 @@ func TestRuleFieldsAnOlderPrometheusDoesNotGetAreWarned(t *testing.T) {
 // version the e2e control plane runs and compares each minimum, and the
 // default version, with the table.
 func TestRuleVersionGatesAreTheOperators(t *testing.T) {
-	version := requiredVersion(t, "../test/tools/operator/go.mod", "github.com/prometheus-operator/prometheus-operator")
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator@"+version)
-	cmd.Dir = t.TempDir()
-	out, err := cmd.Output()
-	var mod struct{ Dir, Error string }
-	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
-		if os.Getenv("CI") == "" {
-			t.Skipf("go mod download: %v %v %s", err, jerr, mod.Error)
-		}
-		t.Fatalf("go mod download: %v %v %s", err, jerr, mod.Error)
-	}
-	src, err := os.ReadFile(filepath.Join(mod.Dir, "pkg", "operator", "rules.go"))
+	dir := operatorModule(t)
+	version := filepath.Base(dir)
+	src, err := os.ReadFile(filepath.Join(dir, "pkg", "operator", "rules.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +105,7 @@ func TestRuleVersionGatesAreTheOperators(t *testing.T) {
 	if found != len(ruleVersionGates) {
 		t.Errorf("%d gates in the operator's sanitizePrometheusRulesSpec, %d in the table", found, len(ruleVersionGates))
 	}
-	defaults, err := os.ReadFile(filepath.Join(mod.Dir, "pkg", "operator", "defaults.go"))
+	defaults, err := os.ReadFile(filepath.Join(dir, "pkg", "operator", "defaults.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +113,76 @@ func TestRuleVersionGatesAreTheOperators(t *testing.T) {
 	if len(matrix) == 0 || matrix[len(matrix)-1][1] != DefaultPrometheusVersion {
 		t.Errorf("DefaultPrometheusVersion is %s; the operator %s's compatibility matrix ends with %v", DefaultPrometheusVersion, version, matrix[len(matrix)-1])
 	}
+}
+
+func TestAMonitorAnOlderPrometheusRejectsIsWarned(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	all := &metav1.LabelSelector{}
+	sm := &monv1.ServiceMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "m", Labels: map[string]string{"release": "kube-prometheus-stack"}},
+		Spec: monv1.ServiceMonitorSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}, Endpoints: []monv1.Endpoint{{Port: "metrics",
+			RelabelConfigs:       []monv1.RelabelConfig{{Action: "keep", SourceLabels: []monv1.LabelName{"a"}, Regex: "x"}, {Action: "KeepEqual", SourceLabels: []monv1.LabelName{"a"}, TargetLabel: "b"}},
+			MetricRelabelConfigs: []monv1.RelabelConfig{{Action: "lowercase", SourceLabels: []monv1.LabelName{"a"}, TargetLabel: "b"}}}}}}
+	js, _ := json.Marshal(sm)
+	for _, tc := range []struct {
+		version string
+		want    []string
+	}{
+		{"v2.35.0", []string{"spec.endpoints[0].relabelings[1].action", "spec.endpoints[0].metricRelabelings[0].action"}},
+		{"v2.40.0", []string{"spec.endpoints[0].relabelings[1].action"}},
+		{"v2.41.0", nil},
+		{"", nil},
+	} {
+		cs := ClusterState{Prometheuses: []PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", Version: tc.version, ServiceMonitor: all, ServiceMonitorNamespace: all}}}
+		res, err := p.Gate(monv1.SchemeGroupVersion.WithKind("ServiceMonitor").GroupKind(), js, Namespace{Name: "shop"}, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range res.Report.Findings {
+			if f.Check == CheckVersion {
+				got = append(got, f.Err.Field)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") || len(res.Report.Denials()) != 0 {
+			t.Errorf("%s: warned %v, want %v (denials %v)", tc.version, got, tc.want, res.Report.Denials())
+		}
+	}
+}
+
+// TestRelabelActionGatesAreTheOperators compares the table with the
+// operator's ValidateRelabelConfig at the e2e's operator version.
+func TestRelabelActionGatesAreTheOperators(t *testing.T) {
+	dir := operatorModule(t)
+	src, err := os.ReadFile(filepath.Join(dir, "pkg", "prometheus", "validation", "validator.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`minimumVersionCaseActions := lcv.v.GTE(semver.MustParse("2.36.0"))`, `minimumVersionEqualActions := lcv.v.GTE(semver.MustParse("2.41.0"))`,
+		`(action == string(relabel.Lowercase) || action == string(relabel.Uppercase)) && !minimumVersionCaseActions`,
+		`(action == string(relabel.KeepEqual) || action == string(relabel.DropEqual)) && !minimumVersionEqualActions`} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("the operator's ValidateRelabelConfig no longer says %s: update relabelActionGates", want)
+		}
+	}
+	if relabelActionGates[0].Min != "2.36.0" || relabelActionGates[1].Min != "2.41.0" {
+		t.Errorf("relabelActionGates %+v", relabelActionGates)
+	}
+}
+
+// operatorModule is the operator's module, at the version the e2e control
+// plane runs (test/tools/operator), from the module proxy like the tools.
+func operatorModule(t *testing.T) string {
+	t.Helper()
+	version := requiredVersion(t, "../test/tools/operator/go.mod", "github.com/prometheus-operator/prometheus-operator")
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator@"+version)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
+		if os.Getenv("CI") == "" {
+			t.Skipf("go mod download: %v %v %s", err, jerr, mod.Error)
+		}
+		t.Fatalf("go mod download: %v %v %s", err, jerr, mod.Error)
+	}
+	return mod.Dir
 }
