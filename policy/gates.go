@@ -109,6 +109,7 @@ var gates = map[schema.GroupKind]gate{
 		}
 		rep.Findings = append(rep.Findings, timeoutAgainstLoaders(obj, ns, cs, timings)...)
 		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
+		rep.Findings = append(rep.Findings, specVersionFindings(obj, ns, cs, &o.Spec)...)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
@@ -125,6 +126,7 @@ var gates = map[schema.GroupKind]gate{
 		}
 		rep.Findings = append(rep.Findings, timeoutAgainstLoaders(obj, ns, cs, timings)...)
 		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
+		rep.Findings = append(rep.Findings, specVersionFindings(obj, ns, cs, &o.Spec)...)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
@@ -139,6 +141,7 @@ var gates = map[schema.GroupKind]gate{
 			rels = append(rels, relabelingsAt(field.NewPath("spec", "targets", "ingress", "relabelingConfigs"), ing.RelabelConfigs)...)
 		}
 		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
+		rep.Findings = append(rep.Findings, specVersionFindings(obj, ns, cs, &o.Spec)...)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),
@@ -147,6 +150,7 @@ var gates = map[schema.GroupKind]gate{
 		obj := Object{Kind: "ScrapeConfig", Namespace: o.Namespace, Labels: o.Labels}
 		rels := append(relabelingsAt(field.NewPath("spec", "relabelings"), o.Spec.RelabelConfigs), relabelingsAt(field.NewPath("spec", "metricRelabelings"), o.Spec.MetricRelabelConfigs)...)
 		rep.Findings = append(rep.Findings, relabelVersionFindings(obj, ns, cs, rels)...)
+		rep.Findings = append(rep.Findings, specVersionFindings(obj, ns, cs, &o.Spec)...)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(obj, ns, cs)...)
 		return rep
 	}),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/blang/semver/v4"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -150,6 +151,101 @@ func relabelVersionFindings(obj Object, ns Namespace, cs ClusterState, rels []re
 					fmt.Sprintf("%s runs Prometheus %s, older than v%s: the operator rejects this %s for it (%s needs v%s), so that Prometheus scrapes nothing of it (raise its spec.version, or use another action)",
 						p.who(), shown, gate.Min, obj.Kind, action, gate.Min))})
 			}
+		}
+	}
+	return out
+}
+
+// specVersionGates are the monitor fields that
+// prometheus-operator v0.94.1 pkg/prometheus/promcfg.go writes into the
+// scrape configuration only from a minimum Prometheus version
+// (WithMinimumVersion(...).AppendMapItem, and the limitKey table): below
+// it, the operator leaves the field out, with a log line. JSON is the
+// field's name in a ServiceMonitor's, PodMonitor's, Probe's or
+// ScrapeConfig's spec; Key is its scrape_config key; endpoint fields sit
+// in spec.endpoints[] or spec.podMetricsEndpoints[].
+var specVersionGates = []struct {
+	JSON, Key, Min string
+	Endpoint       bool
+}{
+	{JSON: "targetLimit", Key: "target_limit", Min: "2.21.0"},
+	{JSON: "labelLimit", Key: "label_limit", Min: "2.27.0"},
+	{JSON: "labelNameLengthLimit", Key: "label_name_length_limit", Min: "2.27.0"},
+	{JSON: "labelValueLengthLimit", Key: "label_value_length_limit", Min: "2.27.0"},
+	{JSON: "keepDroppedTargets", Key: "keep_dropped_targets", Min: "2.47.0"},
+	{JSON: "scrapeProtocols", Key: "scrape_protocols", Min: "2.49.0"},
+	{JSON: "fallbackScrapeProtocol", Key: "fallback_scrape_protocol", Min: "3.0.0"},
+	{JSON: "nativeHistogramBucketLimit", Key: "native_histogram_bucket_limit", Min: "2.45.0"},
+	{JSON: "nativeHistogramMinBucketFactor", Key: "native_histogram_min_bucket_factor", Min: "2.50.0"},
+	{JSON: "scrapeClassicHistograms", Key: "scrape_classic_histograms", Min: "2.45.0"},
+	{JSON: "convertClassicHistogramsToNHCB", Key: "convert_classic_histograms_to_nhcb", Min: "3.0.0"},
+	{JSON: "scrapeNativeHistograms", Key: "scrape_native_histograms", Min: "3.8.0"},
+	{JSON: "trackTimestampsStaleness", Key: "track_timestamps_staleness", Min: "2.48.0", Endpoint: true},
+}
+
+// newestSpecGate is the newest minimum of specVersionGates: a Prometheus
+// at least that new needs no look at the spec.
+var newestSpecGate = func() semver.Version {
+	var newest semver.Version
+	for _, g := range specVersionGates {
+		if v := semver.MustParse(g.Min); v.GT(newest) {
+			newest = v
+		}
+	}
+	return newest
+}()
+
+// specVersionFindings warns, for each Prometheus that loads the monitor
+// obj and is older than a field of spec (the typed spec) that it sets,
+// that the operator leaves that field out of its configuration there.
+func specVersionFindings(obj Object, ns Namespace, cs ClusterState, spec any) []Finding {
+	var old []PrometheusSelectors
+	for _, p := range loaders(cs.Prometheuses, obj, ns) {
+		if v, _, ok := prometheusVersion(p); ok && v.LT(newestSpecGate) {
+			old = append(old, p)
+		}
+	}
+	if len(old) == 0 {
+		return nil // the common case: no JSON view of the spec is made
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
+	if err != nil {
+		return nil
+	}
+	type use struct {
+		path *field.Path
+		gate int
+	}
+	var uses []use
+	for i, g := range specVersionGates {
+		if !g.Endpoint {
+			if _, set := m[g.JSON]; set {
+				uses = append(uses, use{field.NewPath("spec", g.JSON), i})
+			}
+			continue
+		}
+		for _, list := range []string{"endpoints", "podMetricsEndpoints"} {
+			eps, _ := m[list].([]any)
+			for j, ep := range eps {
+				if e, ok := ep.(map[string]any); ok {
+					if _, set := e[g.JSON]; set {
+						uses = append(uses, use{field.NewPath("spec", list).Index(j).Child(g.JSON), i})
+					}
+				}
+			}
+		}
+	}
+	var out []Finding
+	for _, p := range old {
+		v, shown, _ := prometheusVersion(p)
+		for _, u := range uses {
+			g := specVersionGates[u.gate]
+			if !v.LT(semver.MustParse(g.Min)) {
+				continue
+			}
+			out = append(out, Finding{Check: CheckVersion, Level: LevelWarn, Err: &field.Error{Type: field.ErrorTypeInvalid, Field: u.path.String(), BadValue: field.OmitValueType{},
+				Detail: fmt.Sprintf("%s runs Prometheus %s, older than v%s: the operator leaves %s out of its scrape configuration there (raise its spec.version to v%s or later, or remove the field)",
+					p.who(), shown, g.Min, g.Key, g.Min)}})
 		}
 	}
 	return out

@@ -186,3 +186,67 @@ func operatorModule(t *testing.T) string {
 	}
 	return mod.Dir
 }
+
+func TestMonitorFieldsAnOlderPrometheusLeavesOutAreWarned(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	all := &metav1.LabelSelector{}
+	limit, stale := int64(100), true
+	pm := &monv1.PodMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "m", Labels: map[string]string{"release": "kube-prometheus-stack"}},
+		Spec: monv1.PodMonitorSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}, KeepDroppedTargets: &limit,
+			ScrapeProtocols:     []monv1.ScrapeProtocol{monv1.PrometheusProto},
+			PodMetricsEndpoints: []monv1.PodMetricsEndpoint{{Port: ptrTo("metrics"), TrackTimestampsStaleness: &stale}}}}
+	js, _ := json.Marshal(pm)
+	for _, tc := range []struct {
+		version string
+		want    []string
+	}{
+		{"v2.46.0", []string{"spec.keepDroppedTargets", "spec.scrapeProtocols", "spec.podMetricsEndpoints[0].trackTimestampsStaleness"}},
+		{"v2.48.0", []string{"spec.scrapeProtocols"}},
+		{"v2.49.0", nil},
+		{"", nil},
+	} {
+		cs := ClusterState{Prometheuses: []PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", Version: tc.version, PodMonitor: all, PodMonitorNamespace: all}}}
+		res, err := p.Gate(monv1.SchemeGroupVersion.WithKind("PodMonitor").GroupKind(), js, Namespace{Name: "shop"}, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range res.Report.Findings {
+			if f.Check == CheckVersion {
+				got = append(got, f.Err.Field)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%s: warned %v, want %v", tc.version, got, tc.want)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// TestSpecVersionGatesAreTheOperators compares every entry with the
+// operator's promcfg.go at the e2e's operator version: its
+// WithMinimumVersion(...).AppendMapItem(cfg, "key", ...) calls and its
+// limitKey table.
+func TestSpecVersionGatesAreTheOperators(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(operatorModule(t), "pkg", "prometheus", "promcfg.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first call per key is the scrape configuration's (the helpers
+	// near the top of the file); later ones write the global section.
+	mins := map[string]string{}
+	for _, m := range regexp.MustCompile(`WithMinimumVersion\("([0-9.]+)"\)\.AppendMapItem\(\w+, "(\w+)"`).FindAllStringSubmatch(string(src), -1) {
+		if _, seen := mins[m[2]]; !seen {
+			mins[m[2]] = m[1]
+		}
+	}
+	for _, m := range regexp.MustCompile(`prometheusField: "(\w+)",\s+minVersion:\s+"([0-9.]+)"`).FindAllStringSubmatch(string(src), -1) {
+		mins[m[1]] = m[2]
+	}
+	for _, g := range specVersionGates {
+		if got, ok := mins[g.Key]; !ok || got != g.Min {
+			t.Errorf("%s (%s): the table says v%s, the operator's promcfg.go %q", g.JSON, g.Key, g.Min, got)
+		}
+	}
+}
