@@ -274,21 +274,19 @@ func indexTargets(states map[string]PrometheusState) targetIndex {
 	ix := targetIndex{active: map[string][]seen{}, dropped: map[string][]seen{}, byPool: map[string][]seen{}, droppedPool: map[string]int{}, podScraped: map[string]seen{}}
 	for _, prom := range slices.Sorted(maps.Keys(states)) {
 		st := states[prom]
-		dup := map[string]bool{}
+		listed := map[string]bool{}
 		for i := range st.Active {
 			t := &st.Active[i]
-			if k := t.Pool + " " + t.URL; dup[k] {
-				continue // Prometheus lists a target once per pool; be sure
+			// Prometheus lists a target once per pool; be sure.
+			if k := t.Pool + " " + t.URL; listed[k] {
+				continue
 			} else {
-				dup[k] = true
+				listed[k] = true
 			}
 			s := seen{prom, t}
 			ix.byPool[monitorOfPool(t.Pool)] = append(ix.byPool[monitorOfPool(t.Pool)], s)
-			if kind, name := t.owner(); kind != "" {
-				ix.active[ownerKey(kind, t.Namespace, name)] = append(ix.active[ownerKey(kind, t.Namespace, name)], s)
-			}
-			if t.Service != "" && strings.HasPrefix(t.Pool, "serviceMonitor/") {
-				ix.active[ownerKey("Service", t.Namespace, t.Service)] = append(ix.active[ownerKey("Service", t.Namespace, t.Service)], s)
+			for _, k := range ownerKeys(t) {
+				ix.active[k] = append(ix.active[k], s)
 			}
 			if t.Pod != "" && strings.HasPrefix(t.Pool, "podMonitor/") {
 				ix.podScraped[t.Namespace+"/"+t.Pod] = s
@@ -296,17 +294,26 @@ func indexTargets(states map[string]PrometheusState) targetIndex {
 		}
 		for i := range st.Dropped {
 			t := &st.Dropped[i]
-			s := seen{prom, t}
 			ix.droppedPool[monitorOfPool(t.Pool)]++
-			if kind, name := t.owner(); kind != "" {
-				ix.dropped[ownerKey(kind, t.Namespace, name)] = append(ix.dropped[ownerKey(kind, t.Namespace, name)], s)
-			}
-			if t.Service != "" && strings.HasPrefix(t.Pool, "serviceMonitor/") {
-				ix.dropped[ownerKey("Service", t.Namespace, t.Service)] = append(ix.dropped[ownerKey("Service", t.Namespace, t.Service)], s)
+			for _, k := range ownerKeys(t) {
+				ix.dropped[k] = append(ix.dropped[k], seen{prom, t})
 			}
 		}
 	}
 	return ix
+}
+
+// ownerKeys are the objects a target is of: its pod's owner, and for a
+// ServiceMonitor's endpoint its Service.
+func ownerKeys(t *ScrapeTarget) []string {
+	var keys []string
+	if kind, name := t.owner(); kind != "" {
+		keys = append(keys, ownerKey(kind, t.Namespace, name))
+	}
+	if t.Service != "" && strings.HasPrefix(t.Pool, "serviceMonitor/") {
+		keys = append(keys, ownerKey("Service", t.Namespace, t.Service))
+	}
+	return keys
 }
 
 // scraped is CheckScraped for a workload or a Service: its targets, or
@@ -332,8 +339,7 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 		return res
 	}
 	// Selected by which monitors, loaded by which Prometheuses.
-	var loaded, unloaded []string
-	var asked, unreachable []string
+	var loaded, unloaded, proms []string
 	for _, cm := range monitors {
 		m := cm.m
 		if len(cm.loaders) == 0 {
@@ -341,19 +347,10 @@ func (p *Policy) scraped(in StatusInput, ix targetIndex, obj Object) StatusResul
 			continue
 		}
 		loaded = append(loaded, fmt.Sprintf("%s %s/%s", m.Kind, m.Namespace, m.Name))
-		for _, prom := range cm.loaders {
-			st, ok := in.States[prom]
-			switch {
-			case !ok:
-			case st.Err != "":
-				unreachable = append(unreachable, prom+": "+st.Err)
-			default:
-				asked = append(asked, prom)
-			}
-		}
+		proms = append(proms, cm.loaders...)
 	}
-	slices.Sort(asked)
-	asked = slices.Compact(asked)
+	slices.Sort(proms)
+	asked, unreachable, _ := partition(in.States, slices.Compact(proms))
 	if obj.Kind == "Service" && len(monitors) > 0 {
 		if s, ok := podWins(ix, key); ok {
 			res.Properties["prometheus"], res.Properties["pool"] = s.prometheus, s.t.Pool
@@ -671,7 +668,7 @@ func rulesEvaluate(in StatusInput, r RuleObject) StatusResult {
 
 // loadersOf are the Prometheuses that load a monitor or a rule.
 type loadersOf struct {
-	// answered: those that answered, in order, and their states.
+	// answered: those that answered, in order; states holds their answers.
 	answered []string
 	states   map[string]PrometheusState
 	// note names the others: not asked (no URL), or not answering.
@@ -691,19 +688,8 @@ func askLoaders(in StatusInput, res *StatusResult, obj Object) (l loadersOf, ok 
 		return l, false
 	}
 	res.Properties["prometheus"] = strings.Join(proms, ",")
-	var errs, unasked []string
-	l.states = map[string]PrometheusState{}
-	for _, prom := range proms {
-		switch st, asked := in.States[prom]; {
-		case !asked:
-			unasked = append(unasked, prom)
-		case st.Err != "":
-			errs = append(errs, prom+": "+st.Err)
-		default:
-			l.answered = append(l.answered, prom)
-			l.states[prom] = st
-		}
-	}
+	answered, errs, unasked := partition(in.States, proms)
+	l.answered, l.states = answered, in.States
 	if len(errs) > 0 {
 		l.note += "; also loaded by " + strings.Join(errs, "; ") + " (did not answer)"
 	}
@@ -722,4 +708,20 @@ func askLoaders(in StatusInput, res *StatusResult, obj Object) (l loadersOf, ok 
 		res.Message = fmt.Sprintf("selected by %s, which promenroll cannot reach (give its URL with --prometheus-url)", strings.Join(proms, ", "))
 	}
 	return l, false
+}
+
+// partition sorts proms (namespace/name) by what became of asking them:
+// answered; did not answer ("namespace/name: why"); not asked (no URL).
+func partition(states map[string]PrometheusState, proms []string) (answered, errs, unasked []string) {
+	for _, prom := range proms {
+		switch st, asked := states[prom]; {
+		case !asked:
+			unasked = append(unasked, prom)
+		case st.Err != "":
+			errs = append(errs, prom+": "+st.Err)
+		default:
+			answered = append(answered, prom)
+		}
+	}
+	return answered, errs, unasked
 }

@@ -34,7 +34,7 @@ type ruleVersionGate struct {
 	// Field is the field's name in the rule file.
 	Field string
 	// Min is the first Prometheus version that supports it.
-	Min string
+	Min semver.Version
 	// set reports whether group g (and rule r of it, for a rule's field)
 	// uses the field; rule < 0 asks about the group.
 	set func(g *monv1.RuleGroup, rule int) bool
@@ -46,10 +46,10 @@ type ruleVersionGate struct {
 // pkg/operator/rules.go, sanitizePrometheusRulesSpec (lines 155–195): it
 // drops these fields, with a log line only, when the Prometheus is older.
 var ruleVersionGates = []ruleVersionGate{
-	{Field: "limit", Min: "2.31.0", set: func(g *monv1.RuleGroup, _ int) bool { return g.Limit != nil }},
-	{Field: "query_offset", Min: "2.53.0", set: func(g *monv1.RuleGroup, _ int) bool { return g.QueryOffset != nil }},
-	{Field: "labels", Min: "3.0.0", set: func(g *monv1.RuleGroup, _ int) bool { return len(g.Labels) > 0 }},
-	{Field: "keep_firing_for", Min: "2.42.0", perRule: true, set: func(g *monv1.RuleGroup, r int) bool { return g.Rules[r].KeepFiringFor != nil }},
+	{Field: "limit", Min: semver.MustParse("2.31.0"), set: func(g *monv1.RuleGroup, _ int) bool { return g.Limit != nil }},
+	{Field: "query_offset", Min: semver.MustParse("2.53.0"), set: func(g *monv1.RuleGroup, _ int) bool { return g.QueryOffset != nil }},
+	{Field: "labels", Min: semver.MustParse("3.0.0"), set: func(g *monv1.RuleGroup, _ int) bool { return len(g.Labels) > 0 }},
+	{Field: "keep_firing_for", Min: semver.MustParse("2.42.0"), perRule: true, set: func(g *monv1.RuleGroup, r int) bool { return g.Rules[r].KeepFiringFor != nil }},
 }
 
 // prometheusVersion is the version the operator gives p: its spec.version,
@@ -74,8 +74,7 @@ func ruleVersionFindings(o *monv1.PrometheusRule, ns Namespace, cs ClusterState)
 			continue
 		}
 		for _, gate := range ruleVersionGates {
-			min := semver.MustParse(gate.Min)
-			if !v.LT(min) {
+			if !v.LT(gate.Min) {
 				continue
 			}
 			for i := range o.Spec.Groups {
@@ -110,10 +109,10 @@ func ruleVersionFindings(o *monv1.PrometheusRule, ns Namespace, cs ClusterState)
 // of that Prometheus' configuration, with an Event and a log line).
 var relabelActionGates = []struct {
 	Actions []string
-	Min     string
+	Min     semver.Version
 }{
-	{Actions: []string{"lowercase", "uppercase"}, Min: "2.36.0"},
-	{Actions: []string{"keepequal", "dropequal"}, Min: "2.41.0"},
+	{Actions: []string{"lowercase", "uppercase"}, Min: semver.MustParse("2.36.0")},
+	{Actions: []string{"keepequal", "dropequal"}, Min: semver.MustParse("2.41.0")},
 }
 
 // relabelingAt is one relabeling of a monitor and where it is.
@@ -144,7 +143,7 @@ func relabelVersionFindings(obj Object, ns Namespace, cs ClusterState, rels []re
 		for _, r := range rels {
 			action := strings.ToLower(r.rc.Action)
 			for _, gate := range relabelActionGates {
-				if !slices.Contains(gate.Actions, action) || !v.LT(semver.MustParse(gate.Min)) {
+				if !slices.Contains(gate.Actions, action) || !v.LT(gate.Min) {
 					continue
 				}
 				out = append(out, Finding{Check: CheckVersion, Level: LevelWarn, Err: field.Invalid(r.path.Child("action"), r.rc.Action,
@@ -165,22 +164,23 @@ func relabelVersionFindings(obj Object, ns Namespace, cs ClusterState, rels []re
 // ScrapeConfig's spec; Key is its scrape_config key; endpoint fields sit
 // in spec.endpoints[] or spec.podMetricsEndpoints[].
 var specVersionGates = []struct {
-	JSON, Key, Min string
-	Endpoint       bool
+	JSON, Key string
+	Min       semver.Version
+	Endpoint  bool
 }{
-	{JSON: "targetLimit", Key: "target_limit", Min: "2.21.0"},
-	{JSON: "labelLimit", Key: "label_limit", Min: "2.27.0"},
-	{JSON: "labelNameLengthLimit", Key: "label_name_length_limit", Min: "2.27.0"},
-	{JSON: "labelValueLengthLimit", Key: "label_value_length_limit", Min: "2.27.0"},
-	{JSON: "keepDroppedTargets", Key: "keep_dropped_targets", Min: "2.47.0"},
-	{JSON: "scrapeProtocols", Key: "scrape_protocols", Min: "2.49.0"},
-	{JSON: "fallbackScrapeProtocol", Key: "fallback_scrape_protocol", Min: "3.0.0"},
-	{JSON: "nativeHistogramBucketLimit", Key: "native_histogram_bucket_limit", Min: "2.45.0"},
-	{JSON: "nativeHistogramMinBucketFactor", Key: "native_histogram_min_bucket_factor", Min: "2.50.0"},
-	{JSON: "scrapeClassicHistograms", Key: "scrape_classic_histograms", Min: "2.45.0"},
-	{JSON: "convertClassicHistogramsToNHCB", Key: "convert_classic_histograms_to_nhcb", Min: "3.0.0"},
-	{JSON: "scrapeNativeHistograms", Key: "scrape_native_histograms", Min: "3.8.0"},
-	{JSON: "trackTimestampsStaleness", Key: "track_timestamps_staleness", Min: "2.48.0", Endpoint: true},
+	{JSON: "targetLimit", Key: "target_limit", Min: semver.MustParse("2.21.0")},
+	{JSON: "labelLimit", Key: "label_limit", Min: semver.MustParse("2.27.0")},
+	{JSON: "labelNameLengthLimit", Key: "label_name_length_limit", Min: semver.MustParse("2.27.0")},
+	{JSON: "labelValueLengthLimit", Key: "label_value_length_limit", Min: semver.MustParse("2.27.0")},
+	{JSON: "keepDroppedTargets", Key: "keep_dropped_targets", Min: semver.MustParse("2.47.0")},
+	{JSON: "scrapeProtocols", Key: "scrape_protocols", Min: semver.MustParse("2.49.0")},
+	{JSON: "fallbackScrapeProtocol", Key: "fallback_scrape_protocol", Min: semver.MustParse("3.0.0")},
+	{JSON: "nativeHistogramBucketLimit", Key: "native_histogram_bucket_limit", Min: semver.MustParse("2.45.0")},
+	{JSON: "nativeHistogramMinBucketFactor", Key: "native_histogram_min_bucket_factor", Min: semver.MustParse("2.50.0")},
+	{JSON: "scrapeClassicHistograms", Key: "scrape_classic_histograms", Min: semver.MustParse("2.45.0")},
+	{JSON: "convertClassicHistogramsToNHCB", Key: "convert_classic_histograms_to_nhcb", Min: semver.MustParse("3.0.0")},
+	{JSON: "scrapeNativeHistograms", Key: "scrape_native_histograms", Min: semver.MustParse("3.8.0")},
+	{JSON: "trackTimestampsStaleness", Key: "track_timestamps_staleness", Min: semver.MustParse("2.48.0"), Endpoint: true},
 }
 
 // newestSpecGate is the newest minimum of specVersionGates: a Prometheus
@@ -188,8 +188,8 @@ var specVersionGates = []struct {
 var newestSpecGate = func() semver.Version {
 	var newest semver.Version
 	for _, g := range specVersionGates {
-		if v := semver.MustParse(g.Min); v.GT(newest) {
-			newest = v
+		if g.Min.GT(newest) {
+			newest = g.Min
 		}
 	}
 	return newest
@@ -240,7 +240,7 @@ func specVersionFindings(obj Object, ns Namespace, cs ClusterState, spec any) []
 		v, shown, _ := prometheusVersion(p)
 		for _, u := range uses {
 			g := specVersionGates[u.gate]
-			if !v.LT(semver.MustParse(g.Min)) {
+			if !v.LT(g.Min) {
 				continue
 			}
 			out = append(out, Finding{Check: CheckVersion, Level: LevelWarn, Err: &field.Error{Type: field.ErrorTypeInvalid, Field: u.path.String(), BadValue: field.OmitValueType{},

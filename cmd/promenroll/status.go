@@ -13,7 +13,6 @@ import (
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -189,18 +188,10 @@ func clusterStatus(ctx context.Context, cl client.Client, cfg *rest.Config, p *p
 	}
 	var proms []policy.PrometheusSelectors
 	if served(monv1.PrometheusesKind) {
-		var l monv1.PrometheusList
-		if err := cl.List(ctx, &l); err != nil {
-			return nil, fmt.Errorf("list Prometheuses: %w", err)
+		var err error
+		if proms, err = clusterstate.ListPrometheuses(ctx, cl, served(monv1alpha1.PrometheusAgentsKind)); err != nil {
+			return nil, err
 		}
-		proms = clusterstate.PrometheusSelectorsOf(l.Items)
-	}
-	if served(monv1alpha1.PrometheusAgentsKind) {
-		var l monv1alpha1.PrometheusAgentList
-		if err := cl.List(ctx, &l); err != nil && !meta.IsNoMatchError(err) {
-			return nil, fmt.Errorf("list PrometheusAgents: %w", err)
-		}
-		proms = append(proms, clusterstate.AgentSelectorsOf(l.Items)...)
 	}
 	var scope []client.ListOption
 	if namespace != "" {

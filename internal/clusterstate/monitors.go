@@ -26,6 +26,8 @@ func StatusCacheOptions(opts cache.Options) {
 	}
 }
 
+// trimMeta keeps of an object's metadata what the caches' readers use:
+// name, namespace, labels, UID and resourceVersion.
 func trimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, ResourceVersion: m.ResourceVersion, UID: m.UID}
 }

@@ -41,6 +41,12 @@ func (c cachedPrometheuses) Prometheuses(ctx context.Context) ([]policy.Promethe
 	return out, nil
 }
 
+// ListPrometheuses lists the Prometheus objects (and, with agents, the
+// PrometheusAgents) r holds, as the gates and the status read them.
+func ListPrometheuses(ctx context.Context, r client.Reader, agents bool) ([]policy.PrometheusSelectors, error) {
+	return cachedPrometheuses{Cache: r, Agents: agents}.Prometheuses(ctx)
+}
+
 // AgentSelectorsOf extracts what decides selection from PrometheusAgent
 // objects: they load ServiceMonitors and PodMonitors, never rules.
 func AgentSelectorsOf(items []monv1alpha1.PrometheusAgent) []policy.PrometheusSelectors {

@@ -97,20 +97,17 @@ func trimTemplate(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 // status read (name, namespace, labels, the pod template's labels, scrape
 // annotations and ports), so the caches cost little per workload.
 func trimWorkload(obj any) (any, error) {
-	meta := func(m metav1.ObjectMeta) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels, ResourceVersion: m.ResourceVersion, UID: m.UID}
-	}
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
-		return &appsv1.Deployment{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.DeploymentSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+		return &appsv1.Deployment{ObjectMeta: trimMeta(o.ObjectMeta), Spec: appsv1.DeploymentSpec{Template: trimTemplate(o.Spec.Template)}}, nil
 	case *appsv1.StatefulSet:
-		return &appsv1.StatefulSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.StatefulSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+		return &appsv1.StatefulSet{ObjectMeta: trimMeta(o.ObjectMeta), Spec: appsv1.StatefulSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
 	case *appsv1.DaemonSet:
-		return &appsv1.DaemonSet{ObjectMeta: meta(o.ObjectMeta), Spec: appsv1.DaemonSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+		return &appsv1.DaemonSet{ObjectMeta: trimMeta(o.ObjectMeta), Spec: appsv1.DaemonSetSpec{Template: trimTemplate(o.Spec.Template)}}, nil
 	case *batchv1.Job:
-		return &batchv1.Job{ObjectMeta: meta(o.ObjectMeta), Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.Template)}}, nil
+		return &batchv1.Job{ObjectMeta: trimMeta(o.ObjectMeta), Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.Template)}}, nil
 	case *batchv1.CronJob:
-		return &batchv1.CronJob{ObjectMeta: meta(o.ObjectMeta), Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
+		return &batchv1.CronJob{ObjectMeta: trimMeta(o.ObjectMeta), Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: trimTemplate(o.Spec.JobTemplate.Spec.Template)}}}}, nil
 	}
 	return obj, nil
 }

@@ -120,10 +120,7 @@ func (r *Reporter) NeedLeaderElection() bool { return true }
 
 // Start implements manager.Runnable: a cycle at once, then every interval.
 func (r *Reporter) Start(ctx context.Context) error {
-	interval := r.Config.Interval
-	if interval <= 0 {
-		interval = DefaultInterval
-	}
+	interval := r.interval()
 	r.Log.Info("reporting", "interval", interval.String(), "reports", r.Config.Reports, "events", r.Config.Events)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -245,11 +242,15 @@ func (r *Reporter) timeout() time.Duration {
 	if r.Config.Timeout > 0 {
 		return r.Config.Timeout
 	}
-	interval := r.Config.Interval
-	if interval <= 0 {
-		interval = DefaultInterval
+	return min(r.interval()/4, promapi.DefaultTimeout)
+}
+
+// interval is the configured interval, or DefaultInterval.
+func (r *Reporter) interval() time.Duration {
+	if r.Config.Interval > 0 {
+		return r.Config.Interval
 	}
-	return min(interval/4, promapi.DefaultTimeout)
+	return DefaultInterval
 }
 
 func (r *Reporter) closeClients() {
