@@ -520,28 +520,13 @@ func scrapePortProblem(obj Object) string {
 // every one is up, fail when any is down (the first down one named with
 // Prometheus' error), warn when none has been scraped yet.
 func targetsResult(res StatusResult, ts []seen) StatusResult {
-	up, down, unknown := 0, 0, 0
-	var firstDown, first *seen
+	up, down, unknown, firstDown := healthOf(ts)
+	first := ts[0]
 	byProm := map[string]int{}
-	for i := range ts {
-		s := &ts[i]
+	for _, s := range ts {
 		byProm[s.prometheus]++
-		if first == nil {
-			first = s
-		}
 		if len(res.Targets) < MaxListedTargets {
 			res.Targets = append(res.Targets, TargetStatus{Prometheus: s.prometheus, Pool: s.t.Pool, URL: s.t.URL, Health: s.t.Health, LastError: s.t.LastError})
-		}
-		switch s.t.Health {
-		case "up":
-			up++
-		case "down":
-			down++
-			if firstDown == nil {
-				firstDown = s
-			}
-		default:
-			unknown++
 		}
 	}
 	var where []string
@@ -571,6 +556,25 @@ func targetsResult(res StatusResult, ts []seen) StatusResult {
 	return res
 }
 
+// healthOf counts targets up, down and not yet scraped, and finds the
+// first one down.
+func healthOf(ts []seen) (up, down, unknown int, firstDown seen) {
+	for _, s := range ts {
+		switch s.t.Health {
+		case "up":
+			up++
+		case "down":
+			if down == 0 {
+				firstDown = s
+			}
+			down++
+		default:
+			unknown++
+		}
+	}
+	return up, down, unknown, firstDown
+}
+
 // monitorPoolPrefix is the prefix of the operator's pool names for a kind.
 var monitorPoolPrefix = map[string]string{"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor", "Probe": "probe", "ScrapeConfig": "scrapeConfig"}
 
@@ -584,19 +588,7 @@ func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult
 	}
 	key := monitorPoolPrefix[m.Kind] + "/" + m.Namespace + "/" + m.Name
 	ts := ix.byPool[key]
-	up, down := 0, 0
-	var firstDown *ScrapeTarget
-	for _, s := range ts {
-		switch s.t.Health {
-		case "up":
-			up++
-		case "down":
-			down++
-			if firstDown == nil {
-				firstDown = s.t
-			}
-		}
-	}
+	up, down, _, firstDown := healthOf(ts)
 	res.Properties["targets"], res.Properties["up"] = strconv.Itoa(len(ts)), strconv.Itoa(up)
 	switch {
 	case len(ts) == 0:
@@ -610,8 +602,8 @@ func monitorLoaded(in StatusInput, ix targetIndex, m MonitorObject) StatusResult
 		res.Message += l.note
 	case down > 0:
 		res.Outcome, res.State = OutcomeFail, StateTargetsDown
-		res.Properties["url"], res.Properties["lastError"] = firstDown.URL, firstDown.LastError
-		res.Message = fmt.Sprintf("loaded by %s: %d of %d targets down: %s: %s%s", strings.Join(l.answered, ", "), down, len(ts), firstDown.URL, cmp.Or(firstDown.LastError, "no error given"), l.note)
+		res.Properties["url"], res.Properties["lastError"] = firstDown.t.URL, firstDown.t.LastError
+		res.Message = fmt.Sprintf("loaded by %s: %d of %d targets down: %s: %s%s", strings.Join(l.answered, ", "), down, len(ts), firstDown.t.URL, cmp.Or(firstDown.t.LastError, "no error given"), l.note)
 	default:
 		res.Outcome, res.State = OutcomePass, StateMonitorLoaded
 		res.Message = fmt.Sprintf("loaded by %s: %d targets, %d up%s", strings.Join(l.answered, ", "), len(ts), up, l.note)
