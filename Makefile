@@ -72,7 +72,7 @@ $(PROMTOOL): test/tools/promtool/go.mod test/tools/promtool/go.sum
 # The CRDs `promenroll check` validates against, from the operator version
 # the e2e control plane runs (test/cluster.PrometheusOperatorVersion).
 CRD_VERSION := v0.94.1
-CRD_KINDS   := servicemonitors podmonitors probes scrapeconfigs prometheusrules
+CRD_KINDS   := servicemonitors podmonitors probes scrapeconfigs prometheusrules alertmanagerconfigs
 .PHONY: crds
 crds: ## Regenerate cmd/promenroll/crds (the Prometheus Operator CRDs check embeds) from the operator's module.
 	@dir=$$(cd /tmp && $(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(CRD_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \

@@ -21,8 +21,11 @@ type GateResult struct {
 
 // Noun is what the report counted: rules, or endpoints.
 func (r GateResult) Noun(gk schema.GroupKind) string {
-	if gk.Kind == "PrometheusRule" {
+	switch gk.Kind {
+	case "PrometheusRule":
 		return "rules"
+	case "AlertmanagerConfig":
+		return "receivers"
 	}
 	return "endpoints"
 }
@@ -88,6 +91,9 @@ const CheckUnselected = "unselected"
 // kind (shared/STYLE.md 16): the webhook's /validate and `promenroll check`
 // both go through it, so a new kind is one entry here.
 var gates = map[schema.GroupKind]gate{
+	{Group: groupMonitoring, Kind: "AlertmanagerConfig"}: func(p *Policy, raw []byte, ns Namespace, cs ClusterState) (GateResult, error) {
+		return p.CheckAlertmanagerConfig(raw, ns)
+	},
 	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *Policy, o *monv1.PrometheusRule, size int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPrometheusRule(o, size, ns)
 		rep.Findings = append(rep.Findings, p.unselectedDenial(Object{Kind: "PrometheusRule", Namespace: o.Namespace, Labels: o.Labels}, ns, cs)...)

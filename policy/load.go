@@ -32,12 +32,15 @@ const DefaultRulesMaxBytes = 512 * 1024
 // DefaultMinFor is the threshold of the forTooShort lint.
 const DefaultMinFor = "1m"
 
-// EnrollKinds are the built-in kinds enroll rules name, and MonitorKinds
-// those monitors.labels go to. A policy's kinds section declares more pod
-// owners.
+// EnrollKinds are the built-in kinds enroll rules name, MonitorKinds those
+// monitors.labels go to by default, and LabelledKinds those monitors.kinds
+// may name: an AlertmanagerConfig gets them only when listed, as the labels
+// an Alertmanager selects on are rarely a Prometheus'. A policy's kinds
+// section declares more pod owners.
 var (
-	EnrollKinds  = []string{"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Service"}
-	MonitorKinds = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule", "Probe", "ScrapeConfig"}
+	EnrollKinds   = []string{"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Service"}
+	MonitorKinds  = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule", "Probe", "ScrapeConfig"}
+	LabelledKinds = append(slices.Clone(MonitorKinds), "AlertmanagerConfig")
 )
 
 // Options are facts about the running installation that the policy file
@@ -65,6 +68,8 @@ type Policy struct {
 	enroll        []enrollRule
 	monitors      monitorsSection
 	rules         rulesSection
+	// alertmanagerConfigs is the AlertmanagerConfig gate's section.
+	alertmanagerConfigs struct{ mode Mode }
 }
 
 type enrollRule struct {
@@ -82,10 +87,12 @@ type enrollRule struct {
 type monitorsSection struct {
 	// autoSelect is the Prometheus' namespace and name, or empty.
 	autoSelectNS, autoSelectName string
-	mode                         Mode
-	kinds                        map[string]struct{}
-	labels                       []labelTemplate
-	unselected                   Level
+	// autoSelectAM is the Alertmanager's, for AlertmanagerConfigs.
+	autoSelectAMNS, autoSelectAMName string
+	mode                             Mode
+	kinds                            map[string]struct{}
+	labels                           []labelTemplate
+	unselected                       Level
 }
 
 type rulesSection struct {
@@ -233,6 +240,11 @@ func compile(f File, opts Options) (*Policy, field.ErrorList) {
 		f.Rules = &Rules{}
 	}
 	p.rules, errs = compileRules(f.Rules, p.mode, errs)
+	if f.AlertmanagerConfigs == nil {
+		f.AlertmanagerConfigs = &AlertmanagerConfigs{}
+	}
+	errs = append(errs, validateMode(f.AlertmanagerConfigs.Mode, field.NewPath("alertmanagerConfigs", "mode"), true)...)
+	p.alertmanagerConfigs.mode = inherit(f.AlertmanagerConfigs.Mode, p.mode)
 	p.Source = f
 	return p, errs
 }
@@ -350,8 +362,8 @@ func compileMonitors(m *Monitors, parent Mode, errs field.ErrorList) (monitorsSe
 		m.Kinds = slices.Clone(MonitorKinds)
 	}
 	for i, k := range m.Kinds {
-		if !slices.Contains(MonitorKinds, k) {
-			errs = append(errs, field.NotSupported(fld.Child("kinds").Index(i), k, MonitorKinds))
+		if !slices.Contains(LabelledKinds, k) {
+			errs = append(errs, field.NotSupported(fld.Child("kinds").Index(i), k, LabelledKinds))
 		}
 		s.kinds[k] = struct{}{}
 	}
@@ -368,6 +380,13 @@ func compileMonitors(m *Monitors, parent Mode, errs field.ErrorList) (monitorsSe
 			errs = append(errs, field.Invalid(fld.Child("autoSelect"), m.AutoSelect, "must be <namespace>/<name> of a Prometheus"))
 		}
 		s.autoSelectNS, s.autoSelectName = ns, name
+	}
+	if m.AutoSelectAlertmanager != "" {
+		ns, name, ok := strings.Cut(m.AutoSelectAlertmanager, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			errs = append(errs, field.Invalid(fld.Child("autoSelectAlertmanager"), m.AutoSelectAlertmanager, "must be <namespace>/<name> of an Alertmanager"))
+		}
+		s.autoSelectAMNS, s.autoSelectAMName = ns, name
 	}
 	var lerrs field.ErrorList
 	s.labels, lerrs = compileLabels(m.Labels, fld.Child("labels"))

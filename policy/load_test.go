@@ -129,6 +129,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			// rules.require had before it had levels.
 			Require: Require{Level: LevelDeny, Levels: RequireLevels{AlertLabels: LevelDeny, AlertAnnotations: LevelDeny, SeverityValues: LevelDeny}},
 			Lint:    Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
+		AlertmanagerConfigs: &AlertmanagerConfigs{},
 	}
 	if diff := testdiff.Diff(want, p.Source); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

@@ -20,7 +20,8 @@ const MonitorsRule = "monitors"
 // objects). Add-only, as for enrollment.
 func (p *Policy) MonitorLabels(obj Object, ns Namespace, proms []PrometheusSelectors) Decision {
 	var d Decision
-	if _, ok := p.monitors.kinds[obj.Kind]; !ok || len(p.monitors.labels) == 0 && p.monitors.autoSelectName == "" {
+	_, auto := p.autoSelectFor(obj.Kind)
+	if _, ok := p.monitors.kinds[obj.Kind]; !ok || len(p.monitors.labels) == 0 && auto == "" {
 		d.Reason = fmt.Sprintf("neither monitors.labels nor monitors.autoSelect applies to %s", obj.Kind)
 		return d
 	}
@@ -40,7 +41,7 @@ func (p *Policy) MonitorLabels(obj Object, ns Namespace, proms []PrometheusSelec
 		}
 		pl.plan(LabelChange{Target: MetadataLabels, Key: lt.key, Value: v, Rule: MonitorsRule, Mode: mode}, obj.Labels)
 	}
-	if p.monitors.autoSelectName != "" {
+	if auto != "" {
 		p.autoSelect(obj, ns, proms, mode, pl)
 	}
 	d.sort()
@@ -53,6 +54,16 @@ func (p *Policy) AutoSelectTarget() (namespace, name string) {
 	return p.monitors.autoSelectNS, p.monitors.autoSelectName
 }
 
+// autoSelectFor is the loader whose selectors objects of kind get: the
+// Prometheus of monitors.autoSelect, or for an AlertmanagerConfig the
+// Alertmanager of monitors.autoSelectAlertmanager.
+func (p *Policy) autoSelectFor(kind string) (namespace, name string) {
+	if LoaderNoun(kind) == KindAlertmanager {
+		return p.monitors.autoSelectAMNS, p.monitors.autoSelectAMName
+	}
+	return p.monitors.autoSelectNS, p.monitors.autoSelectName
+}
+
 // AutoSelectRule names autoSelect in decisions, warnings and metrics.
 const AutoSelectRule = "monitors.autoSelect"
 
@@ -62,8 +73,10 @@ const AutoSelectRule = "monitors.autoSelect"
 // the namespace is not selected, a warning says exactly what is missing.
 // With no such Prometheus in proms (yet) nothing is added or said.
 func (p *Policy) autoSelect(obj Object, ns Namespace, proms []PrometheusSelectors, mode Mode, pl *planner) {
+	ans, aname := p.autoSelectFor(obj.Kind)
 	i := slices.IndexFunc(proms, func(pr PrometheusSelectors) bool {
-		return pr.Namespace == p.monitors.autoSelectNS && pr.Name == p.monitors.autoSelectName
+		_, _, _, _, loads := pr.selectorsFor(obj.Kind)
+		return loads && pr.Namespace == ans && pr.Name == aname
 	})
 	if i < 0 {
 		return

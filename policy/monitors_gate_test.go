@@ -13,19 +13,23 @@ import (
 	"github.com/promenroll/promenroll/internal/testdiff"
 )
 
-// monitorCase is one testdata monitor and the problems expected in its
-// "# expect:" lines (a field path and a part of the message).
-type monitorCase struct {
+// gateCase is one testdata object (a monitor, an AlertmanagerConfig) and
+// the problems expected in its "# expect:" lines (a field path and a part
+// of the message).
+type gateCase struct {
 	path    string
 	good    bool
 	expects []expectation
 	data    []byte
 }
 
-func monitorCases(tb testing.TB) []monitorCase {
+func monitorCases(tb testing.TB) []gateCase { return gateCases(tb, "testdata/monitors") }
+
+// gateCases reads the *.good.yaml and *.bad.yaml files under dir.
+func gateCases(tb testing.TB, dir string) []gateCase {
 	tb.Helper()
-	var cases []monitorCase
-	err := filepath.WalkDir("testdata/monitors", func(path string, d os.DirEntry, err error) error {
+	var cases []gateCase
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".good.yaml") || strings.HasSuffix(path, ".bad.yaml")) {
 			return err
 		}
@@ -33,7 +37,7 @@ func monitorCases(tb testing.TB) []monitorCase {
 		if err != nil {
 			return err
 		}
-		c := monitorCase{path: path, good: strings.HasSuffix(path, ".good.yaml"), data: data}
+		c := gateCase{path: path, good: strings.HasSuffix(path, ".good.yaml"), data: data}
 		for _, line := range strings.Split(string(data), "\n") {
 			if rest, ok := strings.CutPrefix(line, "# expect: "); ok {
 				f, m, _ := strings.Cut(rest, ": ")

@@ -157,6 +157,9 @@ var mutations = map[schema.GroupKind]mutator{
 	{Group: groupMonitoring, Kind: "Probe"}:          monitorLabels,
 	{Group: groupMonitoring, Kind: "ScrapeConfig"}:   monitorLabels,
 	{Group: groupMonitoring, Kind: "PrometheusRule"}: ruleLabels,
+	// Labelled only when monitors.kinds lists it; selection is judged
+	// against the cluster's Alertmanagers.
+	{Group: groupMonitoring, Kind: "AlertmanagerConfig"}: monitorLabels,
 }
 
 // mutator is gk's entry: built in, or declared by the policy.
@@ -286,8 +289,17 @@ func (p *Policy) labelRule(kind string, s *objectShape, req MutationRequest) (Mu
 }
 
 // NotLoadedWarning starts the warning that no Prometheus will load a
-// monitor or rule (its kind follows).
-const NotLoadedWarning = "no Prometheus will load this "
+// monitor or rule (its kind follows), NotLoadedByAlertmanagerWarning that no
+// Alertmanager will load an AlertmanagerConfig.
+const (
+	NotLoadedWarning               = "no Prometheus will load this "
+	NotLoadedByAlertmanagerWarning = "no Alertmanager will load this "
+)
+
+// IsNotLoadedWarning reports whether w is one of them.
+func IsNotLoadedWarning(w string) bool {
+	return strings.HasPrefix(w, NotLoadedWarning) || strings.HasPrefix(w, NotLoadedByAlertmanagerWarning)
+}
 
 // selectionWarnings flags an object no Prometheus will load, with the
 // labels it will have after this admission, judged by the Prometheus
@@ -295,10 +307,10 @@ const NotLoadedWarning = "no Prometheus will load this "
 // objects; when they could not be read, a warning says what was skipped.
 func (p *Policy) selectionWarnings(o Object, d Decision, req MutationRequest) []string {
 	if req.PrometheusesErr != nil {
-		if p.monitors.unselected == LevelOff && p.monitors.autoSelectName == "" {
+		if _, auto := p.autoSelectFor(o.Kind); p.monitors.unselected == LevelOff && auto == "" {
 			return nil
 		}
-		return []string{fmt.Sprintf("promenroll could not read the cluster's Prometheus objects (%v): monitors.autoSelect and the check that a Prometheus loads this %s were skipped", req.PrometheusesErr, o.Kind)}
+		return []string{fmt.Sprintf("promenroll could not read the cluster's %s objects (%v): monitors.autoSelect and the check that a %s loads this %s were skipped", LoaderNoun(o.Kind), req.PrometheusesErr, LoaderNoun(o.Kind), o.Kind)}
 	}
 	if len(req.Prometheuses) == 0 || !p.UnselectedWarns() {
 		return nil
@@ -313,5 +325,9 @@ func (p *Policy) selectionWarnings(o Object, d Decision, req MutationRequest) []
 	if why == "" {
 		return nil
 	}
-	return []string{fmt.Sprintf("%s%s: %s", NotLoadedWarning, o.Kind, why)}
+	lead := NotLoadedWarning
+	if LoaderNoun(o.Kind) == KindAlertmanager {
+		lead = NotLoadedByAlertmanagerWarning
+	}
+	return []string{fmt.Sprintf("%s%s: %s", lead, o.Kind, why)}
 }

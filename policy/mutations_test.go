@@ -312,7 +312,7 @@ func TestMutationsOfMalformedObjectsWarnAndNeverPanic(t *testing.T) {
 // its entry needs.
 func TestEveryKindOfTheTablesIsKnown(t *testing.T) {
 	for _, gk := range BuiltinMutatedKinds() {
-		if !slices.Contains(EnrollKinds, gk.Kind) && !slices.Contains(MonitorKinds, gk.Kind) {
+		if !slices.Contains(EnrollKinds, gk.Kind) && !slices.Contains(LabelledKinds, gk.Kind) {
 			t.Errorf("%s is in the mutation table but neither an enroll nor a monitors kind", gk)
 		}
 		if ReadsPrometheuses(gk) != (gk.Group == groupMonitoring) {

@@ -20,14 +20,19 @@ import (
 // PrometheusSelectors are the selectors of one monitoring.coreos.com/v1
 // Prometheus that decide which monitors and rules it loads.
 type PrometheusSelectors struct {
-	// Kind is Prometheus (the zero value) or PrometheusAgent, which loads
-	// monitors but no rules.
+	// Kind is Prometheus (the zero value), PrometheusAgent, which loads
+	// monitors but no rules, or Alertmanager, which loads
+	// AlertmanagerConfigs only.
 	Kind                                                 string
 	Namespace, Name                                      string
 	ServiceMonitor, ServiceMonitorNamespace              *metav1.LabelSelector
 	PodMonitor, PodMonitorNamespace, Rule, RuleNamespace *metav1.LabelSelector
 	Probe, ProbeNamespace                                *metav1.LabelSelector
 	ScrapeConfig, ScrapeConfigNamespace                  *metav1.LabelSelector
+	// AlertmanagerConfig and AlertmanagerConfigNamespace are an
+	// Alertmanager's (Kind Alertmanager), which loads AlertmanagerConfigs
+	// and nothing else.
+	AlertmanagerConfig, AlertmanagerConfigNamespace *metav1.LabelSelector
 	// ScrapeInterval is spec.scrapeInterval (the CRD defaults it to 30s).
 	ScrapeInterval string
 	// Version is spec.version ("": the operator's default,
@@ -80,7 +85,12 @@ func selectorMatches(s *metav1.LabelSelector, l map[string]string) bool {
 // selectorsFor returns the object and namespace selectors a Prometheus uses
 // for kind, and the field names that hold them.
 func (p PrometheusSelectors) selectorsFor(kind string) (sel, nsSel *metav1.LabelSelector, selField, nsField string, ok bool) {
+	if (p.Kind == KindAlertmanager) != (kind == "AlertmanagerConfig") {
+		return nil, nil, "", "", false
+	}
 	switch kind {
+	case "AlertmanagerConfig":
+		return p.AlertmanagerConfig, p.AlertmanagerConfigNamespace, "alertmanagerConfigSelector", "alertmanagerConfigNamespaceSelector", true
 	case "ServiceMonitor":
 		return p.ServiceMonitor, p.ServiceMonitorNamespace, "serviceMonitorSelector", "serviceMonitorNamespaceSelector", true
 	case "PodMonitor":
@@ -98,8 +108,21 @@ func (p PrometheusSelectors) selectorsFor(kind string) (sel, nsSel *metav1.Label
 	return nil, nil, "", "", false
 }
 
-// KindPrometheusAgent marks the selectors of a PrometheusAgent.
-const KindPrometheusAgent = "PrometheusAgent"
+// KindPrometheusAgent marks the selectors of a PrometheusAgent, and
+// KindAlertmanager those of an Alertmanager.
+const (
+	KindPrometheusAgent = "PrometheusAgent"
+	KindAlertmanager    = "Alertmanager"
+)
+
+// LoaderNoun is what loads objects of kind: Alertmanager for an
+// AlertmanagerConfig, else Prometheus.
+func LoaderNoun(kind string) string {
+	if kind == "AlertmanagerConfig" {
+		return KindAlertmanager
+	}
+	return "Prometheus"
+}
 
 // who names the loader in messages.
 func (p PrometheusSelectors) who() string {

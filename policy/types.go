@@ -82,6 +82,14 @@ type File struct {
 	Monitors *Monitors `json:"monitors,omitempty"`
 	// Rules configures the PrometheusRule gate.
 	Rules *Rules `json:"rules,omitempty"`
+	// AlertmanagerConfigs configures the AlertmanagerConfig gate.
+	AlertmanagerConfigs *AlertmanagerConfigs `json:"alertmanagerConfigs,omitempty"`
+}
+
+// AlertmanagerConfigs configures the AlertmanagerConfig gate.
+type AlertmanagerConfigs struct {
+	// Mode overrides the policy mode for this section.
+	Mode Mode `json:"mode,omitempty"`
 }
 
 // KindDeclaration declares a kind that owns pods through a pod template, so
@@ -152,7 +160,8 @@ type Monitors struct {
 	// Mode overrides the policy mode for this section.
 	Mode Mode `json:"mode,omitempty"`
 	// Kinds the labels are added to. Default: ServiceMonitor, PodMonitor,
-	// PrometheusRule.
+	// PrometheusRule, Probe, ScrapeConfig; AlertmanagerConfig only when
+	// listed.
 	Kinds []string `json:"kinds,omitempty"`
 	// Labels the cluster's Prometheus selects on (for kube-prometheus-stack,
 	// release: <helm release name>). Same substitutions as enroll labels.
@@ -163,6 +172,10 @@ type Monitors struct {
 	// (matchLabels, and In expressions with one value), add-only, besides
 	// Labels. What adding labels cannot satisfy is said in a warning.
 	AutoSelect string `json:"autoSelect,omitempty"`
+	// AutoSelectAlertmanager is autoSelect for AlertmanagerConfigs (when
+	// kinds lists them): the Alertmanager (namespace/name) whose
+	// alertmanagerConfigSelector's labels they get.
+	AutoSelectAlertmanager string `json:"autoSelectAlertmanager,omitempty"`
 	// Unselected is what to do with a monitor or rule that no Prometheus in
 	// the cluster loads (after the labels above): off, warn or deny.
 	// Default warn.

@@ -109,7 +109,7 @@ func (m *Mutator) logMissingAutoSelect(ctx context.Context, pol *policy.Policy, 
 		return
 	}
 	for _, p := range proms {
-		if p.Namespace == ns && p.Name == name {
+		if p.Kind != policy.KindAlertmanager && p.Namespace == ns && p.Name == name {
 			return
 		}
 	}

@@ -141,12 +141,13 @@ type auditor struct {
 	res *Result
 }
 
-// stateKinds are listed only as cluster state: the Prometheus objects,
-// cluster-wide (one in another namespace may load this namespace's
-// monitors and rules).
+// stateKinds are listed only as cluster state: the Prometheus and
+// Alertmanager objects, cluster-wide (one in another namespace may load
+// this namespace's monitors, rules and AlertmanagerConfigs).
 var stateKinds = []schema.GroupVersionKind{
 	monv1.SchemeGroupVersion.WithKind(monv1.PrometheusesKind),
 	monv1alpha1.SchemeGroupVersion.WithKind(monv1alpha1.PrometheusAgentsKind),
+	monv1.SchemeGroupVersion.WithKind(monv1.AlertmanagersKind),
 }
 
 // auditedKinds are the kinds of the mutation and gate tables (the policy's
@@ -395,7 +396,7 @@ func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *
 			fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, why)
 			// In -o json once: as the mutation's warning, or (an opted-out
 			// object, monitors.unselected: off) as audit's own finding.
-			if !slices.ContainsFunc(mu.Warnings(), func(w string) bool { return strings.HasPrefix(w, policy.NotLoadedWarning) }) {
+			if !slices.ContainsFunc(mu.Warnings(), func(w string) bool { return policy.IsNotLoadedWarning(w) }) {
 				r.add(Finding{Level: "warn", Code: policy.CheckUnselected, Field: "metadata.labels", Message: "loaded by no Prometheus: " + why}, nil)
 			}
 		}
@@ -404,7 +405,7 @@ func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *
 		fmt.Fprintf(a.out, "%s: lacks the policy's monitors.labels: would add %s\n", id, changes(mu.Object, mu.Changes))
 	}
 	for _, w := range mu.Warnings() {
-		if !strings.HasPrefix(w, policy.NotLoadedWarning) {
+		if !policy.IsNotLoadedWarning(w) {
 			fmt.Fprintf(a.out, "%s: %s\n", id, w)
 		}
 	}

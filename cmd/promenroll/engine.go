@@ -146,6 +146,7 @@ type clusterState struct {
 	workloads    staticWorkloads
 	prometheuses []monv1.Prometheus
 	agents       []monv1alpha1.PrometheusAgent
+	ams          []monv1.Alertmanager
 }
 
 // podOwner is the path of gk's pod template, nil if gk owns no pods or is
@@ -199,6 +200,11 @@ func (st *clusterState) add(gvk schema.GroupVersionKind, doc []byte) {
 			defaultScrapeInterval(&ag.Spec.ScrapeInterval)
 			st.agents = append(st.agents, ag)
 		}
+	case gvk.Group == monv1.SchemeGroupVersion.Group && gvk.Kind == monv1.AlertmanagersKind:
+		var am monv1.Alertmanager
+		if decode(&am) {
+			st.ams = append(st.ams, am)
+		}
 	}
 }
 
@@ -215,7 +221,8 @@ func defaultScrapeInterval(d *monv1.Duration) {
 // them, and their checks are skipped); scope limits them to namespaces
 // (audit -n).
 func (st *clusterState) state(scope []string) policy.ClusterState {
-	cs := policy.ClusterState{Prometheuses: append(clusterstate.PrometheusSelectorsOf(st.prometheuses), clusterstate.AgentSelectorsOf(st.agents)...), Scope: scope}
+	loaders := append(clusterstate.PrometheusSelectorsOf(st.prometheuses), clusterstate.AgentSelectorsOf(st.agents)...)
+	cs := policy.ClusterState{Prometheuses: append(loaders, clusterstate.AlertmanagerSelectorsOf(st.ams)...), Scope: scope}
 	if len(st.services) > 0 || scope != nil {
 		cs.Services = st.services
 	}
@@ -270,6 +277,10 @@ func apiVersionOf(gk schema.GroupKind) string {
 	case gk.Group == "apps":
 		return "apps/v1"
 	case gk.Kind == "ScrapeConfig":
+		return "monitoring.coreos.com/v1alpha1"
+	case gk.Kind == "AlertmanagerConfig":
+		// The CRD's storage version, which every operator release serves
+		// without a conversion webhook (v1beta1 needs one).
 		return "monitoring.coreos.com/v1alpha1"
 	}
 	return strings.TrimSuffix(gk.Group+"/v1", "/")

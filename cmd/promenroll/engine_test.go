@@ -29,6 +29,7 @@ func TestEveryKindOfTheTablesIsJudgedByCheckAndAudit(t *testing.T) {
 		t.Fatalf("%s has no rule with %s", examplePolicy, workloads)
 	}
 	text := strings.Replace(string(example), workloads, "kinds: [Deployment, StatefulSet, DaemonSet, Job, CronJob, Rollout]", 1)
+	text = strings.Replace(text, "monitors:\n", "monitors:\n  kinds: [ServiceMonitor, PodMonitor, PrometheusRule, Probe, ScrapeConfig, AlertmanagerConfig]\n", 1)
 	text = strings.Replace(text, "enroll:\n", "kinds:\n- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}\nenroll:\n", 1)
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policyFile, []byte(text), 0o644); err != nil {
@@ -78,9 +79,10 @@ func TestEveryKindOfTheTablesIsJudgedByCheckAndAudit(t *testing.T) {
 
 // minimalSpec is the least spec each monitoring kind's CRD schema admits.
 var minimalSpec = map[string]string{
-	"PodMonitor":     "spec: {selector: {}, podMetricsEndpoints: [{port: metrics}]}\n",
-	"Probe":          "spec: {}\n",
-	"PrometheusRule": "spec: {groups: []}\n",
-	"ScrapeConfig":   "spec: {}\n",
-	"ServiceMonitor": "spec: {selector: {}, endpoints: [{port: metrics}]}\n",
+	"AlertmanagerConfig": "spec: {}\n",
+	"PodMonitor":         "spec: {selector: {}, podMetricsEndpoints: [{port: metrics}]}\n",
+	"Probe":              "spec: {}\n",
+	"PrometheusRule":     "spec: {groups: []}\n",
+	"ScrapeConfig":       "spec: {}\n",
+	"ServiceMonitor":     "spec: {selector: {}, endpoints: [{port: metrics}]}\n",
 }

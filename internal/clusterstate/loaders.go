@@ -68,7 +68,7 @@ func (d *DynamicPrometheuses) Prometheuses(ctx context.Context) ([]policy.Promet
 	if !d.Served(monv1.PrometheusesKind) {
 		return nil, nil
 	}
-	return cachedPrometheuses{Cache: d.Cache, Agents: d.Served(monv1alpha1.PrometheusAgentsKind)}.Prometheuses(ctx)
+	return cachedPrometheuses{Cache: d.Cache, Agents: d.Served(monv1alpha1.PrometheusAgentsKind), Alertmanagers: d.Served(monv1.AlertmanagersKind)}.Prometheuses(ctx)
 }
 
 // followedKind is a kind whose informer follows its CRD: obj nil follows
@@ -85,6 +85,7 @@ func (d *DynamicPrometheuses) kinds() []*followedKind {
 		d.followed = []*followedKind{
 			{kind: monv1.PrometheusesKind, gv: monv1.SchemeGroupVersion.String(), res: "prometheuses", obj: &monv1.Prometheus{}, consumes: "warnings about monitors and rules no Prometheus loads"},
 			{kind: monv1alpha1.PrometheusAgentsKind, gv: monv1alpha1.SchemeGroupVersion.String(), res: "prometheusagents", obj: &monv1alpha1.PrometheusAgent{}, consumes: "PrometheusAgents as loaders of monitors"},
+			{kind: monv1.AlertmanagersKind, gv: monv1.SchemeGroupVersion.String(), res: "alertmanagers", obj: &monv1.Alertmanager{}, consumes: "warnings about AlertmanagerConfigs no Alertmanager loads"},
 		}
 	}
 	return d.followed

@@ -17,11 +17,13 @@ type PrometheusLister interface {
 	Prometheuses(ctx context.Context) ([]policy.PrometheusSelectors, error)
 }
 
-// cachedPrometheuses lists Prometheus (and, with Agents, PrometheusAgent)
-// objects from the manager's informer cache (list/watch).
+// cachedPrometheuses lists Prometheus (and, with Agents, PrometheusAgent;
+// with Alertmanagers, Alertmanager) objects from the manager's informer
+// cache (list/watch).
 type cachedPrometheuses struct {
-	Cache  client.Reader
-	Agents bool
+	Cache         client.Reader
+	Agents        bool
+	Alertmanagers bool
 }
 
 // Prometheuses implements PrometheusLister.
@@ -38,7 +40,25 @@ func (c cachedPrometheuses) Prometheuses(ctx context.Context) ([]policy.Promethe
 		}
 		out = append(out, AgentSelectorsOf(agents.Items)...)
 	}
+	if c.Alertmanagers {
+		var ams monv1.AlertmanagerList
+		if err := c.Cache.List(ctx, &ams); err != nil {
+			return nil, fmt.Errorf("list Alertmanagers: %w", err)
+		}
+		out = append(out, AlertmanagerSelectorsOf(ams.Items)...)
+	}
 	return out, nil
+}
+
+// AlertmanagerSelectorsOf extracts what decides which AlertmanagerConfigs
+// an Alertmanager loads.
+func AlertmanagerSelectorsOf(items []monv1.Alertmanager) []policy.PrometheusSelectors {
+	out := make([]policy.PrometheusSelectors, 0, len(items))
+	for _, a := range items {
+		out = append(out, policy.PrometheusSelectors{Kind: policy.KindAlertmanager, Namespace: a.Namespace, Name: a.Name,
+			AlertmanagerConfig: a.Spec.AlertmanagerConfigSelector, AlertmanagerConfigNamespace: a.Spec.AlertmanagerConfigNamespaceSelector, Version: a.Spec.Version})
+	}
+	return out
 }
 
 // ListPrometheuses lists the Prometheus objects (and, with agents, the

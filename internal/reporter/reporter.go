@@ -186,6 +186,9 @@ func (r *Reporter) ask(ctx context.Context, proms []policy.PrometheusSelectors) 
 	g := errgroup.Group{}
 	g.SetLimit(parallelAsks)
 	for _, pr := range proms {
+		if pr.Kind == policy.KindAlertmanager {
+			continue // it scrapes nothing and evaluates no rule
+		}
 		key := pr.Namespace + "/" + pr.Name
 		c, err := r.client(key, pr.APIURL)
 		if err != nil {

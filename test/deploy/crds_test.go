@@ -54,8 +54,8 @@ func TestEmbeddedCRDsAreTheOperators(t *testing.T) {
 			t.Errorf("crds/%s differs from prometheus-operator %s: run make crds", e.Name(), cluster.PrometheusOperatorVersion)
 		}
 	}
-	if n != 5 {
-		t.Errorf("%d embedded CRDs, want 5 (servicemonitors, podmonitors, probes, scrapeconfigs, prometheusrules)", n)
+	if n != 6 {
+		t.Errorf("%d embedded CRDs, want 6 (servicemonitors, podmonitors, probes, scrapeconfigs, prometheusrules, alertmanagerconfigs)", n)
 	}
 }
 

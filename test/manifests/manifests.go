@@ -159,7 +159,7 @@ func Check(in *Install, want Expect) []error {
 		}
 		want := map[string][]string{
 			"enroll.promenroll.io":   {"deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "services"},
-			"monitors.promenroll.io": {"servicemonitors", "podmonitors", "prometheusrules", "probes", "scrapeconfigs"},
+			"monitors.promenroll.io": {"servicemonitors", "podmonitors", "prometheusrules", "probes", "scrapeconfigs", "alertmanagerconfigs"},
 		}[w.Name]
 		if !slices.Equal(resources, want) {
 			add("mutating webhook %s: resources %v, want %v", w.Name, resources, want)
@@ -168,8 +168,8 @@ func Check(in *Install, want Expect) []error {
 	if len(mut.Webhooks) != 2 {
 		add("%d mutating webhooks, want 2 (enroll, monitors)", len(mut.Webhooks))
 	}
-	if len(val.Webhooks) != 2 {
-		add("%d validating webhooks, want 2 (rules, monitors)", len(val.Webhooks))
+	if len(val.Webhooks) != 3 {
+		add("%d validating webhooks, want 3 (rules, monitors, alertmanagerconfigs)", len(val.Webhooks))
 	}
 	for _, w := range val.Webhooks {
 		var resources []string
@@ -185,6 +185,11 @@ func Check(in *Install, want Expect) []error {
 		case "monitors.promenroll.io":
 			hook(w.Name, w.FailurePolicy, admissionregistrationv1.Ignore, w.TimeoutSeconds, w.SideEffects, w.NamespaceSelector, w.ClientConfig, "/validate")
 			if !slices.Equal(resources, []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs"}) {
+				add("webhook %s: resources %v", w.Name, resources)
+			}
+		case "alertmanagerconfigs.promenroll.io":
+			hook(w.Name, w.FailurePolicy, admissionregistrationv1.Fail, w.TimeoutSeconds, w.SideEffects, w.NamespaceSelector, w.ClientConfig, "/validate")
+			if !slices.Equal(resources, []string{"alertmanagerconfigs"}) {
 				add("webhook %s: resources %v", w.Name, resources)
 			}
 		default:

@@ -1,17 +1,22 @@
 // Command verdicts prints prometheus-operator's own verdict on every
-// *.good.yaml and *.bad.yaml monitor under a folder, one line each:
-// path, "valid" or "invalid", and the operator's error. It runs the
-// operator's ResourceSelector (pkg/prometheus/resource_selector.go:
-// checkServiceMonitor, checkPodMonitor, checkProbe, checkScrapeConfig), the
-// code that silently skips an invalid monitor when the operator builds the
-// Prometheus configuration, with every Secret the testdata references
-// present, so only the object itself decides. policy's operator agreement
-// test compares promenroll's monitor gate with it.
+// *.good.yaml and *.bad.yaml monitor or AlertmanagerConfig under a folder,
+// one line each: path, "valid" or "invalid", and the operator's error. For
+// a monitor it runs the operator's ResourceSelector
+// (pkg/prometheus/resource_selector.go: checkServiceMonitor,
+// checkPodMonitor, checkProbe, checkScrapeConfig), the code that silently
+// skips an invalid monitor when the operator builds the Prometheus
+// configuration, with every Secret the testdata references present, so only
+// the object itself decides. For an AlertmanagerConfig it asks the
+// operator's admission webhook (pkg/admission,
+// /admission-alertmanagerconfigs/validate) with the AdmissionReview the API
+// server sends for the object's version. policy's operator agreement tests
+// compare promenroll's gates with it.
 package main
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,21 +28,28 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/prometheus-operator/prometheus-operator/pkg/admission"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/prometheus-operator/prometheus-operator/pkg/assets"
 	"github.com/prometheus-operator/prometheus-operator/pkg/operator"
 	"github.com/prometheus-operator/prometheus-operator/pkg/prometheus"
 	promclient "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/yaml"
@@ -85,11 +97,15 @@ func run(dir string, out io.Writer) error {
 // it is valid).
 func verdict(data []byte, secrets []any) (error, error) {
 	var meta struct {
-		Kind     string
-		Metadata struct{ Namespace string }
+		APIVersion string `json:"apiVersion"`
+		Kind       string
+		Metadata   struct{ Namespace string }
 	}
 	if err := yaml.Unmarshal(data, &meta); err != nil {
 		return nil, err
+	}
+	if meta.Kind == "AlertmanagerConfig" {
+		return webhookVerdict(data, meta.APIVersion)
 	}
 	ns := meta.Metadata.Namespace
 	p := &monitoringv1.Prometheus{ObjectMeta: metav1.ObjectMeta{Name: "k8s", Namespace: ns}}
@@ -177,4 +193,47 @@ func secretsIn(secrets []any, ns string) []runtime.Object {
 		out = append(out, c)
 	}
 	return out
+}
+
+// webhookVerdict asks the operator's admission webhook about the
+// AlertmanagerConfig in data, as the API server would for its version.
+func webhookVerdict(data []byte, apiVersion string) (error, error) {
+	obj, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return nil, err
+	}
+	review, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "verdicts", Operation: admissionv1.Create,
+			Kind:     metav1.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: "AlertmanagerConfig"},
+			Resource: metav1.GroupVersionResource{Group: gv.Group, Version: gv.Version, Resource: "alertmanagerconfigs"},
+			Object:   runtime.RawExtension{Raw: obj}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	admission.New(slog.New(slog.NewTextHandler(io.Discard, nil)), model.UTF8Validation, parser.Options{}).Register(mux)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/admission-alertmanagerconfigs/validate", bytes.NewReader(review))
+	req.Header.Set("Content-Type", "application/json")
+	mux.ServeHTTP(rec, req)
+	var resp admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || resp.Response == nil {
+		return nil, fmt.Errorf("the operator's webhook answered HTTP %d %q: %v", rec.Code, rec.Body.String(), err)
+	}
+	if resp.Response.Allowed {
+		return nil, nil
+	}
+	var msgs []string
+	if r := resp.Response.Result; r != nil && r.Details != nil {
+		for _, c := range r.Details.Causes {
+			msgs = append(msgs, c.Message)
+		}
+	}
+	return errors.New(strings.Join(msgs, "; ")), nil
 }

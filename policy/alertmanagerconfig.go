@@ -1,0 +1,248 @@
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	amvalidationv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/alertmanager/validation/v1alpha1"
+	amvalidationv1beta1 "github.com/prometheus-operator/prometheus-operator/pkg/alertmanager/validation/v1beta1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	monv1beta1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1beta1"
+	amlabels "github.com/prometheus/alertmanager/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// The AlertmanagerConfig gate's check (the Check of its Findings, and a
+// metric label).
+const CheckAlertmanagerConfig = "alertmanager-config"
+
+// The AlertmanagerConfig gate judges an AlertmanagerConfig, v1alpha1 or
+// v1beta1, with the Prometheus Operator's own validation of that version
+// (pkg/alertmanager/validation/v1alpha1 and v1beta1 at the pinned operator
+// release), which its admission webhook runs and which its Alertmanager
+// controller runs again before it drops an invalid AlertmanagerConfig from
+// the generated configuration. The verdict is the operator's on the whole
+// object; the operator stops at the first problem, so to name every one the
+// gate also runs it on each receiver and each time interval alone, and on
+// the route with every receiver and interval name declared, each finding at
+// its field path.
+
+// AlertmanagerConfigGateMode is the effective mode of the AlertmanagerConfig
+// gate in ns.
+func (p *Policy) AlertmanagerConfigGateMode(ns Namespace) Mode {
+	return effectiveMode(p.alertmanagerConfigs.mode, ns)
+}
+
+// CheckAlertmanagerConfig runs the gate on an AlertmanagerConfig as the API
+// server sends it (JSON, in the version of the request).
+func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace) (GateResult, error) {
+	var tm struct {
+		APIVersion string `json:"apiVersion"`
+	}
+	if err := json.Unmarshal(raw, &tm); err != nil {
+		return GateResult{}, err
+	}
+	rep := Report{Mode: p.AlertmanagerConfigGateMode(ns)}
+	var res GateResult
+	switch tm.APIVersion {
+	case monv1beta1.SchemeGroupVersion.String():
+		amc := &monv1beta1.AlertmanagerConfig{}
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, amc); err != nil {
+			return GateResult{}, err
+		}
+		res = GateResult{Name: amc.Name, Namespace: amc.Namespace}
+		rep.Findings = amcFindings(amcParts[monv1beta1.Receiver, monv1beta1.TimeInterval]{
+			receivers: amc.Spec.Receivers, intervals: amc.Spec.TimeIntervals, intervalsField: "timeIntervals",
+			receiverName: func(r monv1beta1.Receiver) string { return r.Name },
+			intervalName: func(t monv1beta1.TimeInterval) string { return t.Name },
+			receiver:     func(n string) monv1beta1.Receiver { return monv1beta1.Receiver{Name: n} },
+			interval:     func(n string) monv1beta1.TimeInterval { return monv1beta1.TimeInterval{Name: n} },
+			validate: func(rs []monv1beta1.Receiver, ts []monv1beta1.TimeInterval, withRoute bool) error {
+				c := &monv1beta1.AlertmanagerConfig{Spec: monv1beta1.AlertmanagerConfigSpec{Receivers: rs, TimeIntervals: ts}}
+				if withRoute {
+					c.Spec.Route = amc.Spec.Route
+				}
+				return amvalidationv1beta1.ValidateAlertmanagerConfig(c)
+			},
+			matchers: routeMatchers(amc.Spec.Route, field.NewPath("spec", "route"), func(r *monv1beta1.Route) []routeMatcher {
+				var out []routeMatcher
+				for _, m := range r.Matchers {
+					out = append(out, routeMatcher{name: m.Name, value: m.Value, matchType: string(m.MatchType)})
+				}
+				return out
+			}, (*monv1beta1.Route).ChildRoutes),
+		})
+		rep.Checked = len(amc.Spec.Receivers)
+	case monv1alpha1.SchemeGroupVersion.String():
+		amc := &monv1alpha1.AlertmanagerConfig{}
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, amc); err != nil {
+			return GateResult{}, err
+		}
+		res = GateResult{Name: amc.Name, Namespace: amc.Namespace}
+		rep.Findings = amcFindings(amcParts[monv1alpha1.Receiver, monv1alpha1.MuteTimeInterval]{
+			receivers: amc.Spec.Receivers, intervals: amc.Spec.MuteTimeIntervals, intervalsField: "muteTimeIntervals",
+			receiverName: func(r monv1alpha1.Receiver) string { return r.Name },
+			intervalName: func(t monv1alpha1.MuteTimeInterval) string { return t.Name },
+			receiver:     func(n string) monv1alpha1.Receiver { return monv1alpha1.Receiver{Name: n} },
+			interval:     func(n string) monv1alpha1.MuteTimeInterval { return monv1alpha1.MuteTimeInterval{Name: n} },
+			validate: func(rs []monv1alpha1.Receiver, ts []monv1alpha1.MuteTimeInterval, withRoute bool) error {
+				c := &monv1alpha1.AlertmanagerConfig{Spec: monv1alpha1.AlertmanagerConfigSpec{Receivers: rs, MuteTimeIntervals: ts}}
+				if withRoute {
+					c.Spec.Route = amc.Spec.Route
+				}
+				return amvalidationv1alpha1.ValidateAlertmanagerConfig(c)
+			},
+			matchers: routeMatchers(amc.Spec.Route, field.NewPath("spec", "route"), func(r *monv1alpha1.Route) []routeMatcher {
+				var out []routeMatcher
+				for _, m := range r.Matchers {
+					t := string(m.MatchType)
+					if t == "" {
+						// v1alpha1's older form: regex and equality.
+						t = map[bool]string{false: "=", true: "=~"}[m.Regex]
+					}
+					out = append(out, routeMatcher{name: m.Name, value: m.Value, matchType: t})
+				}
+				return out
+			}, (*monv1alpha1.Route).ChildRoutes),
+		})
+		rep.Checked = len(amc.Spec.Receivers)
+	default:
+		return GateResult{}, fmt.Errorf("apiVersion %q: the AlertmanagerConfig gate knows %s and %s", tm.APIVersion, monv1alpha1.SchemeGroupVersion, monv1beta1.SchemeGroupVersion)
+	}
+	res.Report = rep
+	return res, nil
+}
+
+// amcParts is one version's AlertmanagerConfig as the gate takes it apart:
+// its receivers, its time intervals (spec.timeIntervals in v1beta1,
+// spec.muteTimeIntervals in v1alpha1), and the operator's validation of a
+// config made of some of them, with or without the object's route.
+type amcParts[R, T any] struct {
+	receivers      []R
+	intervals      []T
+	intervalsField string
+	receiverName   func(R) string
+	intervalName   func(T) string
+	receiver       func(name string) R
+	interval       func(name string) T
+	validate       func(rs []R, ts []T, withRoute bool) error
+	// matchers are the route tree's matchers, each at its field path
+	// (those of child routes that do not decode are left out: the
+	// operator's validation names them).
+	matchers []routeMatcher
+}
+
+// routeMatcher is one matcher of a route, as Alertmanager will read it.
+type routeMatcher struct {
+	at                     *field.Path
+	name, value, matchType string
+}
+
+// routeMatchers walks a route tree of either version: matchers gives a
+// route's matchers, children its decoded child routes.
+func routeMatchers[RT any](r *RT, at *field.Path, matchers func(*RT) []routeMatcher, children func(*RT) ([]RT, error)) []routeMatcher {
+	if r == nil {
+		return nil
+	}
+	var out []routeMatcher
+	for i, m := range matchers(r) {
+		m.at = at.Child("matchers").Index(i)
+		out = append(out, m)
+	}
+	kids, err := children(r)
+	if err != nil {
+		return out
+	}
+	for i := range kids {
+		out = append(out, routeMatchers(&kids[i], at.Child("routes").Index(i), matchers, children)...)
+	}
+	return out
+}
+
+// amMatchTypes are Alertmanager's match types by the CRD's operators.
+var amMatchTypes = map[string]amlabels.MatchType{"=": amlabels.MatchEqual, "!=": amlabels.MatchNotEqual, "=~": amlabels.MatchRegexp, "!~": amlabels.MatchNotRegexp}
+
+// matcherFindings denies a regular expression matcher that Alertmanager
+// cannot compile. The operator's validation does not look (its
+// Matcher.Validate checks the operator and the name): it writes the
+// matcher into the generated configuration, which Alertmanager then
+// refuses to load, so no team's change reaches it.
+func matcherFindings(ms []routeMatcher) []Finding {
+	var out []Finding
+	for _, m := range ms {
+		t, ok := amMatchTypes[m.matchType]
+		if !ok || t != amlabels.MatchRegexp && t != amlabels.MatchNotRegexp {
+			continue
+		}
+		if _, err := amlabels.NewMatcher(t, m.name, m.value); err != nil {
+			out = append(out, Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.Invalid(m.at.Child("value"), m.value,
+				"Alertmanager cannot compile this regular expression ("+err.Error()+"): the operator would write it into the generated configuration, which Alertmanager then refuses to load")})
+		}
+	}
+	return out
+}
+
+// routePathRE is the operator's prefix of a child route's error
+// ("route[1]: route[0]: receiver \"x\" not found").
+var routePathRE = regexp.MustCompile(`^route\[(\d+)\]: `)
+
+// amcFindings is the gate's findings: none when the operator's validation
+// admits the whole object, else one per part it refuses.
+func amcFindings[R, T any](c amcParts[R, T]) []Finding {
+	whole := c.validate(c.receivers, c.intervals, true)
+	if whole == nil {
+		return matcherFindings(c.matchers)
+	}
+	var out []Finding
+	deny := func(at *field.Path, err error) {
+		out = append(out, Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.Invalid(at, field.OmitValueType{}, err.Error())})
+	}
+	spec := field.NewPath("spec")
+	seen := map[string]int{}
+	names := make([]R, 0, len(c.receivers))
+	for i, r := range c.receivers {
+		at := spec.Child("receivers").Index(i)
+		name := c.receiverName(r)
+		if j, dup := seen[name]; dup {
+			// In the operator's words ("x" receiver is not unique).
+			err := c.validate([]R{c.receiver(name), c.receiver(name)}, nil, false)
+			deny(at.Child("name"), fmt.Errorf("%w (also spec.receivers[%d])", err, j))
+			continue
+		}
+		seen[name] = i
+		names = append(names, c.receiver(name))
+		if err := c.validate([]R{r}, nil, false); err != nil {
+			deny(at, err)
+		}
+	}
+	intervals := make([]T, 0, len(c.intervals))
+	for i, t := range c.intervals {
+		intervals = append(intervals, c.interval(c.intervalName(t)))
+		if err := c.validate(nil, []T{t}, false); err != nil {
+			// Drop the operator's "time interval[0] is invalid: ", which
+			// the field path says.
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner
+			}
+			deny(spec.Child(c.intervalsField).Index(i), err)
+		}
+	}
+	if err := c.validate(names, intervals, true); err != nil {
+		msg, at := err.Error(), spec.Child("route")
+		for m := routePathRE.FindStringSubmatch(msg); m != nil; m = routePathRE.FindStringSubmatch(msg) {
+			i, _ := strconv.Atoi(m[1])
+			at, msg = at.Child("routes").Index(i), msg[len(m[0]):]
+		}
+		deny(at, errors.New(msg))
+	}
+	if len(out) == 0 {
+		// The parts pass alone and the whole does not: say what the
+		// operator said, at the spec.
+		deny(spec, whole)
+	}
+	return append(out, matcherFindings(c.matchers)...)
+}

@@ -1,0 +1,218 @@
+package policy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+)
+
+var gkAlertmanagerConfig = schema.GroupKind{Group: groupMonitoring, Kind: "AlertmanagerConfig"}
+
+// gateAMC runs the AlertmanagerConfig gate on a testdata file, through the
+// gate table as /validate and check do.
+func gateAMC(tb testing.TB, p *Policy, data []byte, ns Namespace) GateResult {
+	tb.Helper()
+	raw, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	res, err := p.Gate(gkAlertmanagerConfig, raw, ns, ClusterState{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res
+}
+
+// TestAlertmanagerConfigGateNamesEveryProblem: every bad testdata
+// AlertmanagerConfig, of both versions, is denied with each of its problems
+// at its field path; every good one is admitted.
+func TestAlertmanagerConfigGateNamesEveryProblem(t *testing.T) {
+	p := mustParse(t, minimalPolicy)
+	cases := gateCases(t, "testdata/alertmanagerconfigs")
+	if len(cases) < 12 {
+		t.Fatalf("%d testdata AlertmanagerConfigs, want at least 12", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(filepath.Base(c.path), func(t *testing.T) {
+			res := gateAMC(t, p, c.data, Namespace{Name: "shop"})
+			if res.Name != "shop" || res.Namespace != "shop" {
+				t.Errorf("the result names %s/%s, want shop/shop", res.Namespace, res.Name)
+			}
+			denials := res.Report.Denials()
+			if c.good {
+				if len(denials) > 0 {
+					t.Fatalf("a good AlertmanagerConfig was denied: %v", denials.ToAggregate())
+				}
+				return
+			}
+			if len(c.expects) == 0 {
+				t.Fatal("a bad file without # expect: lines")
+			}
+			matchExpectations(t, c.expects, denials)
+		})
+	}
+}
+
+func TestAlertmanagerConfigGateModes(t *testing.T) {
+	data, err := os.ReadFile("testdata/alertmanagerconfigs/v1beta1-route-unknown-receiver.bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, policy string
+		ns           Namespace
+		want         Mode
+	}{
+		{"policy default", minimalPolicy, Namespace{Name: "shop"}, ModeEnforce},
+		{"section", minimalPolicy + "alertmanagerConfigs: {mode: dry-run}\n", Namespace{Name: "shop"}, ModeDryRun},
+		{"policy mode inherited", strings.Replace(minimalPolicy, "kind: Policy", "kind: Policy\nmode: dry-run", 1), Namespace{Name: "shop"}, ModeDryRun},
+		{"namespace annotation", minimalPolicy, Namespace{Name: "shop", Annotations: map[string]string{ModeAnnotation: "dry-run"}}, ModeDryRun},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := gateAMC(t, mustParse(t, tc.policy), data, tc.ns).Report
+			if rep.Mode != tc.want || len(rep.Denials()) != 1 {
+				t.Errorf("mode %s with %d findings, want %s with the one", rep.Mode, len(rep.Denials()), tc.want)
+			}
+		})
+	}
+	if _, err := Parse("p.yaml", []byte(minimalPolicy+"alertmanagerConfigs: {mode: audit}\n"), Options{}); err == nil || !strings.Contains(err.Error(), "alertmanagerConfigs.mode") {
+		t.Errorf("an unknown mode: %v, want an error at alertmanagerConfigs.mode", err)
+	}
+}
+
+func TestAlertmanagerConfigGateRefusesAnUnknownVersion(t *testing.T) {
+	_, err := mustParse(t, minimalPolicy).Gate(gkAlertmanagerConfig, []byte(`{"apiVersion":"monitoring.coreos.com/v2","kind":"AlertmanagerConfig"}`), Namespace{}, ClusterState{})
+	if err == nil || !strings.Contains(err.Error(), "v1alpha1") {
+		t.Errorf("err = %v, want it to name the versions it knows", err)
+	}
+}
+
+// stricterAMC lists the testdata AlertmanagerConfigs promenroll denies and
+// the operator's admission webhook admits, with the reason.
+var stricterAMC = map[string]string{
+	"v1beta1-bad-matcher-regex.bad.yaml":  "the operator writes the matcher into the generated configuration, which Alertmanager then refuses to load",
+	"v1alpha1-bad-matcher-regex.bad.yaml": "the operator writes the matcher into the generated configuration, which Alertmanager then refuses to load",
+}
+
+// TestAlertmanagerConfigVerdictsAgreeWithTheOperator: for every testdata
+// AlertmanagerConfig, promenroll denies exactly what prometheus-operator's
+// own admission webhook (bin/operator-verdicts, built from the operator
+// module at the version the e2e tests run) refuses, but for the listed
+// stricter cases; each denial's first message is the operator's.
+func TestAlertmanagerConfigVerdictsAgreeWithTheOperator(t *testing.T) {
+	bin := filepath.Join("..", "bin", "operator-verdicts")
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not found (make test builds it): %v", bin, err)
+		}
+		t.Skipf("%s not found: run `make bin/operator-verdicts` (make test does)", bin)
+	}
+	out, err := exec.Command(bin, "testdata/alertmanagerconfigs").Output()
+	if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	operator := map[string]string{}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		parts := strings.SplitN(line, "\t", 3)
+		if len(parts) != 3 {
+			t.Fatalf("unexpected line %q", line)
+		}
+		operator[parts[0]] = parts[2]
+		if parts[1] == "invalid" && parts[2] == "" {
+			operator[parts[0]] = "rejected"
+		}
+	}
+	p := mustParse(t, minimalPolicy)
+	cases := gateCases(t, "testdata/alertmanagerconfigs")
+	if len(operator) != len(cases) {
+		t.Fatalf("the operator judged %d files, promenroll has %d", len(operator), len(cases))
+	}
+	for _, c := range cases {
+		name := filepath.Base(c.path)
+		opReason, ok := operator[name]
+		if !ok {
+			t.Errorf("%s: no verdict from the operator", name)
+			continue
+		}
+		denials := gateAMC(t, p, c.data, Namespace{Name: "shop"}).Report.Denials()
+		why, stricter := stricterAMC[name]
+		switch {
+		case stricter && len(denials) > 0 && opReason == "":
+		case stricter:
+			t.Errorf("%s is listed as stricter than the operator (%s), but promenroll denied %d, operator said %q: update the list", name, why, len(denials), opReason)
+		case (len(denials) > 0) != (opReason != ""):
+			t.Errorf("%s: promenroll denied %v, the operator's webhook said %q", name, denials.ToAggregate(), opReason)
+		case opReason != "":
+			// The operator stops at its first problem: promenroll's
+			// findings include it, in the operator's words.
+			found := false
+			for _, d := range denials {
+				found = found || d.Detail != "" && (strings.Contains(opReason, d.Detail) || strings.Contains(d.Detail, opReason))
+			}
+			if !found {
+				t.Errorf("%s: no denial says what the operator said (%q):\n%s", name, opReason, listErrors(denials))
+			}
+		}
+	}
+}
+
+// TestAlertmanagerConfigSelectionByAlertmanagers: an AlertmanagerConfig no
+// Alertmanager selects is warned about with what the nearest one requires
+// (the operator's semantics: a null selector selects none, a null
+// namespace selector the Alertmanager's own namespace); Prometheus objects
+// never count as its loaders, nor Alertmanagers as a monitor's; with
+// kinds listing it and autoSelectAlertmanager, it gets the labels the
+// Alertmanager's selector requires.
+func TestAlertmanagerConfigSelectionByAlertmanagers(t *testing.T) {
+	team := &metav1.LabelSelector{MatchLabels: map[string]string{"alertmanagerConfig": "main"}}
+	loaders := []PrometheusSelectors{
+		{Namespace: "monitoring", Name: "main", Rule: &metav1.LabelSelector{}, RuleNamespace: &metav1.LabelSelector{},
+			ServiceMonitor: &metav1.LabelSelector{}, ServiceMonitorNamespace: &metav1.LabelSelector{}},
+		{Kind: KindAlertmanager, Namespace: "monitoring", Name: "main", AlertmanagerConfig: team, AlertmanagerConfigNamespace: &metav1.LabelSelector{}},
+		{Kind: KindAlertmanager, Namespace: "monitoring", Name: "own-namespace", AlertmanagerConfig: &metav1.LabelSelector{}},
+	}
+	shop := Namespace{Name: "shop"}
+	amc := Object{Kind: "AlertmanagerConfig", Namespace: "shop", Labels: map[string]string{}}
+	if got := SelectingPrometheuses(loaders, amc, shop); len(got) != 0 {
+		t.Errorf("an unlabelled AlertmanagerConfig is loaded by %v", got)
+	}
+	why := WhyNotSelected(loaders, amc, shop)
+	if want := "Alertmanager monitoring/main selects AlertmanagerConfigs with alertmanagerConfig=main"; !strings.Contains(why, want) {
+		t.Errorf("why = %q, want it to say %q", why, want)
+	}
+	amc.Labels["alertmanagerConfig"] = "main"
+	if got := SelectingPrometheuses(loaders, amc, shop); !slices.Equal(got, []string{"monitoring/main"}) {
+		t.Errorf("loaded by %v, want the Alertmanager monitoring/main only", got)
+	}
+	sm := Object{Kind: "ServiceMonitor", Namespace: "shop", Labels: map[string]string{}}
+	if got := SelectingPrometheuses(loaders[1:], sm, shop); len(got) != 0 || WhyNotSelected(loaders[1:], sm, shop) != "" {
+		t.Errorf("an Alertmanager loads or judges a ServiceMonitor: %v", got)
+	}
+
+	raw := []byte(`{"apiVersion":"monitoring.coreos.com/v1beta1","kind":"AlertmanagerConfig","metadata":{"name":"shop","namespace":"shop"},"spec":{}}`)
+	mutate := func(doc string) Mutation {
+		m, err := mustParse(t, doc).Mutate(gkAlertmanagerConfig, MutationRequest{Operation: Create, Object: raw, Namespace: shop, Prometheuses: loaders})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := mutate(minimalPolicy + "monitors: {labels: {release: kps}}\n")
+	if len(m.Changes) != 0 {
+		t.Errorf("an AlertmanagerConfig got monitors.labels though monitors.kinds does not list it: %v", m.Changes)
+	}
+	if w := m.Warnings(); len(w) != 1 || !strings.HasPrefix(w[0], NotLoadedByAlertmanagerWarning+"AlertmanagerConfig: ") {
+		t.Errorf("warnings %q, want one that no Alertmanager loads it", w)
+	}
+	m = mutate(minimalPolicy + "monitors: {kinds: [AlertmanagerConfig], autoSelectAlertmanager: monitoring/main}\n")
+	if len(m.Changes) != 1 || m.Changes[0].Key != "alertmanagerConfig" || m.Changes[0].Value != "main" || len(m.Warnings()) != 0 {
+		t.Errorf("changes %v, warnings %q: want alertmanagerConfig=main from the Alertmanager's selector and no warning", m.Changes, m.Warnings())
+	}
+}
