@@ -2,7 +2,6 @@ package policy
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -107,28 +106,7 @@ var stricterAMC = map[string]string{
 // module at the version the e2e tests run) refuses, but for the listed
 // stricter cases; each denial's first message is the operator's.
 func TestAlertmanagerConfigVerdictsAgreeWithTheOperator(t *testing.T) {
-	bin := filepath.Join("..", "bin", "operator-verdicts")
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found (make test builds it): %v", bin, err)
-		}
-		t.Skipf("%s not found: run `make bin/operator-verdicts` (make test does)", bin)
-	}
-	out, err := exec.Command(bin, "testdata/alertmanagerconfigs").Output()
-	if err != nil {
-		t.Fatalf("%s: %v", bin, err)
-	}
-	operator := map[string]string{}
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		parts := strings.SplitN(line, "\t", 3)
-		if len(parts) != 3 {
-			t.Fatalf("unexpected line %q", line)
-		}
-		operator[parts[0]] = parts[2]
-		if parts[1] == "invalid" && parts[2] == "" {
-			operator[parts[0]] = "rejected"
-		}
-	}
+	operator := operatorVerdicts(t, "testdata/alertmanagerconfigs")
 	p := mustParse(t, minimalPolicy)
 	cases := gateCases(t, "testdata/alertmanagerconfigs")
 	if len(operator) != len(cases) {

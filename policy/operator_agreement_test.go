@@ -23,28 +23,7 @@ var stricterThanTheOperator = map[string]string{
 // ResourceSelector rejects (bin/operator-verdicts, built from the operator
 // module by `make test`), but for the listed stricter cases.
 func TestMonitorVerdictsAgreeWithTheOperator(t *testing.T) {
-	bin := filepath.Join("..", "bin", "operator-verdicts")
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found (make test builds it): %v", bin, err)
-		}
-		t.Skipf("%s not found: run `make bin/operator-verdicts` (make test does)", bin)
-	}
-	out, err := exec.Command(bin, "testdata/monitors").Output()
-	if err != nil {
-		t.Fatalf("%s: %v", bin, err)
-	}
-	operator := map[string]string{} // file -> "" (valid) or the operator's reason
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		parts := strings.SplitN(line, "\t", 3)
-		if len(parts) != 3 {
-			t.Fatalf("unexpected line %q", line)
-		}
-		operator[filepath.ToSlash(parts[0])] = parts[2]
-		if parts[1] == "invalid" && parts[2] == "" {
-			operator[filepath.ToSlash(parts[0])] = "rejected"
-		}
-	}
+	operator := operatorVerdicts(t, "testdata/monitors")
 	p := mustParse(t, minimalPolicy)
 	cases := monitorCases(t)
 	if len(operator) != len(cases) {
@@ -69,4 +48,34 @@ func TestMonitorVerdictsAgreeWithTheOperator(t *testing.T) {
 			t.Errorf("%s: promenroll denied=%v, prometheus-operator rejected=%v (%s)", rel, denied, rejected, opReason)
 		}
 	}
+}
+
+// operatorVerdicts runs bin/operator-verdicts (prometheus-operator's own
+// checks, built from its module by `make test`) on the testdata under dir:
+// file (relative to dir) -> "" (valid) or the operator's reason.
+func operatorVerdicts(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	bin := filepath.Join("..", "bin", "operator-verdicts")
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not found (make test builds it): %v", bin, err)
+		}
+		t.Skipf("%s not found: run `make bin/operator-verdicts` (make test does)", bin)
+	}
+	out, err := exec.Command(bin, dir).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	operator := map[string]string{}
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		parts := strings.SplitN(line, "\t", 3)
+		if len(parts) != 3 {
+			t.Fatalf("unexpected line %q", line)
+		}
+		operator[filepath.ToSlash(parts[0])] = parts[2]
+		if parts[1] == "invalid" && parts[2] == "" {
+			operator[filepath.ToSlash(parts[0])] = "rejected"
+		}
+	}
+	return operator
 }
