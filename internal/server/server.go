@@ -29,6 +29,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/promenroll/promenroll/internal/clusterstate"
+	"github.com/promenroll/promenroll/internal/conversion"
 	"github.com/promenroll/promenroll/internal/limit"
 	"github.com/promenroll/promenroll/internal/policystore"
 	"github.com/promenroll/promenroll/internal/promapi"
@@ -128,6 +129,10 @@ type Config struct {
 	ReportInterval  time.Duration
 	Reports, Events bool
 	Prometheus      map[string]promapi.Endpoint
+	// Conversion serves the AlertmanagerConfig CRD's v1alpha1 <-> v1beta1
+	// conversion at conversion.Path (off by default: the CRD's owner points
+	// its spec.conversion here).
+	Conversion bool
 	// Registry receives the metrics. Default: controller-runtime's registry,
 	// which the metrics server serves.
 	Registry prometheus.Registerer
@@ -309,6 +314,15 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 	workloads := clusterstate.CachedWorkloads{Cache: mgr.GetCache()}
 	srv.Register(webhook.ValidatePath, webhook.Endpoint("validate", &webhook.Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
+	if cfg.Conversion {
+		// Not through the limiter: shedding a conversion fails the API
+		// server's read of every AlertmanagerConfig in v1beta1.
+		h, err := conversion.Handler()
+		if err != nil {
+			return err
+		}
+		srv.Register(conversion.Path, h)
+	}
 
 	if cfg.ReportInterval > 0 {
 		if err := mgr.Add(&reporter.Reporter{

@@ -336,6 +336,8 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 		// The suite's webhook does not report; StartReporter runs a
 		// replica that does, against the test's Prometheus.
 		"--report-interval=-1s",
+		// TestAlertmanagerConfigGate points the CRD's conversion here.
+		"--serve-conversion",
 	}
 	start := time.Now()
 	p, err := startProcess(c.LogDir, "promenroll", c.binary, append(args, extraArgs...), c.opts.Log)

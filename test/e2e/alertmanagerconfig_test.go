@@ -1,10 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/promenroll/promenroll/internal/testwait"
 )
 
 // TestAlertmanagerConfigGate: through a real kube-apiserver with the
@@ -68,4 +77,81 @@ func TestAlertmanagerConfigGate(t *testing.T) {
 			}
 		})
 	}
+	t.Run("with the CRD's conversion pointed at promenroll, v1beta1 is served, judged and converted", func(t *testing.T) {
+		serveV1beta1(t)
+		bad, err := os.ReadFile(filepath.Join(dir, "v1beta1-many-problems.bad.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := c.Kubectl(t.Context(), string(bad), "apply", "-f", "-")
+		if err == nil {
+			t.Fatal("the v1beta1 AlertmanagerConfig was admitted")
+		}
+		for _, want := range []string{
+			`* spec.receivers[0]: Invalid value: failed to validate receiver "slack": 'emailConfigs'[0]: missing 'to' address`,
+			"* spec.timeIntervals[0]: Invalid value: time range at 0 is invalid",
+			`* spec.route.routes[1]: Invalid value: receiver "pager" not found`,
+		} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("kubectl's message does not contain %q:\n%s", want, errOut)
+			}
+		}
+		good, err := os.ReadFile(filepath.Join(dir, "v1beta1-team-routing.good.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubectl(t, string(good), "apply", "-f", "-")
+		// Stored as v1alpha1 (the CRD's storage version): read in both.
+		alpha, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1alpha1.monitoring.coreos.com", "shop", "-n", "shop", "-o", "jsonpath={.spec.muteTimeIntervals[0].name}")
+		beta, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "shop", "-n", "shop", "-o", "jsonpath={.spec.timeIntervals[0].name}")
+		if alpha != "business-hours" || beta != "business-hours" {
+			t.Errorf("read as v1alpha1: muteTimeIntervals[0] %q; as v1beta1: timeIntervals[0] %q; want business-hours in both", alpha, beta)
+		}
+	})
+}
+
+// serveV1beta1 installs the operator's full AlertmanagerConfig CRD
+// (v1alpha1 stored, v1beta1 served) with its conversion webhook pointed at
+// the suite's promenroll, as docs/gates.md tells a CRD's owner to, and puts
+// the stock CRD back at the end.
+func serveV1beta1(t *testing.T) {
+	t.Helper()
+	stock, err := c.OperatorCRD(t.Context(), "alertmanagerconfigs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(stock)), "prometheus-operator-crd-full", filepath.Base(stock)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := yaml.UnmarshalStrict(data, &crd); err != nil {
+		t.Fatal(err)
+	}
+	ca, _, _ := c.WebhookCA()
+	url := "https://" + c.WebhookAddr() + "/convert"
+	crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.WebhookConverter,
+		Webhook: &apiextensionsv1.WebhookConversion{ConversionReviewVersions: []string{"v1"}, ClientConfig: &apiextensionsv1.WebhookClientConfig{URL: &url, CABundle: ca}}}
+	js, err := json.Marshal(crd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, string(js), "apply", "--server-side", "--force-conflicts", "--field-manager=e2e-conversion", "-f", "-")
+	t.Cleanup(func() {
+		stockData, err := os.ReadFile(stock)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// t.Context() is done by now.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, errOut, err := c.Kubectl(ctx, string(stockData), "apply", "--server-side", "--force-conflicts", "--field-manager=e2e-conversion", "-f", "-"); err != nil {
+			t.Errorf("put the stock CRD back: %v: %s", err, errOut)
+		}
+	})
+	testwait.For(t, "v1beta1 AlertmanagerConfigs served", 30*time.Second, func() (bool, error) {
+		_, errOut, err := c.Kubectl(t.Context(), "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "-n", "shop")
+		return err == nil, errors.New(errOut)
+	})
 }
