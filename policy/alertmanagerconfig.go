@@ -38,8 +38,9 @@ func (p *Policy) AlertmanagerConfigGateMode(ns Namespace) Mode {
 }
 
 // CheckAlertmanagerConfig runs the gate on an AlertmanagerConfig as the API
-// server sends it (JSON, in the version of the request).
-func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace) (GateResult, error) {
+// server sends it (JSON, in the version of the request), and warns about
+// the Secrets it references that cs.Secrets does not hold.
+func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace, cs ClusterState) (GateResult, error) {
 	var tm struct {
 		APIVersion string `json:"apiVersion"`
 	}
@@ -77,6 +78,7 @@ func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace) (GateResult, 
 			}, (*monv1beta1.Route).ChildRoutes),
 		})
 		rep.Checked = len(amc.Spec.Receivers)
+		rep.Findings = append(rep.Findings, secretWarnings("AlertmanagerConfig", ns.Name, amc.Spec, cs.Secrets)...)
 	case monv1alpha1.SchemeGroupVersion.String():
 		amc := &monv1alpha1.AlertmanagerConfig{}
 		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, amc); err != nil {
@@ -110,6 +112,7 @@ func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace) (GateResult, 
 			}, (*monv1alpha1.Route).ChildRoutes),
 		})
 		rep.Checked = len(amc.Spec.Receivers)
+		rep.Findings = append(rep.Findings, secretWarnings("AlertmanagerConfig", ns.Name, amc.Spec, cs.Secrets)...)
 	default:
 		return GateResult{}, fmt.Errorf("apiVersion %q: the AlertmanagerConfig gate knows %s and %s", tm.APIVersion, monv1alpha1.SchemeGroupVersion, monv1beta1.SchemeGroupVersion)
 	}

@@ -194,3 +194,88 @@ func TestAlertmanagerConfigSelectionByAlertmanagers(t *testing.T) {
 		t.Errorf("changes %v, warnings %q: want alertmanagerConfig=main from the Alertmanager's selector and no warning", m.Changes, m.Warnings())
 	}
 }
+
+type secretSet map[string]bool
+
+func (s secretSet) SecretExists(namespace, name string) bool { return s[namespace+"/"+name] }
+
+// TestAlertmanagerConfigMissingSecretsAreWarnedAbout: every Secret key
+// selector, of either version's type and however deep (a receiver's own
+// field, its httpConfig's basic auth), is checked against the Secrets
+// that exist in the object's namespace; a missing one is a warning at its
+// field path, never a denial.
+func TestAlertmanagerConfigMissingSecretsAreWarnedAbout(t *testing.T) {
+	p := mustParse(t, minimalPolicy)
+	shop := Namespace{Name: "shop"}
+	gate := func(data []byte, secrets SecretReader) Report {
+		raw, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := p.Gate(gkAlertmanagerConfig, raw, shop, ClusterState{Secrets: secrets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Report
+	}
+	beta, err := os.ReadFile("testdata/alertmanagerconfigs/v1beta1-team-routing.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := gate(beta, secretSet{"shop/slack": true, "monitoring/pagerduty": true})
+	if w := rep.Warnings(); len(w) != 1 || w[0].Field != "spec.receivers[1].pagerdutyConfigs[0].routingKey.name" || !strings.Contains(w[0].Error(), "no Secret pagerduty in namespace shop") {
+		t.Errorf("warnings:\n%s\nwant the PagerDuty routing key's Secret only", listErrors(w))
+	}
+	if len(rep.Denials()) != 0 {
+		t.Errorf("a missing Secret denied: %v", rep.Denials())
+	}
+	if w := gate(beta, nil).Warnings(); len(w) != 0 {
+		t.Errorf("without a Secret cache: warnings %v", w)
+	}
+	alpha := []byte(`apiVersion: monitoring.coreos.com/v1alpha1
+kind: AlertmanagerConfig
+metadata: {name: shop, namespace: shop}
+spec:
+  route: {receiver: hooks}
+  receivers:
+  - name: hooks
+    webhookConfigs:
+    - url: https://hooks.example.com/alerts
+      httpConfig:
+        basicAuth:
+          username: {name: creds, key: user}
+          password: {name: creds, key: password}
+`)
+	w := gate(alpha, secretSet{}).Warnings()
+	if len(w) != 2 || w[0].Field != "spec.receivers[0].webhookConfigs[0].httpConfig.basicAuth.username.name" || w[1].Field != "spec.receivers[0].webhookConfigs[0].httpConfig.basicAuth.password.name" {
+		t.Errorf("warnings:\n%s\nwant the basic auth's two references", listErrors(w))
+	}
+	if w := gate(alpha, secretSet{"shop/creds": true}).Warnings(); len(w) != 0 {
+		t.Errorf("the Secret exists, yet: %v", w)
+	}
+}
+
+// BenchmarkAlertmanagerConfigGate is the gate's cost on a valid team
+// config (the operator's validation once) and on one with four problems
+// (once whole, then per receiver, interval and route).
+func BenchmarkAlertmanagerConfigGate(b *testing.B) {
+	p := mustParse(b, minimalPolicy)
+	for _, name := range []string{"v1beta1-team-routing.good.yaml", "v1beta1-many-problems.bad.yaml"} {
+		data, err := os.ReadFile("testdata/alertmanagerconfigs/" + name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Gate(gkAlertmanagerConfig, raw, Namespace{Name: "shop"}, ClusterState{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

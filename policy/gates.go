@@ -36,8 +36,12 @@ type ClusterState struct {
 	Services  ServiceReader
 	Workloads WorkloadReader
 	// Prometheuses are the cluster's Prometheus objects' selectors (none:
-	// which Prometheus loads an object is not judged).
+	// which Prometheus loads an object is not judged), and its
+	// Alertmanagers' (Kind KindAlertmanager).
 	Prometheuses []PrometheusSelectors
+	// Secrets says which Secrets exist (metadata only; nil: referenced
+	// Secrets are not checked).
+	Secrets SecretReader
 	// Scope, when set, lists the only namespaces whose Services and
 	// workloads are known (audit -n): a check that reads others is
 	// skipped, and the report says so in Skipped.
@@ -92,7 +96,7 @@ const CheckUnselected = "unselected"
 // both go through it, so a new kind is one entry here.
 var gates = map[schema.GroupKind]gate{
 	{Group: groupMonitoring, Kind: "AlertmanagerConfig"}: func(p *Policy, raw []byte, ns Namespace, cs ClusterState) (GateResult, error) {
-		return p.CheckAlertmanagerConfig(raw, ns)
+		return p.CheckAlertmanagerConfig(raw, ns, cs)
 	},
 	{Group: groupMonitoring, Kind: "PrometheusRule"}: gateFor(func(p *Policy, o *monv1.PrometheusRule, size int, ns Namespace, cs ClusterState) Report {
 		rep := p.CheckPrometheusRule(o, size, ns)

@@ -36,6 +36,9 @@ type Validator struct {
 	Services policy.ServiceReader
 	// Workloads backs the PodMonitor warnings; nil skips them.
 	Workloads policy.WorkloadReader
+	// Secrets backs the AlertmanagerConfig gate's warnings about missing
+	// Secrets; nil skips them.
+	Secrets policy.SecretReader
 	// Prometheuses backs monitors.unselected: deny and the timeout-vs-
 	// scrapeInterval warning; nil skips them.
 	Prometheuses clusterstate.PrometheusLister
@@ -65,7 +68,7 @@ func (v *Validator) decide(ctx context.Context, req admission.Request) outcome {
 	if err != nil {
 		return errored(http.StatusInternalServerError, err)
 	}
-	cs := policy.ClusterState{Services: v.Services, Workloads: v.Workloads}
+	cs := policy.ClusterState{Services: v.Services, Workloads: v.Workloads, Secrets: v.Secrets}
 	if v.Prometheuses != nil {
 		// From the informer cache. Without them the timeout warning is
 		// skipped; monitors.unselected: deny cannot be judged, and

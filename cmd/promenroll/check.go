@@ -400,10 +400,10 @@ func judgeInput(p *policy.Policy, objs []*object, defaultNS string, nsLabels map
 			st.namespaces[name] = ns
 		}
 	}
-	// Prometheus objects are not mutated: they are the state the
-	// mutation of monitors reads.
+	// Prometheus and Alertmanager objects are not mutated: they are the
+	// state the mutation of monitors, rules and AlertmanagerConfigs reads.
 	for _, o := range objs {
-		if o.gvk.Group == monv1.SchemeGroupVersion.Group && (o.gvk.Kind == monv1.PrometheusesKind || o.gvk.Kind == monv1alpha1.PrometheusAgentsKind) {
+		if isLoader(o.gvk) {
 			st.add(o.gvk, o.js)
 		}
 	}
@@ -441,7 +441,7 @@ func judgeInput(p *policy.Policy, objs []*object, defaultNS string, nsLabels map
 		admitted = append(admitted, o)
 	}
 	for _, o := range admitted {
-		if o.gvk.Kind != monv1.PrometheusesKind && o.gvk.Kind != monv1alpha1.PrometheusAgentsKind {
+		if !isLoader(o.gvk) {
 			st.add(o.gvk, o.stored)
 		}
 	}
@@ -457,4 +457,10 @@ func withNamespace(js []byte, ns string) []byte {
 		return js
 	}
 	return patched
+}
+
+// isLoader reports whether gvk is a kind that loads monitors, rules or
+// AlertmanagerConfigs: Prometheus, PrometheusAgent, Alertmanager.
+func isLoader(gvk schema.GroupVersionKind) bool {
+	return gvk.Group == monv1.SchemeGroupVersion.Group && slices.Contains([]string{monv1.PrometheusesKind, monv1alpha1.PrometheusAgentsKind, monv1.AlertmanagersKind}, gvk.Kind)
 }

@@ -219,3 +219,51 @@ spec:
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 }
+
+// TestCheckJudgesAlertmanagerConfigsAgainstTheInput: check runs the
+// AlertmanagerConfig gate (the operator's validation: a denial fails the
+// check), judges selection by the Alertmanager objects in its input, and
+// the referenced Secrets by the input's Secrets (names only) when it has
+// some.
+func TestCheckJudgesAlertmanagerConfigsAgainstTheInput(t *testing.T) {
+	const am = `apiVersion: monitoring.coreos.com/v1
+kind: Alertmanager
+metadata: {name: main, namespace: monitoring}
+spec:
+  alertmanagerConfigSelector: {matchLabels: {alertmanagerConfig: main}}
+  alertmanagerConfigNamespaceSelector: {}
+`
+	const amc = `apiVersion: monitoring.coreos.com/v1alpha1
+kind: AlertmanagerConfig
+metadata: {name: shop, namespace: shop}
+spec:
+  route: {receiver: slack}
+  receivers:
+  - name: slack
+    slackConfigs:
+    - apiURL: {name: slack, key: url}
+`
+	const secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: other, namespace: shop}\ntype: Opaque\n"
+	out, _, code := checkRun(t, am+"---\n"+amc+"---\n"+secret, "--policy", examplePolicy, "-")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		`AlertmanagerConfig shop/shop: warning: no Alertmanager will load this AlertmanagerConfig: Alertmanager monitoring/main selects AlertmanagerConfigs with alertmanagerConfig=main`,
+		`AlertmanagerConfig shop/shop: warning: spec.receivers[0].slackConfigs[0].apiURL.name: Invalid value: "slack": no Secret slack in namespace shop`,
+		"AlertmanagerConfig shop/shop: 1 receivers valid",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, _ = checkRun(t, amc, "--policy", examplePolicy, "-")
+	if strings.Contains(out, "no Secret") || strings.Contains(out, "no Alertmanager") {
+		t.Errorf("without Secrets or Alertmanagers in the input, they were judged:\n%s", out)
+	}
+	bad := strings.Replace(amc, "route: {receiver: slack}", "route: {receiver: pager}", 1)
+	out, _, code = checkRun(t, bad, "--policy", examplePolicy, "-")
+	if code != 1 || !strings.Contains(out, `spec.route: Invalid value: receiver "pager" not found`) {
+		t.Errorf("exit %d, want 1 with the route's denial:\n%s", code, out)
+	}
+}

@@ -147,6 +147,8 @@ type clusterState struct {
 	prometheuses []monv1.Prometheus
 	agents       []monv1alpha1.PrometheusAgent
 	ams          []monv1.Alertmanager
+	// secrets are the input's Secrets by namespace/name (metadata only).
+	secrets staticSecrets
 }
 
 // podOwner is the path of gk's pod template, nil if gk owns no pods or is
@@ -182,6 +184,14 @@ func (st *clusterState) add(gvk schema.GroupVersionKind, doc []byte) {
 				meta := metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace()}
 				st.workloads = append(st.workloads, clusterstate.WorkloadOf(gvk.Kind, &meta, &tmpl))
 			}
+		}
+	case gvk.Group == "" && gvk.Kind == "Secret":
+		var m metav1.PartialObjectMetadata
+		if decode(&m) {
+			if st.secrets == nil {
+				st.secrets = staticSecrets{}
+			}
+			st.secrets[m.Namespace+"/"+m.Name] = true
 		}
 	case gvk.Group == "" && gvk.Kind == "Service":
 		var s corev1.Service
@@ -229,6 +239,12 @@ func (st *clusterState) state(scope []string) policy.ClusterState {
 	if len(st.workloads) > 0 || scope != nil {
 		cs.Workloads = st.workloads
 	}
+	// Secrets only when the input has some: audit lists none (their data
+	// is not promenroll's to read), and a manifest set without them says
+	// nothing of the cluster's.
+	if st.secrets != nil {
+		cs.Secrets = st.secrets
+	}
 	return cs
 }
 
@@ -240,6 +256,12 @@ func (s staticWorkloads) Workloads(namespaces []string, all bool) []policy.Workl
 }
 
 // staticServices serves the Services found.
+// staticSecrets are check's input's Secrets, by namespace/name.
+type staticSecrets map[string]bool
+
+// SecretExists implements policy.SecretReader.
+func (s staticSecrets) SecretExists(namespace, name string) bool { return s[namespace+"/"+name] }
+
 type staticServices []policy.Service
 
 func (s staticServices) Services(namespaces []string, all bool) []policy.Service {

@@ -165,6 +165,7 @@ func newServeCommand() *cobra.Command {
 	fs.StringArrayVar(&promURLs, "prometheus-url", nil, "monitoring status: NAMESPACE/NAME=URL of a Prometheus' API (default: http://prometheus-operated.NAMESPACE.svc:9090, the operator's governing Service); repeatable")
 	fs.StringArrayVar(&promCAs, "prometheus-ca-file", nil, "monitoring status: [NAMESPACE/NAME=]FILE, a PEM CA verifying a Prometheus' https URL (bare: every Prometheus); repeatable")
 	fs.StringArrayVar(&promTokens, "prometheus-bearer-token-file", nil, "monitoring status: [NAMESPACE/NAME=]FILE, a bearer token sent to a Prometheus, read at every call (bare: every Prometheus); repeatable")
+	fs.BoolVar(&cfg.WatchSecrets, "watch-secrets", false, "watch Secrets, metadata only, to warn about AlertmanagerConfigs referencing missing ones (needs list/watch on Secrets: SECURITY.md)")
 	fs.BoolVar(&cfg.Conversion, "serve-conversion", false, "serve the AlertmanagerConfig CRD's v1alpha1/v1beta1 conversion at /convert (point the CRD's spec.conversion here: docs/gates.md)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info or error")
 	return c

@@ -133,6 +133,10 @@ type Config struct {
 	// conversion at conversion.Path (off by default: the CRD's owner points
 	// its spec.conversion here).
 	Conversion bool
+	// WatchSecrets watches Secrets, metadata only, so the
+	// AlertmanagerConfig gate warns about the ones referenced and missing
+	// (needs list/watch on Secrets: SECURITY.md).
+	WatchSecrets bool
 	// Registry receives the metrics. Default: controller-runtime's registry,
 	// which the metrics server serves.
 	Registry prometheus.Registerer
@@ -313,7 +317,22 @@ func Run(ctx context.Context, cfg Config, log logr.Logger) error {
 		}
 	}
 	workloads := clusterstate.CachedWorkloads{Cache: mgr.GetCache()}
-	srv.Register(webhook.ValidatePath, webhook.Endpoint("validate", &webhook.Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}, limiter))
+	validator := &webhook.Validator{Policies: store, Namespaces: namespaces, Services: services, Workloads: workloads, Prometheuses: prometheuses, Metrics: metrics}
+	if cfg.WatchSecrets {
+		secrets, err := clusterstate.NewSecretCache(restCfg, mgr.GetScheme(), mgr.GetRESTMapper())
+		if err != nil {
+			return fmt.Errorf("secret cache: %w", err)
+		}
+		if _, err := secrets.GetInformer(ctx, clusterstate.SecretMeta()); err != nil {
+			return fmt.Errorf("secret informer (metadata only): %w", err)
+		}
+		// Every replica admits, so every replica watches.
+		if err := mgr.Add(everyReplica{secrets}); err != nil {
+			return err
+		}
+		validator.Secrets = clusterstate.CachedSecrets{Cache: secrets}
+	}
+	srv.Register(webhook.ValidatePath, webhook.Endpoint("validate", validator, limiter))
 	if cfg.Conversion {
 		// Not through the limiter: shedding a conversion fails the API
 		// server's read of every AlertmanagerConfig in v1beta1.

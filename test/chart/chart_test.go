@@ -125,6 +125,15 @@ func tlsMode(vals map[string]any) string {
 	return "selfManaged"
 }
 
+// secretNames: the values opt in to the AlertmanagerConfig gate's Secret
+// warnings.
+func secretNames(vals map[string]any) bool {
+	wh, _ := vals["webhook"].(map[string]any)
+	am, _ := wh["alertmanagerConfigs"].(map[string]any)
+	on, _ := am["secretReferences"].(bool)
+	return on
+}
+
 func fullname(vals map[string]any) string {
 	if n, ok := vals["fullnameOverride"].(string); ok && n != "" {
 		return n
@@ -161,7 +170,7 @@ func TestRendersAreSafe(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			in := mustRender(t, vals)
 			in.Source = "chart with ci/" + name
-			for _, err := range manifests.Check(in, manifests.Expect{Namespace: namespace, TLSMode: tlsMode(vals), Name: fullname(vals)}) {
+			for _, err := range manifests.Check(in, manifests.Expect{Namespace: namespace, TLSMode: tlsMode(vals), Name: fullname(vals), SecretNames: secretNames(vals)}) {
 				t.Error(err)
 			}
 			p, err := manifests.Policy(in, namespace)

@@ -338,6 +338,8 @@ func (c *Cluster) StartWebhook(ctx context.Context, extraArgs ...string) error {
 		"--report-interval=-1s",
 		// TestAlertmanagerConfigGate points the CRD's conversion here.
 		"--serve-conversion",
+		// and its Secret warnings here.
+		"--watch-secrets",
 	}
 	start := time.Now()
 	p, err := startProcess(c.LogDir, "promenroll", c.binary, append(args, extraArgs...), c.opts.Log)

@@ -283,3 +283,42 @@ func TestWebhooksCoverEveryKindOfTheTables(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretReferencesComponent: base plus components/secret-references
+// (rendered from a copy, as a user's overlay would) passes --watch-secrets
+// and grants list and watch on Secrets, never get; the safety checker
+// accepts that only for this opt-in.
+func TestSecretReferencesComponent(t *testing.T) {
+	r := root(t)
+	kubectl := filepath.Join(r, "bin", "k8s", "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Fatalf("%s missing: run `make test-bins` (make test does)", kubectl)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "deploy"), os.DirFS(filepath.Join(r, "deploy"))); err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(dir, "overlay")
+	if err := os.MkdirAll(overlay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: [../deploy/base]\ncomponents: [../deploy/components/secret-references]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kubectl, "kustomize", overlay).Output()
+	if err != nil {
+		t.Fatalf("kustomize: %v", err)
+	}
+	in, err := manifests.Parse("base + components/secret-references", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := manifests.Expect{Namespace: cluster.Namespace, TLSMode: server.TLSSelfManaged, Name: "promenroll", SecretNames: true}
+	for _, err := range manifests.Check(in, want) {
+		t.Error(err)
+	}
+	want.SecretNames = false
+	if errs := manifests.Check(in, want); len(errs) < 2 {
+		t.Errorf("the checker, not told of the opt-in, accepted it: %v", errs)
+	}
+}

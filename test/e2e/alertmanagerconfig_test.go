@@ -22,14 +22,19 @@ import (
 // operator would drop is refused with every problem at its field path, and
 // a valid one is stored.
 func TestAlertmanagerConfigGate(t *testing.T) {
-	createNamespace(t, "shop", nil, nil)
+	createNamespace(t, amcNamespace, nil, nil)
 	dir := filepath.Join(c.Root, "policy", "testdata", "alertmanagerconfigs")
-	t.Run("four problems: all four are named", func(t *testing.T) {
-		bad, err := os.ReadFile(filepath.Join(dir, "v1alpha1-many-problems.bad.yaml"))
+	read := func(t *testing.T, name string) string {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, errOut, err := c.Kubectl(t.Context(), string(bad), "apply", "-f", "-")
+		return inAMCNamespace(string(data))
+	}
+	t.Run("four problems: all four are named", func(t *testing.T) {
+		bad := read(t, "v1alpha1-many-problems.bad.yaml")
+		out, errOut, err := c.Kubectl(t.Context(), bad, "apply", "-f", "-")
 		if err == nil {
 			t.Fatalf("the AlertmanagerConfig was admitted:\n%s", out)
 		}
@@ -46,44 +51,60 @@ func TestAlertmanagerConfigGate(t *testing.T) {
 		}
 	})
 	t.Run("a route naming a missing receiver is refused", func(t *testing.T) {
-		bad, err := os.ReadFile(filepath.Join(dir, "v1alpha1-route-unknown-receiver.bad.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, errOut, err := c.Kubectl(t.Context(), string(bad), "apply", "-f", "-")
+		bad := read(t, "v1alpha1-route-unknown-receiver.bad.yaml")
+		_, errOut, err := c.Kubectl(t.Context(), bad, "apply", "-f", "-")
 		if err == nil || !strings.Contains(errOut, `The AlertmanagerConfig "shop" is invalid: spec.route: Invalid value: receiver "email" not found`) {
 			t.Errorf("want refused at spec.route; err %v, stderr:\n%s", err, errOut)
 		}
 	})
 	t.Run("a regular expression Alertmanager cannot compile is refused, though the operator's webhook admits it", func(t *testing.T) {
-		bad, err := os.ReadFile(filepath.Join(dir, "v1alpha1-bad-matcher-regex.bad.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, errOut, err := c.Kubectl(t.Context(), string(bad), "apply", "-f", "-")
+		bad := read(t, "v1alpha1-bad-matcher-regex.bad.yaml")
+		_, errOut, err := c.Kubectl(t.Context(), bad, "apply", "-f", "-")
 		if err == nil || !strings.Contains(errOut, `spec.route.routes[0].matchers[0].value: Invalid value: "Checkout(": Alertmanager cannot compile this regular expression`) {
 			t.Errorf("want refused at the matcher; err %v, stderr:\n%s", err, errOut)
 		}
 	})
 	for _, good := range []string{"v1alpha1-team-routing.good.yaml"} {
 		t.Run(good+" is stored", func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(dir, good))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, errOut := kubectl(t, string(data), "apply", "-f", "-")
+			data := read(t, good)
+			out, errOut := kubectl(t, data, "apply", "-f", "-")
 			if !strings.Contains(out, "alertmanagerconfig.monitoring.coreos.com/shop") || strings.Contains(errOut, "Warning") {
 				t.Errorf("want stored without a warning; stdout %q stderr %q", out, errOut)
 			}
 		})
 	}
+	t.Run("a referenced Secret that does not exist is a warning, until it exists", func(t *testing.T) {
+		amc := inAMCNamespace(`apiVersion: monitoring.coreos.com/v1alpha1
+kind: AlertmanagerConfig
+metadata: {name: hooks, namespace: shop}
+spec:
+  route: {receiver: hooks}
+  receivers:
+  - name: hooks
+    webhookConfigs:
+    - url: https://hooks.example.com/alerts
+      httpConfig:
+        basicAuth:
+          username: {name: hooks-creds, key: user}
+          password: {name: hooks-creds, key: password}
+`)
+		out, errOut := kubectl(t, amc, "apply", "-f", "-")
+		want := `Warning: spec.receivers[0].webhookConfigs[0].httpConfig.basicAuth.password.name: Invalid value: "hooks-creds": no Secret hooks-creds in namespace ` + amcNamespace
+		if !strings.Contains(out, "alertmanagerconfig.monitoring.coreos.com/hooks created") || !strings.Contains(errOut, want) {
+			t.Errorf("want stored with the warning %q; stdout %q stderr %q", want, out, errOut)
+		}
+		kubectl(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: hooks-creds, namespace: "+amcNamespace+"}\nstringData: {user: alerts, password: s3cret}\n", "apply", "-f", "-")
+		// From promenroll's metadata-only cache: wait (bounded) until it
+		// has seen the Secret.
+		testwait.For(t, "no Secret warning once it exists", 20*time.Second, func() (bool, error) {
+			_, errOut := kubectl(t, amc, "apply", "--dry-run=server", "-f", "-")
+			return !strings.Contains(errOut, "Warning"), errors.New(errOut)
+		})
+	})
 	t.Run("with the CRD's conversion pointed at promenroll, v1beta1 is served, judged and converted", func(t *testing.T) {
 		serveV1beta1(t)
-		bad, err := os.ReadFile(filepath.Join(dir, "v1beta1-many-problems.bad.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, errOut, err := c.Kubectl(t.Context(), string(bad), "apply", "-f", "-")
+		bad := read(t, "v1beta1-many-problems.bad.yaml")
+		_, errOut, err := c.Kubectl(t.Context(), bad, "apply", "-f", "-")
 		if err == nil {
 			t.Fatal("the v1beta1 AlertmanagerConfig was admitted")
 		}
@@ -96,14 +117,11 @@ func TestAlertmanagerConfigGate(t *testing.T) {
 				t.Errorf("kubectl's message does not contain %q:\n%s", want, errOut)
 			}
 		}
-		good, err := os.ReadFile(filepath.Join(dir, "v1beta1-team-routing.good.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubectl(t, string(good), "apply", "-f", "-")
+		good := read(t, "v1beta1-team-routing.good.yaml")
+		kubectl(t, good, "apply", "-f", "-")
 		// Stored as v1alpha1 (the CRD's storage version): read in both.
-		alpha, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1alpha1.monitoring.coreos.com", "shop", "-n", "shop", "-o", "jsonpath={.spec.muteTimeIntervals[0].name}")
-		beta, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "shop", "-n", "shop", "-o", "jsonpath={.spec.timeIntervals[0].name}")
+		alpha, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1alpha1.monitoring.coreos.com", "shop", "-n", amcNamespace, "-o", "jsonpath={.spec.muteTimeIntervals[0].name}")
+		beta, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "shop", "-n", amcNamespace, "-o", "jsonpath={.spec.timeIntervals[0].name}")
 		if alpha != "business-hours" || beta != "business-hours" {
 			t.Errorf("read as v1alpha1: muteTimeIntervals[0] %q; as v1beta1: timeIntervals[0] %q; want business-hours in both", alpha, beta)
 		}
@@ -151,7 +169,16 @@ func serveV1beta1(t *testing.T) {
 		}
 	})
 	testwait.For(t, "v1beta1 AlertmanagerConfigs served", 30*time.Second, func() (bool, error) {
-		_, errOut, err := c.Kubectl(t.Context(), "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "-n", "shop")
+		_, errOut, err := c.Kubectl(t.Context(), "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "-n", amcNamespace)
 		return err == nil, errors.New(errOut)
 	})
+}
+
+// amcNamespace is this test's own namespace: the testdata's shop is
+// TestKubectlApplyEnrollsWorkloadsAndServices'.
+const amcNamespace = "alerting"
+
+// inAMCNamespace moves a testdata object from shop to amcNamespace.
+func inAMCNamespace(doc string) string {
+	return strings.ReplaceAll(doc, "namespace: shop", "namespace: "+amcNamespace)
 }
