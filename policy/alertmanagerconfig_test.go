@@ -232,25 +232,15 @@ func TestAlertmanagerConfigMissingSecretsAreWarnedAbout(t *testing.T) {
 	if w := gate(beta, nil).Warnings(); len(w) != 0 {
 		t.Errorf("without a Secret cache: warnings %v", w)
 	}
-	alpha := []byte(`apiVersion: monitoring.coreos.com/v1alpha1
-kind: AlertmanagerConfig
-metadata: {name: shop, namespace: shop}
-spec:
-  route: {receiver: hooks}
-  receivers:
-  - name: hooks
-    webhookConfigs:
-    - url: https://hooks.example.com/alerts
-      httpConfig:
-        basicAuth:
-          username: {name: creds, key: user}
-          password: {name: creds, key: password}
-`)
+	alpha, err := os.ReadFile("testdata/alertmanagerconfigs/v1alpha1-basic-auth.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	w := gate(alpha, secretSet{}).Warnings()
 	if len(w) != 2 || w[0].Field != "spec.receivers[0].webhookConfigs[0].httpConfig.basicAuth.username.name" || w[1].Field != "spec.receivers[0].webhookConfigs[0].httpConfig.basicAuth.password.name" {
 		t.Errorf("warnings:\n%s\nwant the basic auth's two references", listErrors(w))
 	}
-	if w := gate(alpha, secretSet{"shop/creds": true}).Warnings(); len(w) != 0 {
+	if w := gate(alpha, secretSet{"shop/hooks-creds": true}).Warnings(); len(w) != 0 {
 		t.Errorf("the Secret exists, yet: %v", w)
 	}
 }

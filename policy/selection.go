@@ -115,6 +115,16 @@ const (
 	KindAlertmanager    = "Alertmanager"
 )
 
+// HasLoaders reports whether proms holds anything that loads objects of
+// kind (a Prometheus for a monitor, an Alertmanager for an
+// AlertmanagerConfig), so that "loaded by none" means something.
+func HasLoaders(proms []PrometheusSelectors, kind string) bool {
+	return slices.ContainsFunc(proms, func(p PrometheusSelectors) bool {
+		_, _, _, _, ok := p.selectorsFor(kind)
+		return ok
+	})
+}
+
 // LoaderNoun is what loads objects of kind: Alertmanager for an
 // AlertmanagerConfig, else Prometheus.
 func LoaderNoun(kind string) string {

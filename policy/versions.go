@@ -160,13 +160,14 @@ func relabelVersionFindings(obj Object, ns Namespace, cs ClusterState, rels []re
 // scrape configuration only from a minimum Prometheus version
 // (WithMinimumVersion(...).AppendMapItem, and the limitKey table): below
 // it, the operator leaves the field out, with a log line. JSON is the
-// field's name in a ServiceMonitor's, PodMonitor's, Probe's or
-// ScrapeConfig's spec; Key is its scrape_config key; endpoint fields sit
-// in spec.endpoints[] or spec.podMetricsEndpoints[].
+// field's path (dotted when nested) in a ServiceMonitor's, PodMonitor's,
+// Probe's or ScrapeConfig's spec, or in one of its spec.endpoints[] or
+// spec.podMetricsEndpoints[] (a field sits where its kind declares it:
+// authorization is an endpoint's in a ServiceMonitor, the spec's in a
+// Probe); Key is its key in the scrape configuration.
 var specVersionGates = []struct {
 	JSON, Key string
 	Min       semver.Version
-	Endpoint  bool
 }{
 	{JSON: "targetLimit", Key: "target_limit", Min: semver.MustParse("2.21.0")},
 	{JSON: "labelLimit", Key: "label_limit", Min: semver.MustParse("2.27.0")},
@@ -180,7 +181,18 @@ var specVersionGates = []struct {
 	{JSON: "scrapeClassicHistograms", Key: "scrape_classic_histograms", Min: semver.MustParse("2.45.0")},
 	{JSON: "convertClassicHistogramsToNHCB", Key: "convert_classic_histograms_to_nhcb", Min: semver.MustParse("3.0.0")},
 	{JSON: "scrapeNativeHistograms", Key: "scrape_native_histograms", Min: semver.MustParse("3.8.0")},
-	{JSON: "trackTimestampsStaleness", Key: "track_timestamps_staleness", Min: semver.MustParse("2.48.0"), Endpoint: true},
+	{JSON: "trackTimestampsStaleness", Key: "track_timestamps_staleness", Min: semver.MustParse("2.48.0")},
+	{JSON: "bodySizeLimit", Key: "body_size_limit", Min: semver.MustParse("2.28.0")},
+	{JSON: "enableCompression", Key: "enable_compression", Min: semver.MustParse("2.49.0")},
+	// The HTTP client options (addHTTPConfigtoYaml, addSafeTLStoYaml,
+	// addOAuth2ToYaml, addAuthorizationToYaml).
+	{JSON: "authorization", Key: "authorization", Min: semver.MustParse("2.26.0")},
+	{JSON: "oauth2", Key: "oauth2", Min: semver.MustParse("2.27.0")},
+	{JSON: "followRedirects", Key: "follow_redirects", Min: semver.MustParse("2.26.0")},
+	{JSON: "enableHttp2", Key: "enable_http2", Min: semver.MustParse("2.35.0")},
+	{JSON: "enableHTTP2", Key: "enable_http2", Min: semver.MustParse("2.35.0")},
+	{JSON: "tlsConfig.minVersion", Key: "min_version", Min: semver.MustParse("2.35.0")},
+	{JSON: "tlsConfig.maxVersion", Key: "max_version", Min: semver.MustParse("2.41.0")},
 }
 
 // newestSpecGate is the newest minimum of specVersionGates: a Prometheus
@@ -194,6 +206,24 @@ var newestSpecGate = func() semver.Version {
 	}
 	return newest
 }()
+
+// nestedField reports whether m sets the dotted path, and its field path
+// under at.
+func nestedField(m map[string]any, at *field.Path, path string) (*field.Path, bool) {
+	for part := range strings.SplitSeq(path, ".") {
+		v, set := m[part]
+		if !set || v == nil {
+			return nil, false
+		}
+		at = at.Child(part)
+		if next, ok := v.(map[string]any); ok {
+			m = next
+		} else {
+			m = nil
+		}
+	}
+	return at, true
+}
 
 // specVersionFindings warns, for each Prometheus that loads the monitor
 // obj and is older than a field of spec (the typed spec) that it sets,
@@ -217,21 +247,24 @@ func specVersionFindings(obj Object, ns Namespace, cs ClusterState, spec any) []
 		gate int
 	}
 	var uses []use
-	for i, g := range specVersionGates {
-		if !g.Endpoint {
-			if _, set := m[g.JSON]; set {
-				uses = append(uses, use{field.NewPath("spec", g.JSON), i})
+	// Where a field may sit: the spec, and each endpoint.
+	type place struct {
+		at *field.Path
+		m  map[string]any
+	}
+	places := []place{{field.NewPath("spec"), m}}
+	for _, list := range []string{"endpoints", "podMetricsEndpoints"} {
+		eps, _ := m[list].([]any)
+		for j, ep := range eps {
+			if e, ok := ep.(map[string]any); ok {
+				places = append(places, place{field.NewPath("spec", list).Index(j), e})
 			}
-			continue
 		}
-		for _, list := range []string{"endpoints", "podMetricsEndpoints"} {
-			eps, _ := m[list].([]any)
-			for j, ep := range eps {
-				if e, ok := ep.(map[string]any); ok {
-					if _, set := e[g.JSON]; set {
-						uses = append(uses, use{field.NewPath("spec", list).Index(j).Child(g.JSON), i})
-					}
-				}
+	}
+	for _, pl := range places {
+		for i, g := range specVersionGates {
+			if at, set := nestedField(pl.m, pl.at, g.JSON); set {
+				uses = append(uses, use{at, i})
 			}
 		}
 	}

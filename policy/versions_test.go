@@ -193,6 +193,40 @@ func TestMonitorFieldsAnOlderPrometheusLeavesOutAreWarned(t *testing.T) {
 	}
 }
 
+// TestHTTPClientFieldsAnOlderPrometheusLeavesOutAreWarned: the HTTP
+// client options are found where each kind declares them, nested ones
+// included: a ServiceMonitor endpoint's, a Probe's spec.
+func TestHTTPClientFieldsAnOlderPrometheusLeavesOutAreWarned(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	all := &metav1.LabelSelector{}
+	tls13, yes := monv1.TLSVersion13, true
+	sm := &monv1.ServiceMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "m", Labels: map[string]string{"release": "kube-prometheus-stack"}},
+		Spec: monv1.ServiceMonitorSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}, Endpoints: []monv1.Endpoint{{Port: "metrics",
+			HTTPConfigWithProxyAndTLSFiles: monv1.HTTPConfigWithProxyAndTLSFiles{HTTPConfigWithTLSFiles: monv1.HTTPConfigWithTLSFiles{
+				TLSConfig:            &monv1.TLSConfig{SafeTLSConfig: monv1.SafeTLSConfig{MaxVersion: &tls13}},
+				HTTPConfigWithoutTLS: monv1.HTTPConfigWithoutTLS{FollowRedirects: &yes, EnableHTTP2: &yes}}}}}}}
+	js, _ := json.Marshal(sm)
+	for _, tc := range []struct {
+		version string
+		want    []string
+	}{
+		{"v2.25.0", []string{"spec.endpoints[0].followRedirects", "spec.endpoints[0].enableHttp2", "spec.endpoints[0].tlsConfig.maxVersion"}},
+		{"v2.40.0", []string{"spec.endpoints[0].tlsConfig.maxVersion"}},
+		{"v2.41.0", nil},
+	} {
+		cs := ClusterState{Prometheuses: []PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", Version: tc.version, ServiceMonitor: all, ServiceMonitorNamespace: all}}}
+		if got := versionWarnings(t, p, "ServiceMonitor", js, cs); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("ServiceMonitor, %s: warned %v, want %v", tc.version, got, tc.want)
+		}
+	}
+	probe := []byte(`{"apiVersion":"monitoring.coreos.com/v1","kind":"Probe","metadata":{"name":"p","namespace":"shop","labels":{"release":"kube-prometheus-stack"}},
+		"spec":{"prober":{"url":"blackbox:9115"},"authorization":{"credentials":{"name":"t","key":"k"}},"targets":{"staticConfig":{"static":["https://example.com"]}}}}`)
+	cs := ClusterState{Prometheuses: []PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", Version: "v2.25.0", Probe: all, ProbeNamespace: all}}}
+	if got := versionWarnings(t, p, "Probe", probe, cs); strings.Join(got, " ") != "spec.authorization" {
+		t.Errorf("Probe: warned %v, want spec.authorization", got)
+	}
+}
+
 func ptrTo[T any](v T) *T { return &v }
 
 // TestSpecVersionGatesAreTheOperators compares every entry with the

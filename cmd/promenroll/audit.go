@@ -379,7 +379,7 @@ func (a *auditor) print(o *object, rep *policy.Report, e *engine) {
 func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *engine) {
 	obj, proms := mu.Object, e.cs.Prometheuses
 	ns := e.namespace(obj.Namespace)
-	if len(proms) > 0 && len(policy.SelectingPrometheuses(proms, obj, ns)) == 0 {
+	if policy.HasLoaders(proms, obj.Kind) && len(policy.SelectingPrometheuses(proms, obj, ns)) == 0 {
 		a.unselected++
 		fixed := obj
 		fixed.Labels = maps.Clone(obj.Labels)
@@ -390,14 +390,14 @@ func (a *auditor) selection(id string, r *ObjectReport, mu *policy.Mutation, e *
 			fixed.Labels[c.Key] = c.Value
 		}
 		if len(mu.Changes) > 0 && len(policy.SelectingPrometheuses(proms, fixed, ns)) > 0 {
-			fmt.Fprintf(a.out, "%s: loaded by no Prometheus; the policy's monitors.labels fix that: would add %s\n", id, changes(mu.Object, mu.Changes))
+			fmt.Fprintf(a.out, "%s: loaded by no %s; the policy's monitors.labels fix that: would add %s\n", id, policy.LoaderNoun(obj.Kind), changes(mu.Object, mu.Changes))
 		} else {
 			why := policy.WhyNotSelected(proms, fixed, ns)
-			fmt.Fprintf(a.out, "%s: loaded by no Prometheus, and the policy's monitors.labels do not change that: %s\n", id, why)
+			fmt.Fprintf(a.out, "%s: loaded by no %s, and the policy's monitors.labels do not change that: %s\n", id, policy.LoaderNoun(obj.Kind), why)
 			// In -o json once: as the mutation's warning, or (an opted-out
 			// object, monitors.unselected: off) as audit's own finding.
 			if !slices.ContainsFunc(mu.Warnings(), func(w string) bool { return policy.IsNotLoadedWarning(w) }) {
-				r.add(Finding{Level: "warn", Code: policy.CheckUnselected, Field: "metadata.labels", Message: "loaded by no Prometheus: " + why}, nil)
+				r.add(Finding{Level: "warn", Code: policy.CheckUnselected, Field: "metadata.labels", Message: "loaded by no " + policy.LoaderNoun(obj.Kind) + ": " + why}, nil)
 			}
 		}
 	} else if len(mu.Changes) > 0 {

@@ -243,8 +243,8 @@ spec:
     slackConfigs:
     - apiURL: {name: slack, key: url}
 `
-	const secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: other, namespace: shop}\ntype: Opaque\n"
-	out, _, code := checkRun(t, am+"---\n"+amc+"---\n"+secret, "--policy", examplePolicy, "-")
+	const unrelatedDoc = "apiVersion: v1\nkind: Secret\nmetadata: {name: other, namespace: shop}\ntype: Opaque\n"
+	out, _, code := checkRun(t, am+"---\n"+amc+"---\n"+unrelatedDoc, "--policy", examplePolicy, "-")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}

@@ -2,7 +2,6 @@ package clusterstate
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -17,7 +16,7 @@ func appliedSecret(i int) *metav1.PartialObjectMetadata {
 	s.Name, s.Namespace, s.ResourceVersion = fmt.Sprintf("app-%d-credentials", i), fmt.Sprintf("team-%d", i%100), fmt.Sprint(1000+i)
 	s.Labels = map[string]string{"app.kubernetes.io/name": "app", "app.kubernetes.io/instance": fmt.Sprint(i), "helm.sh/chart": "app-1.2.3"}
 	s.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"apiVersion":"v1","data":{"password":"c2VjcmV0LXBhc3N3b3Jk","token":"` + strings.Repeat("dG9rZW4", 40) + `"},"kind":"Secret","metadata":{"name":"` + s.Name + `"}}`}
-	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{"f:password":{},"f:token":{}}}`)}}}
+	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:data":{"f:password":{},"f:token":{}}}`)}}
 	return s
 }
 
@@ -41,17 +40,8 @@ func TestTrimSecretKeepsItsNameOnly(t *testing.T) {
 // BenchmarkSecretCacheMemory reports the heap 10,000 cached Secrets take
 // after trimming (bytes/10k-secrets).
 func BenchmarkSecretCacheMemory(b *testing.B) {
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		kept := make([]any, 10000)
-		for i := range kept {
-			kept[i], _ = trimSecret(appliedSecret(i))
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "bytes/10k-secrets")
-		runtime.KeepAlive(kept)
-	}
+	reportHeap(b, "bytes/10k-secrets", func(i int) any {
+		s, _ := trimSecret(appliedSecret(i))
+		return s
+	})
 }

@@ -1,7 +1,6 @@
 package clusterstate
 
 import (
-	"runtime"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,17 +22,8 @@ func TestTrimServiceKeepsWhatTheChecksRead(t *testing.T) {
 // BenchmarkServiceCacheMemory reports the heap 10,000 cached Services take
 // after trimming (bytes/10k-services).
 func BenchmarkServiceCacheMemory(b *testing.B) {
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		kept := make([]any, 10000)
-		for i := range kept {
-			kept[i], _ = trimService(clusterstatetest.Service(i))
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "bytes/10k-services")
-		runtime.KeepAlive(kept)
-	}
+	reportHeap(b, "bytes/10k-services", func(i int) any {
+		s, _ := trimService(clusterstatetest.Service(i))
+		return s
+	})
 }

@@ -2,7 +2,6 @@ package clusterstate
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -53,17 +52,8 @@ func BenchmarkWorkloadCacheMemory(b *testing.B) {
 			}},
 		}
 	}
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		kept := make([]any, 10000)
-		for i := range kept {
-			kept[i], _ = trimWorkload(deployment(i))
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "bytes/10k-deployments")
-		runtime.KeepAlive(kept)
-	}
+	reportHeap(b, "bytes/10k-deployments", func(i int) any {
+		w, _ := trimWorkload(deployment(i))
+		return w
+	})
 }

@@ -74,23 +74,10 @@ func TestAlertmanagerConfigGate(t *testing.T) {
 		})
 	}
 	t.Run("a referenced Secret that does not exist is a warning, until it exists", func(t *testing.T) {
-		amc := inAMCNamespace(`apiVersion: monitoring.coreos.com/v1alpha1
-kind: AlertmanagerConfig
-metadata: {name: hooks, namespace: shop}
-spec:
-  route: {receiver: hooks}
-  receivers:
-  - name: hooks
-    webhookConfigs:
-    - url: https://hooks.example.com/alerts
-      httpConfig:
-        basicAuth:
-          username: {name: hooks-creds, key: user}
-          password: {name: hooks-creds, key: password}
-`)
+		amc := read(t, "v1alpha1-basic-auth.good.yaml")
 		out, errOut := kubectl(t, amc, "apply", "-f", "-")
 		want := `Warning: spec.receivers[0].webhookConfigs[0].httpConfig.basicAuth.password.name: Invalid value: "hooks-creds": no Secret hooks-creds in namespace ` + amcNamespace
-		if !strings.Contains(out, "alertmanagerconfig.monitoring.coreos.com/hooks created") || !strings.Contains(errOut, want) {
+		if !strings.Contains(out, "alertmanagerconfig.monitoring.coreos.com/shop") || !strings.Contains(errOut, want) {
 			t.Errorf("want stored with the warning %q; stdout %q stderr %q", want, out, errOut)
 		}
 		kubectl(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: hooks-creds, namespace: "+amcNamespace+"}\nstringData: {user: alerts, password: s3cret}\n", "apply", "-f", "-")
