@@ -8,6 +8,7 @@ import (
 
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/internal/testdiff"
@@ -24,6 +25,22 @@ type gateCase struct {
 }
 
 func monitorCases(tb testing.TB) []gateCase { return gateCases(tb, "testdata/monitors") }
+
+// judge checks a gate's denials of c: none for a good file, exactly its
+// "# expect:" lines for a bad one.
+func (c gateCase) judge(t *testing.T, denials field.ErrorList) {
+	t.Helper()
+	if c.good {
+		if len(denials) > 0 {
+			t.Fatalf("a good file was denied: %v", denials.ToAggregate())
+		}
+		return
+	}
+	if len(c.expects) == 0 {
+		t.Fatal("a bad file without # expect: lines")
+	}
+	matchExpectations(t, c.expects, denials)
+}
 
 // gateCases reads the *.good.yaml and *.bad.yaml files under dir.
 func gateCases(tb testing.TB, dir string) []gateCase {
@@ -96,18 +113,7 @@ func TestMonitorGateTestdata(t *testing.T) {
 			bad++
 		}
 		t.Run(c.path, func(t *testing.T) {
-			rep := checkMonitor(t, p, c.data)
-			denials := rep.Denials()
-			if c.good {
-				if len(denials) > 0 {
-					t.Fatalf("a good monitor was denied: %v", denials.ToAggregate())
-				}
-				return
-			}
-			if len(c.expects) == 0 {
-				t.Fatal("a bad file without # expect: lines")
-			}
-			matchExpectations(t, c.expects, denials)
+			c.judge(t, checkMonitor(t, p, c.data).Denials())
 		})
 	}
 	if bad < 25 {
