@@ -3,10 +3,14 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	monv1beta1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
@@ -35,8 +39,31 @@ func gateAMC(tb testing.TB, p *Policy, data []byte, ns Namespace) GateResult {
 func TestAlertmanagerConfigGateNamesEveryProblem(t *testing.T) {
 	p := mustParse(t, minimalPolicy)
 	cases := gateCases(t, "testdata/alertmanagerconfigs")
-	if len(cases) < 12 {
-		t.Fatalf("%d testdata AlertmanagerConfigs, want at least 12", len(cases))
+	if len(cases) < 30 {
+		t.Fatalf("%d testdata AlertmanagerConfigs, want at least 30", len(cases))
+	}
+	// Every receiver type of the operator's API, in both versions, appears
+	// in a good file and (v1alpha1, the served version) in a bad one.
+	for _, version := range []struct {
+		prefix string
+		typ    reflect.Type
+	}{{"v1alpha1-", reflect.TypeFor[monv1alpha1.Receiver]()}, {"v1beta1-", reflect.TypeFor[monv1beta1.Receiver]()}} {
+		for i := range version.typ.NumField() {
+			key, _, _ := strings.Cut(version.typ.Field(i).Tag.Get("json"), ",")
+			if !strings.HasSuffix(key, "Configs") {
+				continue
+			}
+			var good, bad bool
+			uses := regexp.MustCompile(`(?m)^[ -]*` + key + `:`)
+			for _, c := range cases {
+				if strings.HasPrefix(filepath.Base(c.path), version.prefix) && uses.Match(c.data) {
+					good, bad = good || c.good, bad || !c.good
+				}
+			}
+			if !good || !bad && version.prefix == "v1alpha1-" {
+				t.Errorf("%s receivers: %s in a good file %v, in a bad file %v", version.prefix, key, good, bad)
+			}
+		}
 	}
 	for _, c := range cases {
 		t.Run(filepath.Base(c.path), func(t *testing.T) {
