@@ -110,10 +110,11 @@ bench-memory: ## Memory: four concurrent 1.4 MiB rule validations, peak RSS agai
 	taskset -c 1 $(BIN)/load -memory
 
 .PHONY: fuzz
-fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, /mutate, Prometheus answers), FUZZTIME (30s) each.
+fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, AlertmanagerConfig gate, /mutate, Prometheus answers), FUZZTIME (30s) each.
 	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime $(FUZZTIME) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzAlertmanagerConfigGate -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime $(FUZZTIME) ./webhook
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTargets -fuzztime $(FUZZTIME) ./internal/promapi
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRules -fuzztime $(FUZZTIME) ./internal/promapi

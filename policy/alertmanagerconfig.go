@@ -48,6 +48,16 @@ func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace, cs ClusterSta
 		return GateResult{}, err
 	}
 	rep := Report{Mode: p.AlertmanagerConfigGateMode(ns)}
+	if f, ok := routeTreeBounds(raw); !ok {
+		// Judging it would outrun the API server's timeout: say so, and
+		// nothing else.
+		var meta struct {
+			Metadata struct{ Name, Namespace string }
+		}
+		_ = json.Unmarshal(raw, &meta)
+		rep.Findings = []Finding{f}
+		return GateResult{Name: meta.Metadata.Name, Namespace: meta.Metadata.Namespace, Report: rep}, nil
+	}
 	var res GateResult
 	switch tm.APIVersion {
 	case monv1beta1.SchemeGroupVersion.String():
@@ -248,4 +258,57 @@ func amcFindings[R, T any](c amcParts[R, T]) []Finding {
 		deny(spec, whole)
 	}
 	return append(out, matcherFindings(c.matchers)...)
+}
+
+// The bounds of a route tree the gate judges. The operator's validation
+// (and Alertmanager's loading) decodes each route's children again at
+// every level, so the cost grows with the square of the depth: 3,000
+// levels (84 KB) take seconds, past the API server's webhook timeout.
+// Real routing trees are a few levels deep and have at most hundreds of
+// routes.
+const (
+	MaxRouteDepth = 64
+	MaxRoutes     = 10000
+)
+
+// routeTreeBounds measures spec.route (one decode, linear in its size)
+// and, when it is deeper than MaxRouteDepth or has more than MaxRoutes
+// routes, returns the denial that says so.
+func routeTreeBounds(raw []byte) (Finding, bool) {
+	var obj struct {
+		Spec struct {
+			Route json.RawMessage `json:"route"`
+		} `json:"spec"`
+	}
+	if json.Unmarshal(raw, &obj) != nil || len(obj.Spec.Route) == 0 {
+		return Finding{}, true // the typed decode reports it
+	}
+	var route any
+	if json.Unmarshal(obj.Spec.Route, &route) != nil {
+		return Finding{}, true
+	}
+	depth, count := 0, 0
+	var walk func(r any, d int)
+	walk = func(r any, d int) {
+		m, ok := r.(map[string]any)
+		if !ok {
+			return
+		}
+		count++
+		depth = max(depth, d)
+		kids, _ := m["routes"].([]any)
+		for _, k := range kids {
+			walk(k, d+1)
+		}
+	}
+	walk(route, 1)
+	at := field.NewPath("spec", "route")
+	switch {
+	case depth > MaxRouteDepth:
+		return Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.Invalid(at, field.OmitValueType{}, fmt.Sprintf(
+			"the route tree is %d levels deep; promenroll judges at most %d (each level's children are decoded again at every level above, so a deeper tree cannot be checked within the API server's timeout): flatten it", depth, MaxRouteDepth))}, false
+	case count > MaxRoutes:
+		return Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.TooMany(at.Child("routes"), count, MaxRoutes)}, false
+	}
+	return Finding{}, true
 }

@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +16,7 @@ import (
 	monv1beta1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1beta1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
 
@@ -263,19 +267,24 @@ func TestAlertmanagerConfigMissingSecretsAreWarnedAbout(t *testing.T) {
 }
 
 // BenchmarkAlertmanagerConfigGate is the gate's cost on a valid team
-// config (the operator's validation once) and on one with four problems
-// (once whole, then per receiver, interval and route).
+// config (the operator's validation once), on one with four problems
+// (once whole, then per receiver, interval and route), and on a large
+// valid one: 60 receivers of all 15 types, a route with a regex matcher for
+// each.
 func BenchmarkAlertmanagerConfigGate(b *testing.B) {
 	p := mustParse(b, minimalPolicy)
+	inputs := map[string][]byte{"60-receivers": sixtyReceivers(b)}
 	for _, name := range []string{"v1beta1-team-routing.good.yaml", "v1beta1-many-problems.bad.yaml"} {
 		data, err := os.ReadFile("testdata/alertmanagerconfigs/" + name)
 		if err != nil {
 			b.Fatal(err)
 		}
-		raw, err := yaml.YAMLToJSON(data)
-		if err != nil {
+		if inputs[name], err = yaml.YAMLToJSON(data); err != nil {
 			b.Fatal(err)
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(inputs)) {
+		raw := inputs[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -285,4 +294,79 @@ func BenchmarkAlertmanagerConfigGate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// deepRouteAMC is an AlertmanagerConfig whose route tree is depth levels
+// deep.
+func deepRouteAMC(depth int) []byte {
+	route := `{"receiver":"r"}`
+	for range depth - 1 {
+		route = `{"receiver":"r","routes":[` + route + `]}`
+	}
+	return []byte(`{"apiVersion":"monitoring.coreos.com/v1alpha1","kind":"AlertmanagerConfig","metadata":{"name":"deep","namespace":"shop"},"spec":{"receivers":[{"name":"r"}],"route":` + route + `}}`)
+}
+
+// TestHugeRouteTreesAreAClearDenial: a route tree deeper than
+// MaxRouteDepth, or with more than MaxRoutes routes, is denied at
+// spec.route with what to do, without running the validation whose cost
+// grows with the square of the depth; the deepest and largest allowed
+// are judged as usual.
+func TestHugeRouteTreesAreAClearDenial(t *testing.T) {
+	p := mustParse(t, minimalPolicy)
+	gate := func(raw []byte) GateResult {
+		res, err := p.Gate(gkAlertmanagerConfig, raw, Namespace{Name: "shop"}, ClusterState{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if d := gate(deepRouteAMC(MaxRouteDepth)).Report.Denials(); len(d) != 0 {
+		t.Errorf("a tree %d deep: %v", MaxRouteDepth, d)
+	}
+	res := gate(deepRouteAMC(3000))
+	if d := res.Report.Denials(); len(d) != 1 || d[0].Field != "spec.route" || !strings.Contains(d[0].Detail, "3000 levels deep; promenroll judges at most 64") || res.Name != "deep" {
+		t.Errorf("a tree 3000 deep: %v (name %q)", d, res.Name)
+	}
+	flat := func(n int) []byte {
+		routes := strings.TrimSuffix(strings.Repeat(`{"receiver":"r"},`, n), ",")
+		return []byte(`{"apiVersion":"monitoring.coreos.com/v1beta1","kind":"AlertmanagerConfig","metadata":{"name":"wide"},"spec":{"receivers":[{"name":"r"}],"route":{"receiver":"r","routes":[` + routes + `]}}}`)
+	}
+	if d := gate(flat(MaxRoutes - 1)).Report.Denials(); len(d) != 0 {
+		t.Errorf("%d routes: %v", MaxRoutes, d)
+	}
+	if d := gate(flat(MaxRoutes)).Report.Denials(); len(d) != 1 || d[0].Field != "spec.route.routes" || d[0].Type != field.ErrorTypeTooMany {
+		t.Errorf("%d routes: %v", MaxRoutes+1, d)
+	}
+}
+
+// sixtyReceivers is v1alpha1-every-receiver.good.yaml four times over: 60
+// receivers, 60 routes with a regex matcher each, as JSON.
+func sixtyReceivers(tb testing.TB) []byte {
+	tb.Helper()
+	data, err := os.ReadFile("testdata/alertmanagerconfigs/v1alpha1-every-receiver.good.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var amc map[string]any
+	if err := yaml.Unmarshal(data, &amc); err != nil {
+		tb.Fatal(err)
+	}
+	spec := amc["spec"].(map[string]any)
+	one := spec["receivers"].([]any)
+	var receivers, routes []any
+	for copyN := range 4 {
+		for _, r := range one {
+			c := maps.Clone(r.(map[string]any))
+			c["name"] = fmt.Sprintf("%s-%d", c["name"], copyN)
+			receivers = append(receivers, c)
+			routes = append(routes, map[string]any{"receiver": c["name"], "matchers": []any{map[string]any{"name": "team", "value": fmt.Sprintf("%s.*", c["name"]), "matchType": "=~"}}})
+		}
+	}
+	spec["receivers"] = receivers
+	spec["route"] = map[string]any{"receiver": receivers[0].(map[string]any)["name"], "routes": routes}
+	raw, err := json.Marshal(amc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return raw
 }

@@ -102,3 +102,30 @@ func FuzzCheckMonitor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAlertmanagerConfigGate: no AlertmanagerConfig, of either version,
+// may panic or hang the gate, and the verdict is the same every time.
+// Seeded with the testdata AlertmanagerConfigs, a deep route tree and
+// invalid UTF-8 in a matcher.
+func FuzzAlertmanagerConfigGate(f *testing.F) {
+	for _, c := range gateCases(f, "testdata/alertmanagerconfigs") {
+		if raw, err := yaml.YAMLToJSON(c.data); err == nil {
+			f.Add(raw)
+		}
+	}
+	f.Add(deepRouteAMC(MaxRouteDepth + 1))
+	f.Add([]byte("{\"apiVersion\":\"monitoring.coreos.com/v1beta1\",\"kind\":\"AlertmanagerConfig\",\"metadata\":{\"name\":\"x\"},\"spec\":{\"receivers\":[{\"name\":\"r\"}],\"route\":{\"receiver\":\"r\",\"routes\":[{\"matchers\":[{\"name\":\"a\",\"value\":\"\xff\xfe(\",\"matchType\":\"=~\"}]}]}}}"))
+	p := mustParse(f, minimalPolicy)
+	gk := gkAlertmanagerConfig
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		judge := func() (GateResult, error) { return p.Gate(gk, raw, Namespace{Name: "shop"}, ClusterState{}) }
+		a, errA := judge()
+		b, errB := judge()
+		if (errA == nil) != (errB == nil) {
+			t.Fatalf("errors vary: %v, %v", errA, errB)
+		}
+		if d := testdiff.Diff(a, b); d != "" {
+			t.Fatalf("verdict varies between two runs:\n%s", d)
+		}
+	})
+}

@@ -88,6 +88,31 @@ func TestAlertmanagerConfigGate(t *testing.T) {
 			return !strings.Contains(errOut, "Warning"), errors.New(errOut)
 		})
 	})
+	t.Run("one that no Alertmanager selects is admitted with a warning naming the nearest one's selector", func(t *testing.T) {
+		kubectl(t, `apiVersion: monitoring.coreos.com/v1
+kind: Alertmanager
+metadata: {name: main, namespace: `+amcNamespace+`}
+spec:
+  alertmanagerConfigSelector: {matchLabels: {alertmanagerConfig: main}}
+  alertmanagerConfigNamespaceSelector: {}
+`, "apply", "-f", "-")
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, _, _ = c.Kubectl(ctx, "", "delete", "alertmanager", "main", "-n", amcNamespace, "--wait=false")
+		})
+		good := read(t, "v1alpha1-team-routing.good.yaml")
+		want := "Warning: no Alertmanager will load this AlertmanagerConfig: Alertmanager " + amcNamespace + "/main selects AlertmanagerConfigs with alertmanagerConfig=main; this one has no label alertmanagerConfig"
+		// promenroll's Alertmanager informer sees the new object shortly.
+		testwait.For(t, "the selection warning", 20*time.Second, func() (bool, error) {
+			_, errOut := kubectl(t, good, "apply", "--dry-run=server", "-f", "-")
+			return strings.Contains(errOut, want), errors.New(errOut)
+		})
+		labelled := strings.Replace(good, "  namespace: "+amcNamespace+"\n", "  namespace: "+amcNamespace+"\n  labels: {alertmanagerConfig: main}\n", 1)
+		if _, errOut := kubectl(t, labelled, "apply", "--dry-run=server", "-f", "-"); strings.Contains(errOut, "Warning") {
+			t.Errorf("the selected one is warned about:\n%s", errOut)
+		}
+	})
 	t.Run("with the CRD's conversion pointed at promenroll, v1beta1 is served, judged and converted", func(t *testing.T) {
 		serveV1beta1(t)
 		bad := read(t, "v1beta1-many-problems.bad.yaml")
@@ -111,6 +136,12 @@ func TestAlertmanagerConfigGate(t *testing.T) {
 		beta, _ := kubectl(t, "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "shop", "-n", amcNamespace, "-o", "jsonpath={.spec.timeIntervals[0].name}")
 		if alpha != "business-hours" || beta != "business-hours" {
 			t.Errorf("read as v1alpha1: muteTimeIntervals[0] %q; as v1beta1: timeIntervals[0] %q; want business-hours in both", alpha, beta)
+		}
+		// And the reverse: written as v1alpha1, read as v1beta1.
+		kubectl(t, read(t, "v1alpha1-team-routing.good.yaml"), "apply", "-f", "-")
+		beta, _ = kubectl(t, "", "get", "alertmanagerconfigs.v1beta1.monitoring.coreos.com", "shop", "-n", amcNamespace, "-o", "jsonpath={.spec.timeIntervals[0].name}")
+		if beta != "nights" {
+			t.Errorf("a v1alpha1 object read as v1beta1: timeIntervals[0] %q, want nights (its muteTimeIntervals[0])", beta)
 		}
 	})
 }
