@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blang/semver/v4"
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -275,4 +278,120 @@ func versionWarnings(t *testing.T, p *Policy, kind string, js []byte, cs Cluster
 		t.Errorf("%s: denied %v: version findings only warn", kind, d)
 	}
 	return got
+}
+
+// justBelow is the newest version older than v: a patch, else a minor,
+// else a major release before it.
+func justBelow(v semver.Version) string {
+	switch {
+	case v.Patch > 0:
+		return fmt.Sprintf("v%d.%d.%d", v.Major, v.Minor, v.Patch-1)
+	case v.Minor > 0:
+		return fmt.Sprintf("v%d.%d.99", v.Major, v.Minor-1)
+	}
+	return fmt.Sprintf("v%d.99.99", v.Major-1)
+}
+
+// specGateValues are a valid value of each field of specVersionGates.
+var specGateValues = map[string]any{
+	"targetLimit": 10, "labelLimit": 10, "labelNameLengthLimit": 10, "labelValueLengthLimit": 10, "keepDroppedTargets": 10,
+	"scrapeProtocols": []any{"PrometheusProto"}, "fallbackScrapeProtocol": "PrometheusText0.0.4",
+	"nativeHistogramBucketLimit": 10, "nativeHistogramMinBucketFactor": "1.1", "scrapeClassicHistograms": true,
+	"convertClassicHistogramsToNHCB": true, "scrapeNativeHistograms": true, "trackTimestampsStaleness": true,
+	"bodySizeLimit": "10MB", "enableCompression": false, "authorization": map[string]any{"credentials": map[string]any{"name": "t", "key": "k"}},
+	"oauth2":          map[string]any{"clientId": map[string]any{"secret": map[string]any{"name": "o", "key": "id"}}, "clientSecret": map[string]any{"name": "o", "key": "s"}, "tokenUrl": "https://auth.example.com/token"},
+	"followRedirects": true, "enableHttp2": true, "enableHTTP2": true,
+	"tlsConfig.minVersion": "TLS12", "tlsConfig.maxVersion": "TLS13",
+}
+
+// TestEverySpecVersionGate: each entry of the table, set where a monitor
+// kind declares it (a ServiceMonitor's spec or endpoint, a Probe's or a
+// ScrapeConfig's spec), is warned about at its path for a Prometheus just
+// older than its minimum, and not for one at the minimum.
+func TestEverySpecVersionGate(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	all := &metav1.LabelSelector{}
+	meta := map[string]any{"name": "m", "namespace": "shop", "labels": map[string]any{"release": "kube-prometheus-stack"}}
+	for _, g := range specVersionGates {
+		value, ok := specGateValues[g.JSON]
+		if !ok {
+			t.Errorf("%s: no test value in specGateValues", g.JSON)
+			continue
+		}
+		set := func(m map[string]any) map[string]any {
+			parts := strings.Split(g.JSON, ".")
+			at := m
+			for _, part := range parts[:len(parts)-1] {
+				next := map[string]any{}
+				at[part] = next
+				at = next
+			}
+			at[parts[len(parts)-1]] = value
+			return m
+		}
+		placements := []struct {
+			kind, where string
+			obj         map[string]any
+		}{
+			{"ServiceMonitor", "spec." + g.JSON, map[string]any{"spec": set(map[string]any{"selector": map[string]any{}, "endpoints": []any{map[string]any{"port": "m"}}})}},
+			{"ServiceMonitor", "spec.endpoints[0]." + g.JSON, map[string]any{"spec": map[string]any{"selector": map[string]any{}, "endpoints": []any{set(map[string]any{"port": "m"})}}}},
+			{"Probe", "spec." + g.JSON, map[string]any{"spec": set(map[string]any{"prober": map[string]any{"url": "b:9115"}})}},
+			{"ScrapeConfig", "spec." + g.JSON, map[string]any{"spec": set(map[string]any{})}},
+		}
+		found := false
+		for _, pl := range placements {
+			pl.obj["apiVersion"], pl.obj["kind"], pl.obj["metadata"] = "monitoring.coreos.com/v1", pl.kind, meta
+			gv := monv1.SchemeGroupVersion
+			if pl.kind == "ScrapeConfig" {
+				pl.obj["apiVersion"] = "monitoring.coreos.com/v1alpha1"
+				gv = monv1alpha1.SchemeGroupVersion
+			}
+			js, _ := json.Marshal(pl.obj)
+			judge := func(version string) []string {
+				cs := ClusterState{Prometheuses: []PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", Version: version,
+					ServiceMonitor: all, ServiceMonitorNamespace: all, Probe: all, ProbeNamespace: all, ScrapeConfig: all, ScrapeConfigNamespace: all}}}
+				res, err := p.Gate(gv.WithKind(pl.kind).GroupKind(), js, Namespace{Name: "shop"}, cs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, f := range res.Report.Findings {
+					if f.Check == CheckVersion && f.Err.Field == pl.where {
+						got = append(got, f.Err.Field)
+					}
+				}
+				return got
+			}
+			below := judge(justBelow(g.Min))
+			if len(below) == 0 {
+				continue // the kind does not declare the field there
+			}
+			found = true
+			if at := judge("v" + g.Min.String()); len(at) != 0 {
+				t.Errorf("%s at %s: warned for a Prometheus at the minimum v%s", g.JSON, pl.where, g.Min)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no monitor kind warned about it for Prometheus %s", g.JSON, justBelow(g.Min))
+		}
+	}
+}
+
+// TestEveryRelabelActionGate: each action of the table is warned about
+// for a Prometheus just older than its minimum, and not at the minimum.
+func TestEveryRelabelActionGate(t *testing.T) {
+	p := mustParse(t, statusPolicy)
+	all := &metav1.LabelSelector{}
+	for _, g := range relabelActionGates {
+		for _, action := range g.Actions {
+			js := []byte(`{"apiVersion":"monitoring.coreos.com/v1","kind":"PodMonitor","metadata":{"name":"m","namespace":"shop","labels":{"release":"kube-prometheus-stack"}},
+				"spec":{"selector":{},"podMetricsEndpoints":[{"port":"m","relabelings":[{"action":"` + action + `","sourceLabels":["a"],"targetLabel":"b"}]}]}}`)
+			for version, want := range map[string]int{justBelow(g.Min): 1, "v" + g.Min.String(): 0} {
+				cs := ClusterState{Prometheuses: []PrometheusSelectors{{Namespace: "monitoring", Name: "k8s", Version: version, PodMonitor: all, PodMonitorNamespace: all}}}
+				if got := versionWarnings(t, p, "PodMonitor", js, cs); len(got) != want {
+					t.Errorf("%s, Prometheus %s: warnings %v, want %d", action, version, got, want)
+				}
+			}
+		}
+	}
 }
