@@ -193,6 +193,10 @@ var specVersionGates = []struct {
 	{JSON: "enableHTTP2", Key: "enable_http2", Min: semver.MustParse("2.35.0")},
 	{JSON: "tlsConfig.minVersion", Key: "min_version", Min: semver.MustParse("2.35.0")},
 	{JSON: "tlsConfig.maxVersion", Key: "max_version", Min: semver.MustParse("2.41.0")},
+	// addProxyConfigtoYaml's cgProxyConfig (proxyUrl has no minimum).
+	{JSON: "noProxy", Key: "no_proxy", Min: semver.MustParse("2.43.0")},
+	{JSON: "proxyFromEnvironment", Key: "proxy_from_environment", Min: semver.MustParse("2.43.0")},
+	{JSON: "proxyConnectHeader", Key: "proxy_connect_header", Min: semver.MustParse("2.43.0")},
 }
 
 // newestSpecGate is the newest minimum of specVersionGates: a Prometheus

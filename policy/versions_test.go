@@ -252,6 +252,12 @@ func TestSpecVersionGatesAreTheOperators(t *testing.T) {
 	for _, m := range regexp.MustCompile(`prometheusField: "(\w+)",\s+minVersion:\s+"([0-9.]+)"`).FindAllStringSubmatch(string(src), -1) {
 		mins[m[1]] = m[2]
 	}
+	// The proxy options go through one generator made for them.
+	if m := regexp.MustCompile(`cgProxyConfig := cg\.WithMinimumVersion\("([0-9.]+)"\)`).FindStringSubmatch(string(src)); m != nil {
+		for _, k := range regexp.MustCompile(`cgProxyConfig\.AppendMapItem\(cfg, "(\w+)"`).FindAllStringSubmatch(string(src), -1) {
+			mins[k[1]] = m[1]
+		}
+	}
 	for _, g := range specVersionGates {
 		if got, ok := mins[g.Key]; !ok || got != g.Min.String() {
 			t.Errorf("%s (%s): the table says v%s, the operator's promcfg.go %q", g.JSON, g.Key, g.Min, got)
@@ -302,6 +308,7 @@ var specGateValues = map[string]any{
 	"oauth2":          map[string]any{"clientId": map[string]any{"secret": map[string]any{"name": "o", "key": "id"}}, "clientSecret": map[string]any{"name": "o", "key": "s"}, "tokenUrl": "https://auth.example.com/token"},
 	"followRedirects": true, "enableHttp2": true, "enableHTTP2": true,
 	"tlsConfig.minVersion": "TLS12", "tlsConfig.maxVersion": "TLS13",
+	"noProxy": "10.0.0.0/8", "proxyFromEnvironment": true, "proxyConnectHeader": map[string]any{"X-Team": []any{map[string]any{"name": "p", "key": "team"}}},
 }
 
 // TestEverySpecVersionGate: each entry of the table, set where a monitor
