@@ -73,7 +73,7 @@ be denied, 2 usage, I/O, parse or policy error.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (run '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newServeCommand(), newCheckCommand(), newAuditCommand(), newStatusCommand(), &cobra.Command{
+	root.AddCommand(newServeCommand(), newCheckCommand(), newAuditCommand(), newStatusCommand(), newCompileCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

@@ -1,0 +1,458 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Native enrollment: the policy's enroll rules compiled into
+// MutatingAdmissionPolicies (admissionregistration.k8s.io/v1, GA in
+// Kubernetes 1.36) that the API server applies in-process, so enrollment
+// needs no call to promenroll. One policy per pod template path (the
+// Services, the kinds with spec.template, CronJobs, each declared path),
+// whatever the number of rules: every rule is a CEL condition inside it,
+// and each label key one patch whose value is the first matching rule's,
+// as the webhook's planner decides.
+
+// NativeFieldManager names what the generated objects belong to.
+const NativeFieldManager = "promenroll"
+
+// nativeKind is one enrolled kind as the native policies match it.
+type nativeKind struct {
+	// name is how enroll rules name it.
+	name       string
+	gvk        schema.GroupVersionKind
+	resource   string
+	template   []string
+	updateAdds bool
+}
+
+// builtinResources are the built-in enrolled kinds' versions and resources.
+var builtinResources = map[schema.GroupKind]struct{ version, resource string }{
+	{Group: groupApps, Kind: "Deployment"}:  {"v1", "deployments"},
+	{Group: groupApps, Kind: "StatefulSet"}: {"v1", "statefulsets"},
+	{Group: groupApps, Kind: "DaemonSet"}:   {"v1", "daemonsets"},
+	{Group: groupBatch, Kind: "Job"}:        {"v1", "jobs"},
+	{Group: groupBatch, Kind: "CronJob"}:    {"v1", "cronjobs"},
+	{Group: groupCore, Kind: "Service"}:     {"v1", "services"},
+}
+
+// nativeKinds lists the kinds enroll rules can name, built in then
+// declared.
+func (p *Policy) nativeKinds() []nativeKind {
+	var out []nativeKind
+	for _, gk := range sortedKinds(mutations) {
+		m := mutations[gk]
+		if !m.enrolled {
+			continue
+		}
+		r := builtinResources[gk]
+		k := nativeKind{name: gk.Kind, gvk: gk.WithVersion(r.version), resource: r.resource}
+		if m.template != nil {
+			k.template, k.updateAdds = m.template.path, m.template.updateAdds
+		}
+		out = append(out, k)
+	}
+	for _, d := range p.declared {
+		m := p.declaredTable[d.GroupKind()]
+		out = append(out, nativeKind{name: d.Name, gvk: d.GroupVersionKind, resource: d.Resource, template: m.template.path, updateAdds: m.template.updateAdds})
+	}
+	return out
+}
+
+// NativeOptions are what the generated objects need beyond the policy.
+type NativeOptions struct {
+	// Name prefixes every object's name (promenroll).
+	Name string
+}
+
+// NativePolicies compiles the enroll rules into MutatingAdmissionPolicies
+// and their bindings, in a stable order and with stable contents: the same
+// policy gives the same objects, so GitOps sees no diff. It refuses, naming
+// the rule and the reason, what it cannot express; nothing is refused
+// today, but the error keeps that promise visible to callers.
+func (p *Policy) NativePolicies(opts NativeOptions) ([]any, error) {
+	if opts.Name == "" {
+		opts.Name = "promenroll"
+	}
+	groups := map[string][]nativeKind{}
+	for _, k := range p.nativeKinds() {
+		path := strings.Join(k.template, ".")
+		groups[path] = append(groups[path], k)
+	}
+	var out []any
+	for _, path := range slices.Sorted(maps.Keys(groups)) {
+		kinds := groups[path]
+		var used []nativeKind
+		for _, k := range kinds {
+			if slices.ContainsFunc(p.enroll, func(r enrollRule) bool { _, ok := r.kinds[k.name]; return ok }) {
+				used = append(used, k)
+			}
+		}
+		if len(used) == 0 {
+			continue
+		}
+		name := opts.Name + "-enroll-" + nativeSlug(path)
+		mp := p.nativePolicy(name, used)
+		out = append(out, mp, &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nativeLabels},
+			Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
+		})
+	}
+	return out, nil
+}
+
+// nativeLabels mark the generated objects.
+var nativeLabels = map[string]string{"app.kubernetes.io/managed-by": NativeFieldManager, "app.kubernetes.io/component": "native-enrollment"}
+
+// nativeSlug names a template path's policy: services for none.
+func nativeSlug(path string) string {
+	if path == "" {
+		return "services"
+	}
+	return strings.ToLower(strings.ReplaceAll(path, ".", "-"))
+}
+
+// nativePolicy is the policy of kinds that share a pod template path.
+func (p *Policy) nativePolicy(name string, kinds []nativeKind) *admissionregistrationv1.MutatingAdmissionPolicy {
+	fail := admissionregistrationv1.Ignore
+	var rules []admissionregistrationv1.NamedRuleWithOperations
+	byGV := map[schema.GroupVersion][]string{}
+	for _, k := range kinds {
+		gv := k.gvk.GroupVersion()
+		byGV[gv] = append(byGV[gv], k.resource)
+	}
+	for _, gv := range slices.SortedFunc(maps.Keys(byGV), func(a, b schema.GroupVersion) int { return strings.Compare(a.String(), b.String()) }) {
+		rules = append(rules, admissionregistrationv1.NamedRuleWithOperations{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{gv.Group}, APIVersions: []string{gv.Version}, Resources: slices.Sorted(slices.Values(byGV[gv]))},
+		}})
+	}
+	excluded := slices.Sorted(maps.Keys(p.excluded))
+	c := &nativeCompiler{p: p, kinds: kinds, template: kinds[0].template, updateAdds: kinds[0].updateAdds}
+	return &admissionregistrationv1.MutatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nativeLabels},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: rules,
+				NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: excluded},
+					{Key: OptOutLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
+				}},
+				ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: OptOutLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
+				}},
+			},
+			Variables:          c.variables(),
+			Mutations:          c.mutations(),
+			FailurePolicy:      &fail,
+			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+		},
+	}
+}
+
+// nativeCompiler writes the CEL of one policy.
+type nativeCompiler struct {
+	p          *Policy
+	kinds      []nativeKind
+	template   []string
+	updateAdds bool
+}
+
+// celString is s as a CEL string literal.
+func celString(s string) string { return strconv.Quote(s) }
+
+// celStrings is ss as a CEL list of strings.
+func celStrings(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = celString(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// optionalPath is the CEL of root's field path with optional selection,
+// defaulting to an empty map.
+func optionalPath(root string, path ...string) string {
+	var b strings.Builder
+	b.WriteString(root)
+	for _, p := range path {
+		b.WriteString(".?" + p)
+	}
+	b.WriteString(".orValue({})")
+	return b.String()
+}
+
+func (c *nativeCompiler) templateVar(of, field string) string {
+	return optionalPath(of, append(slices.Clone(c.template), "metadata", field)...)
+}
+
+// The policy's variables.
+func (c *nativeCompiler) variables() []admissionregistrationv1.Variable {
+	vars := []admissionregistrationv1.Variable{
+		{Name: "labels", Expression: optionalPath("object", "metadata", "labels")},
+		{Name: "nsLabels", Expression: optionalPath("namespaceObject", "metadata", "labels")},
+		{Name: "dryRunNamespace", Expression: `namespaceObject.metadata.?annotations[?` + celString(ModeAnnotation) + `].orValue("") == "dry-run"`},
+		{Name: "update", Expression: `request.operation == "UPDATE" && oldObject != null`},
+		{Name: "oldLabels", Expression: `variables.update ? ` + optionalPath("oldObject", "metadata", "labels") + ` : {}`},
+	}
+	if c.template == nil {
+		vars = append(vars,
+			admissionregistrationv1.Variable{Name: "annotations", Expression: optionalPath("object", "metadata", "annotations")},
+			admissionregistrationv1.Variable{Name: "oldAnnotations", Expression: `variables.update ? ` + optionalPath("oldObject", "metadata", "annotations") + ` : {}`})
+	} else {
+		has := "object"
+		for _, p := range c.template {
+			has += ".?" + p
+		}
+		vars = append(vars,
+			admissionregistrationv1.Variable{Name: "hasTemplate", Expression: has + ".hasValue()"},
+			admissionregistrationv1.Variable{Name: "templateLabels", Expression: c.templateVar("object", "labels")},
+			admissionregistrationv1.Variable{Name: "templateAnnotations", Expression: c.templateVar("object", "annotations")},
+			admissionregistrationv1.Variable{Name: "oldTemplateLabels", Expression: `variables.update ? ` + c.templateVar("oldObject", "labels") + ` : {}`},
+			admissionregistrationv1.Variable{Name: "oldTemplateAnnotations", Expression: `variables.update ? ` + c.templateVar("oldObject", "annotations") + ` : {}`})
+	}
+	for i := range c.p.enroll {
+		r := &c.p.enroll[i]
+		kinds := c.ruleKinds(r)
+		if kinds == "" {
+			continue
+		}
+		src := c.p.Source.Enroll[i]
+		match := kinds + " && " + selectorCEL(src.NamespaceSelector, "variables.nsLabels")
+		vars = append(vars,
+			admissionregistrationv1.Variable{Name: fmt.Sprintf("rule%d", i), Expression: match + " && " + selectorCEL(src.Selector, "variables.labels")},
+			admissionregistrationv1.Variable{Name: fmt.Sprintf("oldRule%d", i), Expression: "variables.update && " + match + " && " + selectorCEL(src.Selector, "variables.oldLabels")})
+	}
+	return vars
+}
+
+// ruleKinds is the CEL that the request is of one of r's kinds among this
+// policy's, or "" when r names none of them.
+func (c *nativeCompiler) ruleKinds(r *enrollRule) string {
+	var conds []string
+	for _, k := range c.kinds {
+		if _, ok := r.kinds[k.name]; ok {
+			conds = append(conds, fmt.Sprintf("(request.kind.group == %s && request.kind.kind == %s)", celString(k.gvk.Group), celString(k.gvk.Kind)))
+		}
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(conds, " || ") + ")"
+}
+
+// selectorCEL is a label selector over the labels map m, with the
+// API server's semantics: nil or empty selects everything.
+func selectorCEL(sel *metav1.LabelSelector, m string) string {
+	if sel == nil {
+		return "true"
+	}
+	var conds []string
+	for _, k := range slices.Sorted(maps.Keys(sel.MatchLabels)) {
+		conds = append(conds, fmt.Sprintf("(%s in %s && %s[%s] == %s)", celString(k), m, m, celString(k), celString(sel.MatchLabels[k])))
+	}
+	for _, e := range sel.MatchExpressions {
+		k := celString(e.Key)
+		switch e.Operator {
+		case metav1.LabelSelectorOpIn:
+			conds = append(conds, fmt.Sprintf("(%s in %s && %s[%s] in %s)", k, m, m, k, celStrings(e.Values)))
+		case metav1.LabelSelectorOpNotIn:
+			conds = append(conds, fmt.Sprintf("(!(%s in %s) || !(%s[%s] in %s))", k, m, m, k, celStrings(e.Values)))
+		case metav1.LabelSelectorOpExists:
+			conds = append(conds, fmt.Sprintf("(%s in %s)", k, m))
+		case metav1.LabelSelectorOpDoesNotExist:
+			conds = append(conds, fmt.Sprintf("!(%s in %s)", k, m))
+		}
+	}
+	if len(conds) == 0 {
+		return "true"
+	}
+	return strings.Join(conds, " && ")
+}
+
+// valueCEL is a label value template as CEL over the object old or new
+// (labels: the labels variable to read {label:K} from), with the condition
+// under which it expands to a valid label value, as expand decides.
+func valueCEL(t valueTemplate, object, labels string) (value, ok string) {
+	if t.static() {
+		return celString(t.raw), "true"
+	}
+	var parts, conds []string
+	for _, p := range t.parts {
+		switch p.kind {
+		case partLiteral:
+			parts = append(parts, celString(p.text))
+		case partName:
+			parts = append(parts, object+`.metadata.?name.orValue("")`)
+			conds = append(conds, object+`.metadata.?name.orValue("") != ""`)
+		case partNamespace:
+			parts = append(parts, "namespaceObject.metadata.name")
+		case partLabel:
+			parts = append(parts, fmt.Sprintf("%s[%s]", labels, celString(p.text)))
+			conds = append(conds, fmt.Sprintf("%s in %s", celString(p.text), labels))
+		case partNamespaceLabel:
+			parts = append(parts, fmt.Sprintf("variables.nsLabels[%s]", celString(p.text)))
+			conds = append(conds, fmt.Sprintf("%s in variables.nsLabels", celString(p.text)))
+		}
+	}
+	value = strings.Join(parts, " + ")
+	// The value is valid only once its sources exist: && short-circuits.
+	conds = append(conds, fmt.Sprintf(`size(%s) <= 63 && (%s).matches(%s)`, value, value, celString(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)))
+	return value, strings.Join(conds, " && ")
+}
+
+// target is one place the policy writes to.
+type nativeTarget struct {
+	t Target
+	// path is its JSON pointer; current and old the variables holding
+	// the map now and in the stored object.
+	path             []string
+	current, old     string
+	templates        func(r *enrollRule) []labelTemplate
+	createOnly       bool
+	needsTemplate    bool
+	stickyLabelsFrom string
+}
+
+func (c *nativeCompiler) targets() []nativeTarget {
+	meta := nativeTarget{t: MetadataLabels, path: []string{"metadata", "labels"}, current: "variables.labels", old: "variables.oldLabels",
+		templates: func(r *enrollRule) []labelTemplate { return r.labels }, stickyLabelsFrom: "variables.oldLabels"}
+	if c.template == nil {
+		return []nativeTarget{meta, {t: MetadataAnnotations, path: []string{"metadata", "annotations"}, current: "variables.annotations", old: "variables.oldAnnotations",
+			templates: func(r *enrollRule) []labelTemplate { return r.annotations }, stickyLabelsFrom: "variables.oldLabels"}}
+	}
+	tmpl := func(field string) []string { return append(append(slices.Clone(c.template), "metadata"), field) }
+	return []nativeTarget{meta,
+		{t: PodTemplateLabels, path: tmpl("labels"), current: "variables.templateLabels", old: "variables.oldTemplateLabels",
+			templates: func(r *enrollRule) []labelTemplate { return r.podTemplateLabels }, createOnly: !c.updateAdds, needsTemplate: true, stickyLabelsFrom: "variables.oldLabels"},
+		{t: PodTemplateAnnotations, path: tmpl("annotations"), current: "variables.templateAnnotations", old: "variables.oldTemplateAnnotations",
+			templates: func(r *enrollRule) []labelTemplate { return r.annotations }, createOnly: !c.updateAdds, needsTemplate: true, stickyLabelsFrom: "variables.oldLabels"},
+	}
+}
+
+// jsonPointer is path as an RFC 6901 pointer.
+func jsonPointer(path ...string) string {
+	var b strings.Builder
+	for _, p := range path {
+		b.WriteString("/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(p))
+	}
+	return b.String()
+}
+
+// mutations are one JSON patch per target: for each key some rule sets
+// there, the first matching rule's valid value (a dry-run rule, or a
+// dry-run namespace, takes the key and writes nothing, as the webhook's
+// dry-run plans it), then the stored object's value put back on UPDATE
+// (sticky), unless the object has the key already.
+func (c *nativeCompiler) mutations() []admissionregistrationv1.Mutation {
+	var out []admissionregistrationv1.Mutation
+	for _, tg := range c.targets() {
+		keys := map[string]bool{}
+		for i := range c.p.enroll {
+			if c.ruleKinds(&c.p.enroll[i]) == "" {
+				continue
+			}
+			for _, lt := range tg.templates(&c.p.enroll[i]) {
+				keys[lt.key] = true
+			}
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		var ops []string
+		for _, key := range slices.Sorted(maps.Keys(keys)) {
+			ops = append(ops, c.keyOp(tg, key))
+		}
+		patch := func(path []string) string {
+			return fmt.Sprintf(`JSONPatch{op: "add", path: %s, value: {}}`, celString(jsonPointer(path...)))
+		}
+		// Create the map (and a template's metadata) when missing, before
+		// the keys.
+		parents := fmt.Sprintf(`(%s ? [] : [%s])`, hasPath("object", tg.path...), patch(tg.path))
+		if tg.needsTemplate {
+			meta := tg.path[:len(tg.path)-1]
+			parents = fmt.Sprintf(`(%s ? [] : [%s]) + %s`, hasPath("object", meta...), patch(meta), parents)
+		}
+		// The parents are created even when no key is added: an empty
+		// map is dropped when the object is stored, so it changes
+		// nothing, and the keys' expression is written once.
+		expr := parents + " + " + strings.Join(ops, " + ")
+		out = append(out, admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}})
+	}
+	return out
+}
+
+// hasPath is the CEL that root has the field path.
+func hasPath(root string, path ...string) string {
+	expr := root
+	for _, p := range path {
+		expr += ".?" + p
+	}
+	return expr + ".hasValue()"
+}
+
+// keyOp is the CEL list (empty or one patch) for one key of a target.
+func (c *nativeCompiler) keyOp(tg nativeTarget, key string) string {
+	ptr := celString(jsonPointer(append(slices.Clone(tg.path), key)...))
+	op := func(value string) string { return fmt.Sprintf(`[JSONPatch{op: "add", path: %s, value: %s}]`, ptr, value) }
+	var arms []string
+	guard := func(i int, old bool) string {
+		var g []string
+		if old {
+			g = append(g, fmt.Sprintf("variables.oldRule%d", i))
+		} else {
+			g = append(g, fmt.Sprintf("variables.rule%d", i))
+		}
+		if tg.needsTemplate {
+			g = append(g, "variables.hasTemplate")
+			if tg.createOnly && !old {
+				g = append(g, `request.operation == "CREATE"`)
+			}
+		}
+		return strings.Join(g, " && ")
+	}
+	write := func(r *enrollRule, value string) string {
+		if r.mode == ModeDryRun {
+			return "[]"
+		}
+		return fmt.Sprintf("(variables.dryRunNamespace ? [] : %s)", op(value))
+	}
+	for i := range c.p.enroll {
+		r := &c.p.enroll[i]
+		if c.ruleKinds(r) == "" {
+			continue
+		}
+		for _, lt := range tg.templates(r) {
+			if lt.key != key {
+				continue
+			}
+			v, ok := valueCEL(lt.value, "object", "variables.labels")
+			arms = append(arms, fmt.Sprintf("%s && %s ? %s", guard(i, false), ok, write(r, v)))
+		}
+	}
+	// Sticky: what the stored object carried from a rule that matched it.
+	for i := range c.p.enroll {
+		r := &c.p.enroll[i]
+		if c.ruleKinds(r) == "" {
+			continue
+		}
+		for _, lt := range tg.templates(r) {
+			if lt.key != key {
+				continue
+			}
+			v, ok := valueCEL(lt.value, "oldObject", tg.stickyLabelsFrom)
+			arms = append(arms, fmt.Sprintf("%s && %s && %s in %s && %s[%s] == %s ? %s", guard(i, true), ok, celString(key), tg.old, tg.old, celString(key), v, write(r, v)))
+		}
+	}
+	return fmt.Sprintf("(%s in %s ? [] : %s : [])", celString(key), tg.current, strings.Join(arms, " : "))
+}

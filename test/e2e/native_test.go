@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/promenroll/promenroll/internal/testdiff"
+	"github.com/promenroll/promenroll/test/cluster"
+)
+
+// nativeCorpus is one namespace's objects for the engine differential:
+// every enroll rule of basePolicy, substitutions present and missing, a
+// label the object already has, the opt-out, and each pod owner kind.
+const nativeCorpus = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: plain, namespace: NS}
+spec:
+  selector: {matchLabels: {app: plain}}
+  template:
+    metadata: {labels: {app: plain}}
+    spec: {containers: [{name: c, image: registry.example/app:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: envoy, namespace: NS, labels: {app.kubernetes.io/name: envoy}}
+spec:
+  selector: {matchLabels: {app: envoy}}
+  template:
+    metadata: {labels: {app: envoy}}
+    spec: {containers: [{name: c, image: registry.example/envoy:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart, namespace: NS, labels: {app.kubernetes.io/name: cart, app.kubernetes.io/part-of: shop}}
+spec:
+  selector: {matchLabels: {app: cart}}
+  template:
+    metadata: {labels: {app: cart}}
+    spec: {containers: [{name: c, image: registry.example/cart:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nameless, namespace: NS, labels: {app.kubernetes.io/part-of: shop}}
+spec:
+  selector: {matchLabels: {app: nameless}}
+  template:
+    metadata: {labels: {app: nameless}}
+    spec: {containers: [{name: c, image: registry.example/app:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kept, namespace: NS, labels: {monitoring.promenroll.io/scrape: "false"}}
+spec:
+  selector: {matchLabels: {app: kept}}
+  template:
+    metadata: {labels: {app: kept, monitoring.promenroll.io/scrape: "false"}}
+    spec: {containers: [{name: c, image: registry.example/app:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: opted-out, namespace: NS, labels: {promenroll.io/enroll: "false"}}
+spec:
+  selector: {matchLabels: {app: opted-out}}
+  template:
+    metadata: {labels: {app: opted-out}}
+    spec: {containers: [{name: c, image: registry.example/app:1}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: NS, labels: {app.kubernetes.io/name: db, app.kubernetes.io/part-of: shop}}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: registry.example/db:1}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: NS}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: registry.example/agent:1}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate, namespace: NS}
+spec:
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: registry.example/migrate:1}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report, namespace: NS}
+spec:
+  schedule: "0 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec: {restartPolicy: Never, containers: [{name: c, image: registry.example/report:1}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: NS, labels: {app.kubernetes.io/name: api}}
+spec:
+  selector: {app: api}
+  ports: [{name: metrics, port: 9090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: anonymous, namespace: NS}
+spec:
+  selector: {app: anonymous}
+  ports: [{name: metrics, port: 9090}]
+`
+
+// enrolledState is what enrollment wrote on each object of a namespace:
+// its labels and annotations, and its pod template's.
+func enrolledState(t *testing.T, ns string) map[string]any {
+	t.Helper()
+	out, _ := kubectl(t, "", "get", "deployments,statefulsets,daemonsets,jobs,cronjobs,services", "-n", ns, "-o", "json")
+	var list struct {
+		Items []map[string]any
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	state := map[string]any{}
+	for _, o := range list.Items {
+		meta := o["metadata"].(map[string]any)
+		labels, _ := meta["labels"].(map[string]any)
+		// The Job controller adds its own labels to a Job's template;
+		// what enrollment wrote is the rest.
+		for k := range labels {
+			if strings.HasPrefix(k, "batch.kubernetes.io/") || k == "controller-uid" || k == "job-name" {
+				delete(labels, k)
+			}
+		}
+		entry := map[string]any{"labels": labels}
+		if a, ok := meta["annotations"].(map[string]any); ok {
+			delete(a, "kubectl.kubernetes.io/last-applied-configuration")
+			delete(a, "deployment.kubernetes.io/revision")
+			entry["annotations"] = a
+		}
+		spec, _ := o["spec"].(map[string]any)
+		tmpl, _ := spec["template"].(map[string]any)
+		if jt, ok := spec["jobTemplate"].(map[string]any); ok {
+			tmpl, _ = jt["spec"].(map[string]any)["template"].(map[string]any)
+		}
+		if tm, ok := tmpl["metadata"].(map[string]any); ok {
+			tl, _ := tm["labels"].(map[string]any)
+			for k := range tl {
+				if strings.HasPrefix(k, "batch.kubernetes.io/") || k == "controller-uid" || k == "job-name" {
+					delete(tl, k)
+				}
+			}
+			entry["templateLabels"], entry["templateAnnotations"] = tl, tm["annotations"]
+		}
+		state[o["kind"].(string)+"/"+meta["name"].(string)] = entry
+	}
+	return state
+}
+
+// TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped: the policies
+// `promenroll compile` prints for the suite's policy, applied to the real
+// kube-apiserver, enroll with every promenroll process stopped exactly
+// what the webhook enrolls: the same corpus, in a namespace with a team
+// label and in a dry-run one, created, then replaced without the labels
+// (UPDATE), gives the same stored labels and annotations object by object.
+func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
+	pairs := []struct {
+		webhook, native string
+		annotations     map[string]string
+	}{
+		{"nat-webhook", "nat-native", nil},
+		{"nat-webhook-dry", "nat-native-dry", map[string]string{"promenroll.io/mode": "dry-run"}},
+	}
+	team := map[string]string{"team": "payments"}
+	corpus := func(ns string) string { return strings.ReplaceAll(nativeCorpus, "namespace: NS", "namespace: "+ns) }
+	// UPDATE: the same objects without the labels enrollment added (a
+	// Job's template is immutable: it is left out).
+	replaced := func(ns string) string {
+		var docs []string
+		for _, d := range strings.Split(corpus(ns), "---\n") {
+			if !strings.Contains(d, "kind: Job\n") {
+				docs = append(docs, d)
+			}
+		}
+		return strings.Join(docs, "---\n")
+	}
+	for _, p := range pairs {
+		createNamespace(t, p.webhook, team, p.annotations)
+		kubectl(t, corpus(p.webhook), "apply", "-f", "-")
+		kubectl(t, replaced(p.webhook), "replace", "-f", "-")
+	}
+
+	native, _, err := c.Promenroll(t.Context(), "compile", "--policy", policyFile, "--namespace", cluster.Namespace)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	// The API server compiles every CEL expression when the policy is
+	// created: a program it refuses fails here.
+	kubectl(t, native, "apply", "-f", "-")
+	c.StopWebhook()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, errOut, err := c.Kubectl(ctx, native, "delete", "-f", "-"); err != nil {
+			t.Errorf("delete the native policies: %v: %s", err, errOut)
+		}
+		if err := c.StartWebhook(ctx); err != nil {
+			t.Errorf("restart promenroll: %v", err)
+		}
+	})
+	for _, p := range pairs {
+		createNamespace(t, p.native, team, p.annotations)
+		// The API server loads new admission policies within seconds: the
+		// first namespace's objects are made again until they are enrolled
+		// (the dry-run one follows, with the policies loaded).
+		enrolled := func() bool {
+			plain, _ := enrolledState(t, p.native)["Deployment/plain"].(map[string]any)
+			labels, _ := plain["labels"].(map[string]any)
+			return labels["monitoring.promenroll.io/scrape"] == "true"
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+			kubectl(t, corpus(p.native), "apply", "-f", "-")
+			if p.annotations != nil || enrolled() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: a Deployment is not enrolled by the native policies within 30s", p.native)
+			}
+			kubectl(t, "", "delete", "deployments,statefulsets,daemonsets,jobs,cronjobs,services", "--all", "-n", p.native)
+		}
+		kubectl(t, replaced(p.native), "replace", "-f", "-")
+		got, want := enrolledState(t, p.native), enrolledState(t, p.webhook)
+		if d := testdiff.Diff(want, got); d != "" {
+			t.Errorf("%s: native enrollment differs from the webhook's (%s) (-webhook +native):\n%s", p.native, p.webhook, d)
+		}
+	}
+}
