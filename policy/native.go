@@ -404,7 +404,9 @@ func hasPath(root string, path ...string) string {
 // keyOp is the CEL list (empty or one patch) for one key of a target.
 func (c *nativeCompiler) keyOp(tg nativeTarget, key string) string {
 	ptr := celString(jsonPointer(append(slices.Clone(tg.path), key)...))
-	op := func(value string) string { return fmt.Sprintf(`[JSONPatch{op: "add", path: %s, value: %s}]`, ptr, value) }
+	op := func(value string) string {
+		return fmt.Sprintf(`[JSONPatch{op: "add", path: %s, value: %s}]`, ptr, value)
+	}
 	var arms []string
 	guard := func(i int, old bool) string {
 		var g []string
