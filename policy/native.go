@@ -385,11 +385,36 @@ func (c *nativeCompiler) mutations() []admissionregistrationv1.Mutation {
 		}
 		// The parents are created even when no key is added: an empty
 		// map is dropped when the object is stored, so it changes
-		// nothing, and the keys' expression is written once.
-		expr := parents + " + " + strings.Join(ops, " + ")
-		out = append(out, admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}})
+		// nothing, and the keys' expression is written once. The API
+		// server refuses an expression over 100,000 code points: keys
+		// are split across mutations, each seeing the object as the ones
+		// before left it.
+		for _, chunk := range chunkOps(ops, maxExpression-len(parents)) {
+			expr := parents + " + " + strings.Join(chunk, " + ")
+			out = append(out, admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}})
+		}
 	}
 	return out
+}
+
+// maxExpression keeps a mutation's expression under the API server's limit
+// of 100,000 code points (CEL's default), with room to spare.
+const maxExpression = 90000
+
+// chunkOps splits ops into runs whose joined length stays under max.
+func chunkOps(ops []string, max int) [][]string {
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, op := range ops {
+		if len(cur) > 0 && size+len(op)+3 > max {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, op)
+		size += len(op) + 3
+	}
+	return append(out, cur)
 }
 
 // hasPath is the CEL that root has the field path.

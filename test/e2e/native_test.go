@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/promenroll/promenroll/internal/testdiff"
+	"github.com/promenroll/promenroll/internal/testwait"
 	"github.com/promenroll/promenroll/test/cluster"
 )
 
@@ -242,5 +246,48 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 		if d := testdiff.Diff(want, got); d != "" {
 			t.Errorf("%s: native enrollment differs from the webhook's (%s) (-webhook +native):\n%s", p.native, p.webhook, d)
 		}
+	}
+}
+
+// TestNativePoliciesOfAHundredRulesAreAccepted: the API server compiles
+// and accepts (server-side dry-run) the native policies of 100 rules,
+// selectors and substitutions in each.
+func TestNativePoliciesOfAHundredRulesAreAccepted(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: promenroll.io/v1alpha1\nkind: Policy\nenroll:\n")
+	for i := range 100 {
+		fmt.Fprintf(&b, "- name: r%d\n  kinds: [Deployment, CronJob, Service]\n  selector: {matchExpressions: [{key: app, operator: In, values: [a%d, b%d]}]}\n  namespaceSelector: {matchLabels: {tier: t%d}}\n  labels: {team%d: \"{namespaceLabel:team}-{label:app}\"}\n  podTemplateLabels: {scrape%d: \"true\"}\n", i, i, i, i, i, i)
+	}
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	native, _, err := c.Promenroll(t.Context(), "compile", "--policy", file, "--name", "hundred")
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	start := time.Now()
+	out, _ := kubectl(t, native, "apply", "-f", "-")
+	if n := strings.Count(out, " created"); n != 6 {
+		t.Errorf("%d objects created, want 6 (three policies, three bindings):\n%s", n, out)
+	}
+	t.Logf("100 rules: %d bytes of policies, created in %s", len(native), time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_, _, _ = c.Kubectl(ctx, native, "delete", "-f", "-")
+	})
+	// The first rule and the last: their keys land in different mutations
+	// (an expression is at most 100,000 code points), each applied to
+	// what the ones before made.
+	for _, i := range []int{0, 99} {
+		ns := fmt.Sprintf("hundred-%d", i)
+		createNamespace(t, ns, map[string]string{"tier": fmt.Sprintf("t%d", i), "team": "blue"}, nil)
+		doc := fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: %s, labels: {app: a%d}}\nspec:\n  selector: {matchLabels: {app: a%d}}\n  template:\n    metadata: {labels: {app: a%d}}\n    spec: {containers: [{name: c, image: registry.example/app:1}]}\n", ns, i, i, i)
+		want := fmt.Sprintf("team%d=blue-a%d scrape%d=true", i, i, i)
+		testwait.For(t, ns+": "+want, 30*time.Second, func() (bool, error) {
+			got, _ := kubectl(t, doc, "create", "--dry-run=server", "-o", fmt.Sprintf(`jsonpath=team%d={.metadata.labels.team%d} scrape%d={.spec.template.metadata.labels.scrape%d}`, i, i, i, i), "-f", "-")
+			return got == want, fmt.Errorf("got %q", got)
+		})
 	}
 }

@@ -1,0 +1,140 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+)
+
+// nativeJSON is the policy's native objects as JSON.
+func nativeJSON(t *testing.T, p *Policy) []byte {
+	t.Helper()
+	objs, err := p.NativePolicies(NativeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+const nativePolicy = minimalPolicy + `excludeNamespaces: [legacy]
+kinds:
+- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}
+enroll:
+- name: services
+  kinds: [Service]
+  selector: {matchExpressions: [{key: app.kubernetes.io/name, operator: Exists}]}
+  labels: {team: "{namespaceLabel:team}"}
+  scrape: {port: metrics}
+- name: workloads
+  kinds: [Deployment, CronJob, Rollout]
+  namespaceSelector: {matchLabels: {monitoring: enabled}}
+  labels: {monitoring.promenroll.io/scrape: "true", "example.com/ab": "{name}-x"}
+  podTemplateLabels: {monitoring.promenroll.io/scrape: "true"}
+`
+
+// TestNativePoliciesAreDeterministicAndOnePerTemplatePath: the same policy
+// gives the same bytes; one policy and binding per pod template path, and
+// only for paths some rule's kinds use.
+func TestNativePoliciesAreDeterministicAndOnePerTemplatePath(t *testing.T) {
+	p := mustParse(t, nativePolicy)
+	first := nativeJSON(t, p)
+	for range 5 {
+		if again := nativeJSON(t, mustParse(t, nativePolicy)); string(again) != string(first) {
+			t.Fatal("two compilations of the same policy differ")
+		}
+	}
+	objs, _ := p.NativePolicies(NativeOptions{Name: "enroller"})
+	var names []string
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *admissionregistrationv1.MutatingAdmissionPolicy:
+			names = append(names, "policy "+o.Name)
+			if *o.Spec.FailurePolicy != admissionregistrationv1.Ignore {
+				t.Errorf("%s fails closed: enrollment fails open, as the webhook's", o.Name)
+			}
+			ns := o.Spec.MatchConstraints.NamespaceSelector.MatchExpressions[0]
+			if ns.Key != "kubernetes.io/metadata.name" || strings.Join(ns.Values, ",") != "kube-node-lease,kube-public,kube-system,legacy,promenroll-system" {
+				t.Errorf("%s excludes %v", o.Name, ns.Values)
+			}
+		case *admissionregistrationv1.MutatingAdmissionPolicyBinding:
+			names = append(names, "binding "+o.Name+" -> "+o.Spec.PolicyName)
+		}
+	}
+	want := "policy enroller-enroll-services,binding enroller-enroll-services -> enroller-enroll-services," +
+		"policy enroller-enroll-spec-jobtemplate-spec-template,binding enroller-enroll-spec-jobtemplate-spec-template -> enroller-enroll-spec-jobtemplate-spec-template," +
+		"policy enroller-enroll-spec-template,binding enroller-enroll-spec-template -> enroller-enroll-spec-template"
+	if got := strings.Join(names, ","); got != want {
+		t.Errorf("objects:\n%s\nwant\n%s", got, want)
+	}
+	for _, w := range []string{
+		`\"/metadata/labels/example.com~1ab\"`,                                                 // RFC 6901
+		`\"/spec/jobTemplate/spec/template/metadata/labels/monitoring.promenroll.io~1scrape\"`, // a CronJob's template
+		`request.kind.group == \"argoproj.io\" \u0026\u0026 request.kind.kind == \"Rollout\"`,
+		`object.metadata.?name.orValue(\"\") + \"-x\"`, // {name}-x
+		`variables.nsLabels[\"team\"]`,
+	} {
+		if !strings.Contains(string(first), w) {
+			t.Errorf("the output lacks %s", w)
+		}
+	}
+}
+
+// TestNativeSelectorsHaveTheAPIServersSemantics: each selector operator
+// becomes its CEL, and an empty or absent selector matches everything.
+func TestNativeSelectorsHaveTheAPIServersSemantics(t *testing.T) {
+	p := mustParse(t, minimalPolicy+`enroll:
+- name: r
+  kinds: [Deployment]
+  selector:
+    matchLabels: {tier: web}
+    matchExpressions:
+    - {key: a, operator: In, values: [x, "y"]}
+    - {key: b, operator: NotIn, values: [z]}
+    - {key: c, operator: Exists}
+    - {key: d, operator: DoesNotExist}
+  labels: {l: v}
+`)
+	js := string(nativeJSON(t, p))
+	for _, w := range []string{
+		`(\"tier\" in variables.labels \u0026\u0026 variables.labels[\"tier\"] == \"web\")`,
+		`(\"a\" in variables.labels \u0026\u0026 variables.labels[\"a\"] in [\"x\", \"y\"])`,
+		`(!(\"b\" in variables.labels) || !(variables.labels[\"b\"] in [\"z\"]))`,
+		`(\"c\" in variables.labels)`,
+		`!(\"d\" in variables.labels)`,
+	} {
+		if !strings.Contains(js, w) {
+			t.Errorf("the output lacks %s", w)
+		}
+	}
+	if got := selectorCEL(nil, "m"); got != "true" {
+		t.Errorf("nil selector: %s", got)
+	}
+}
+
+// TestNativeCompilesAHundredRules: 100 rules give the same number of
+// objects as one (one policy per template path), each rule a variable.
+func TestNativeCompilesAHundredRules(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(minimalPolicy + "enroll:\n")
+	for i := range 100 {
+		fmt.Fprintf(&b, "- name: r%d\n  kinds: [Deployment, Service]\n  selector: {matchLabels: {app: a%d}}\n  labels: {team%d: \"{namespaceLabel:team}\"}\n", i, i, i)
+	}
+	objs, err := mustParse(t, b.String()).NativePolicies(NativeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 4 {
+		t.Fatalf("%d objects, want 4 (two policies, two bindings)", len(objs))
+	}
+	mp := objs[0].(*admissionregistrationv1.MutatingAdmissionPolicy)
+	if n := len(mp.Spec.Variables); n < 200 {
+		t.Errorf("%d variables, want one per rule and old rule", n)
+	}
+}
