@@ -73,6 +73,10 @@ $(PROMTOOL): test/tools/promtool/go.mod test/tools/promtool/go.sum
 # the e2e control plane runs (test/cluster.PrometheusOperatorVersion).
 CRD_VERSION := v0.94.1
 CRD_KINDS   := servicemonitors podmonitors probes scrapeconfigs prometheusrules alertmanagerconfigs
+.PHONY: native
+native: ## Regenerate deploy/components/native-enrollment/native-enrollment.yaml (promenroll compile of deploy/base's policy).
+	cd test && $(GO) test -count=1 -run TestNativeEnrollmentIsCurrent ./deploy -update
+
 .PHONY: crds
 crds: ## Regenerate cmd/promenroll/crds (the Prometheus Operator CRDs check embeds) from the operator's module.
 	@dir=$$(cd /tmp && $(GO) mod download -json github.com/prometheus-operator/prometheus-operator@$(CRD_VERSION) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \

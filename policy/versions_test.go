@@ -305,7 +305,7 @@ var specGateValues = map[string]any{
 	"nativeHistogramBucketLimit": 10, "nativeHistogramMinBucketFactor": "1.1", "scrapeClassicHistograms": true,
 	"convertClassicHistogramsToNHCB": true, "scrapeNativeHistograms": true, "trackTimestampsStaleness": true,
 	"bodySizeLimit": "10MB", "enableCompression": false, "authorization": map[string]any{"credentials": map[string]any{"name": "t", "key": "k"}},
-	"oauth2":          map[string]any{"clientId": map[string]any{"secret": map[string]any{"name": "o", "key": "id"}}, "clientSecret": map[string]any{"name": "o", "key": "s"}, "tokenUrl": "https://auth.example.com/token"},
+	"oauth2":          map[string]any{"clientId": map[string]any{"secret": map[string]any{"name": "o", "key": "id"}}, "clientSecret": map[string]any{"name": "o", "key": "s"}, "tokenUrl": "https://auth.example.com/token"}, //nolint:gosec // the names of a Secret and its keys, not a credential
 	"followRedirects": true, "enableHttp2": true, "enableHTTP2": true,
 	"tlsConfig.minVersion": "TLS12", "tlsConfig.maxVersion": "TLS13",
 	"noProxy": "10.0.0.0/8", "proxyFromEnvironment": true, "proxyConnectHeader": map[string]any{"X-Team": []any{map[string]any{"name": "p", "key": "team"}}},

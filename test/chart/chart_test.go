@@ -125,6 +125,14 @@ func tlsMode(vals map[string]any) string {
 	return "selfManaged"
 }
 
+// nativeEnrollment: the values turn the enrollment webhook off.
+func nativeEnrollment(vals map[string]any) bool {
+	wh, _ := vals["webhook"].(map[string]any)
+	en, _ := wh["enroll"].(map[string]any)
+	on, set := en["enabled"].(bool)
+	return set && !on
+}
+
 // secretNames: the values opt in to the AlertmanagerConfig gate's Secret
 // warnings.
 func secretNames(vals map[string]any) bool {
@@ -170,7 +178,7 @@ func TestRendersAreSafe(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			in := mustRender(t, vals)
 			in.Source = "chart with ci/" + name
-			for _, err := range manifests.Check(in, manifests.Expect{Namespace: namespace, TLSMode: tlsMode(vals), Name: fullname(vals), SecretNames: secretNames(vals)}) {
+			for _, err := range manifests.Check(in, manifests.Expect{Namespace: namespace, TLSMode: tlsMode(vals), Name: fullname(vals), SecretNames: secretNames(vals), NativeEnrollment: nativeEnrollment(vals)}) {
 				t.Error(err)
 			}
 			p, err := manifests.Policy(in, namespace)

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -289,6 +290,57 @@ func TestWebhooksCoverEveryKindOfTheTables(t *testing.T) {
 // and grants list and watch on Secrets, never get; the safety checker
 // accepts that only for this opt-in.
 func TestSecretReferencesComponent(t *testing.T) {
+	in, _ := renderWithComponent(t, "secret-references")
+	want := manifests.Expect{Namespace: cluster.Namespace, TLSMode: server.TLSSelfManaged, Name: "promenroll", SecretNames: true}
+	for _, err := range manifests.Check(in, want) {
+		t.Error(err)
+	}
+	want.SecretNames = false
+	if errs := manifests.Check(in, want); len(errs) < 2 {
+		t.Errorf("the checker, not told of the opt-in, accepted it: %v", errs)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite deploy/components/native-enrollment/native-enrollment.yaml")
+
+// TestNativeEnrollmentIsCurrent: the native policies kustomize ships are
+// what `promenroll compile` prints for deploy/base's policy (make native
+// rewrites them), and base plus the component is a safe install whose
+// mutating webhook no longer enrolls.
+func TestNativeEnrollmentIsCurrent(t *testing.T) {
+	r := root(t)
+	p := policyFrom(t, render(t, "base"))
+	want, err := p.NativeYAML(policy.NativeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(r, "deploy", "components", "native-enrollment", "native-enrollment.yaml")
+	if *update {
+		if err := os.WriteFile(file, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is stale for deploy/base's policy (generation %s): run make native", file, p.Generation)
+	}
+	in, out := renderWithComponent(t, "native-enrollment")
+	for _, err := range manifests.Check(in, manifests.Expect{Namespace: cluster.Namespace, TLSMode: server.TLSSelfManaged, Name: "promenroll", NativeEnrollment: true}) {
+		t.Error(err)
+	}
+	if n := bytes.Count(out, []byte("kind: MutatingAdmissionPolicy\n")); n != 3 {
+		t.Errorf("%d MutatingAdmissionPolicies rendered, want 3", n)
+	}
+}
+
+// renderWithComponent runs kustomize on a user's overlay of deploy/base
+// plus deploy/components/<component>, from a copy of deploy/ (kustomize
+// takes no absolute or outside paths).
+func renderWithComponent(t *testing.T, component string) (*manifests.Install, []byte) {
+	t.Helper()
 	r := root(t)
 	kubectl := filepath.Join(r, "bin", "k8s", "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {
@@ -302,23 +354,16 @@ func TestSecretReferencesComponent(t *testing.T) {
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: [../deploy/base]\ncomponents: [../deploy/components/secret-references]\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte("resources: [../deploy/base]\ncomponents: [../deploy/components/"+component+"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(kubectl, "kustomize", overlay).Output()
 	if err != nil {
 		t.Fatalf("kustomize: %v", err)
 	}
-	in, err := manifests.Parse("base + components/secret-references", out)
+	in, err := manifests.Parse("base + components/"+component, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := manifests.Expect{Namespace: cluster.Namespace, TLSMode: server.TLSSelfManaged, Name: "promenroll", SecretNames: true}
-	for _, err := range manifests.Check(in, want) {
-		t.Error(err)
-	}
-	want.SecretNames = false
-	if errs := manifests.Check(in, want); len(errs) < 2 {
-		t.Errorf("the checker, not told of the opt-in, accepted it: %v", errs)
-	}
+	return in, out
 }

@@ -95,6 +95,9 @@ type Expect struct {
 	// Secret warnings (--watch-secrets), so list and watch on every Secret
 	// are expected, get still not.
 	SecretNames bool
+	// NativeEnrollment: the API server enrolls (native admission
+	// policies), so the mutating configuration has no enroll webhook.
+	NativeEnrollment bool
 }
 
 // Check returns every safety property the install violates.
@@ -169,7 +172,10 @@ func Check(in *Install, want Expect) []error {
 			add("mutating webhook %s: resources %v, want %v", w.Name, resources, want)
 		}
 	}
-	if len(mut.Webhooks) != 2 {
+	switch {
+	case want.NativeEnrollment && len(mut.Webhooks) != 1:
+		add("%d mutating webhooks, want 1 (monitors: native policies enroll)", len(mut.Webhooks))
+	case !want.NativeEnrollment && len(mut.Webhooks) != 2:
 		add("%d mutating webhooks, want 2 (enroll, monitors)", len(mut.Webhooks))
 	}
 	if len(val.Webhooks) != 3 {
