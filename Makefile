@@ -73,6 +73,10 @@ $(PROMTOOL): test/tools/promtool/go.mod test/tools/promtool/go.sum
 # the e2e control plane runs (test/cluster.PrometheusOperatorVersion).
 CRD_VERSION := v0.94.1
 CRD_KINDS   := servicemonitors podmonitors probes scrapeconfigs prometheusrules alertmanagerconfigs
+.PHONY: bench-native
+bench-native: test-bins ## Deployment creates through the local kube-apiserver: no enrollment, the webhook engine, the native engine, a hand-written MutatingAdmissionPolicy; 1 and 8 clients, p50 and p99 (about 1 minute).
+	cd test && PROMENROLL_BENCH_NATIVE=1 $(GO) test -count=1 -timeout 20m -run TestNativeLatencySideBySide -v ./e2e/ 2>&1 | grep -A6 'Deployment CREATE'
+
 .PHONY: native
 native: ## Regenerate deploy/components/native-enrollment/native-enrollment.yaml (promenroll compile of deploy/base's policy).
 	cd test && $(GO) test -count=1 -run TestNativeEnrollmentIsCurrent ./deploy -update

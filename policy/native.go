@@ -161,6 +161,8 @@ func (p *Policy) nativePolicy(name string, kinds []nativeKind) *admissionregistr
 	}
 	excluded := slices.Sorted(maps.Keys(p.excluded))
 	c := &nativeCompiler{p: p, kinds: kinds, template: kinds[0].template, updateAdds: kinds[0].updateAdds}
+	mutations := c.mutations()
+	added := c.added
 	return &admissionregistrationv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nativeLabels},
@@ -175,8 +177,8 @@ func (p *Policy) nativePolicy(name string, kinds []nativeKind) *admissionregistr
 					{Key: OptOutLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
 				}},
 			},
-			Variables:          c.variables(),
-			Mutations:          c.mutations(),
+			Variables:          append(c.variables(), added...),
+			Mutations:          mutations,
 			FailurePolicy:      &fail,
 			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
 		},
@@ -189,6 +191,9 @@ type nativeCompiler struct {
 	kinds      []nativeKind
 	template   []string
 	updateAdds bool
+	// added are the variables listing the keys each mutation adds,
+	// made by mutations.
+	added []admissionregistrationv1.Variable
 }
 
 // celString is s as a CEL string literal.
@@ -406,14 +411,16 @@ func (c *nativeCompiler) mutations() []admissionregistrationv1.Mutation {
 			meta := tg.path[:len(tg.path)-1]
 			parents = fmt.Sprintf(`(%s ? [] : [%s]) + %s`, hasPath("object", meta...), patch(meta), parents)
 		}
-		// The parents are created even when no key is added: an empty
-		// map is dropped when the object is stored, so it changes
-		// nothing, and the keys' expression is written once. The API
-		// server refuses an expression over 100,000 code points: keys
-		// are split across mutations, each seeing the object as the ones
-		// before left it.
-		for _, chunk := range chunkOps(ops, maxExpression-len(parents)) {
-			expr := parents + " + " + strings.Join(chunk, " + ")
+		// A variable lists the keys to add (path and value); the mutation
+		// patches only when it is not empty, creating the map (and a
+		// template's metadata) first when missing. The API server refuses
+		// an expression over 100,000 code points: keys are split across
+		// variables and mutations, each mutation seeing the object as the
+		// ones before left it.
+		for _, chunk := range chunkOps(ops, maxExpression) {
+			name := fmt.Sprintf("add%d", len(c.added))
+			c.added = append(c.added, admissionregistrationv1.Variable{Name: name, Expression: strings.Join(chunk, " + ")})
+			expr := fmt.Sprintf(`size(variables.%s) == 0 ? [] : %s + variables.%s.map(k, JSONPatch{op: "add", path: string(k.path), value: k.value})`, name, parents, name)
 			out = append(out, admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}})
 		}
 	}
@@ -453,7 +460,7 @@ func hasPath(root string, path ...string) string {
 func (c *nativeCompiler) keyOp(tg nativeTarget, key string) string {
 	ptr := celString(jsonPointer(append(slices.Clone(tg.path), key)...))
 	op := func(value string) string {
-		return fmt.Sprintf(`[JSONPatch{op: "add", path: %s, value: %s}]`, ptr, value)
+		return fmt.Sprintf(`[{"path": %s, "value": string(%s)}]`, ptr, value)
 	}
 	var arms []string
 	guard := func(i int, old bool) string {
