@@ -118,15 +118,19 @@ func TestNativeSelectorsHaveTheAPIServersSemantics(t *testing.T) {
 	}
 }
 
-// TestNativeCompilesAHundredRules: 100 rules give the same number of
-// objects as one (one policy per template path), each rule a variable.
-func TestNativeCompilesAHundredRules(t *testing.T) {
-	var b strings.Builder
-	b.WriteString(minimalPolicy + "enroll:\n")
-	for i := range 100 {
-		fmt.Fprintf(&b, "- name: r%d\n  kinds: [Deployment, Service]\n  selector: {matchLabels: {app: a%d}}\n  labels: {team%d: \"{namespaceLabel:team}\"}\n", i, i, i)
+// TestNativeCompilesUpToMaxNativeRules: MaxNativeRules rules give the
+// same number of objects as one (one policy per template path), each rule
+// a variable; one more is refused with the reason.
+func TestNativeCompilesUpToMaxNativeRules(t *testing.T) {
+	rules := func(n int) string {
+		var b strings.Builder
+		b.WriteString(minimalPolicy + "enroll:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "- name: r%d\n  kinds: [Deployment, Service]\n  selector: {matchLabels: {app: a%d}}\n  labels: {team%d: \"{namespaceLabel:team}\"}\n", i, i, i)
+		}
+		return b.String()
 	}
-	objs, err := mustParse(t, b.String()).NativePolicies(NativeOptions{})
+	objs, err := mustParse(t, rules(MaxNativeRules)).NativePolicies(NativeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +138,10 @@ func TestNativeCompilesAHundredRules(t *testing.T) {
 		t.Fatalf("%d objects, want 4 (two policies, two bindings)", len(objs))
 	}
 	mp := objs[0].(*admissionregistrationv1.MutatingAdmissionPolicy)
-	if n := len(mp.Spec.Variables); n < 200 {
+	if n := len(mp.Spec.Variables); n < 2*MaxNativeRules {
 		t.Errorf("%d variables, want one per rule and old rule", n)
+	}
+	if _, err := mustParse(t, rules(100)).NativePolicies(NativeOptions{}); err == nil || !strings.Contains(err.Error(), "at most 32 enroll rules, the policy has 100") {
+		t.Errorf("100 rules: %v", err)
 	}
 }

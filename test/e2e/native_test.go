@@ -12,6 +12,7 @@ import (
 
 	"github.com/promenroll/promenroll/internal/testdiff"
 	"github.com/promenroll/promenroll/internal/testwait"
+	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 )
 
@@ -249,20 +250,28 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 	}
 }
 
-// TestNativePoliciesOfAHundredRulesAreAccepted: the API server compiles
-// and accepts (server-side dry-run) the native policies of 100 rules,
-// selectors and substitutions in each.
-func TestNativePoliciesOfAHundredRulesAreAccepted(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("apiVersion: promenroll.io/v1alpha1\nkind: Policy\nenroll:\n")
-	for i := range 100 {
-		fmt.Fprintf(&b, "- name: r%d\n  kinds: [Deployment, CronJob, Service]\n  selector: {matchExpressions: [{key: app, operator: In, values: [a%d, b%d]}]}\n  namespaceSelector: {matchLabels: {tier: t%d}}\n  labels: {team%d: \"{namespaceLabel:team}-{label:app}\"}\n  podTemplateLabels: {scrape%d: \"true\"}\n", i, i, i, i, i, i)
+// TestNativePoliciesOfTheMostRulesAreAccepted: the API server compiles and
+// accepts the native policies of policy.MaxNativeRules rules, selectors and
+// substitutions in each, and they enroll by their first rule and their
+// last; `promenroll compile` refuses a policy of 100 rules, saying why.
+func TestNativePoliciesOfTheMostRulesAreAccepted(t *testing.T) {
+	write := func(rules int) string {
+		var b strings.Builder
+		b.WriteString("apiVersion: promenroll.io/v1alpha1\nkind: Policy\nenroll:\n")
+		for i := range rules {
+			fmt.Fprintf(&b, "- name: r%d\n  kinds: [Deployment, CronJob, Service]\n  selector: {matchExpressions: [{key: app, operator: In, values: [a%d, b%d]}]}\n  namespaceSelector: {matchLabels: {tier: t%d}}\n  labels: {team%d: \"{namespaceLabel:team}-{label:app}\"}\n  podTemplateLabels: {scrape%d: \"true\"}\n", i, i, i, i, i, i)
+		}
+		file := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return file
 	}
-	file := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
+	if _, errOut, err := c.Promenroll(t.Context(), "compile", "--policy", write(100)); err == nil || !strings.Contains(errOut, "at most 32 enroll rules, the policy has 100") {
+		t.Errorf("compile of 100 rules: %v: %s", err, errOut)
 	}
-	native, _, err := c.Promenroll(t.Context(), "compile", "--policy", file, "--name", "hundred")
+	rules := policy.MaxNativeRules
+	native, _, err := c.Promenroll(t.Context(), "compile", "--policy", write(rules), "--name", "most")
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
@@ -271,7 +280,7 @@ func TestNativePoliciesOfAHundredRulesAreAccepted(t *testing.T) {
 	if n := strings.Count(out, " created"); n != 6 {
 		t.Errorf("%d objects created, want 6 (three policies, three bindings):\n%s", n, out)
 	}
-	t.Logf("100 rules: %d bytes of policies, created in %s", len(native), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d rules: %d bytes of policies, created in %s", rules, len(native), time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -280,8 +289,8 @@ func TestNativePoliciesOfAHundredRulesAreAccepted(t *testing.T) {
 	// The first rule and the last: their keys land in different mutations
 	// (an expression is at most 100,000 code points), each applied to
 	// what the ones before made.
-	for _, i := range []int{0, 99} {
-		ns := fmt.Sprintf("hundred-%d", i)
+	for _, i := range []int{0, rules - 1} {
+		ns := fmt.Sprintf("most-%d", i)
 		createNamespace(t, ns, map[string]string{"tier": fmt.Sprintf("t%d", i), "team": "blue"}, nil)
 		doc := fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: %s, labels: {app: a%d}}\nspec:\n  selector: {matchLabels: {app: a%d}}\n  template:\n    metadata: {labels: {app: a%d}}\n    spec: {containers: [{name: c, image: registry.example/app:1}]}\n", ns, i, i, i)
 		want := fmt.Sprintf("team%d=blue-a%d scrape%d=true", i, i, i)
