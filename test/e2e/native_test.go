@@ -147,10 +147,15 @@ func enrolledState(t *testing.T, ns string) map[string]any {
 			}
 		}
 		entry := map[string]any{"labels": labels}
+		// The controllers' own annotations come when they get to the
+		// object: what enrollment wrote is the rest.
 		if a, ok := meta["annotations"].(map[string]any); ok {
-			delete(a, "kubectl.kubernetes.io/last-applied-configuration")
-			delete(a, "deployment.kubernetes.io/revision")
-			entry["annotations"] = a
+			for _, k := range []string{"kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision", "deprecated.daemonset.template.generation"} {
+				delete(a, k)
+			}
+			if len(a) > 0 {
+				entry["annotations"] = a
+			}
 		}
 		spec, _ := o["spec"].(map[string]any)
 		tmpl, _ := spec["template"].(map[string]any)
