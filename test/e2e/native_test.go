@@ -203,10 +203,25 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 		}
 		return strings.Join(docs, "---\n")
 	}
+	// replace retries a conflict (bounded): the objects' controllers
+	// write them too.
+	replace := func(doc string) {
+		t.Helper()
+		for attempt := 1; ; attempt++ {
+			_, errOut, err := c.Kubectl(t.Context(), doc, "replace", "-f", "-")
+			if err == nil {
+				return
+			}
+			if !strings.Contains(errOut, "the object has been modified") || attempt == 5 {
+				t.Fatalf("kubectl replace: %v: %s", err, errOut)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	for _, p := range pairs {
 		createNamespace(t, p.webhook, team, p.annotations)
 		kubectl(t, corpus(p.webhook), "apply", "-f", "-")
-		kubectl(t, replaced(p.webhook), "replace", "-f", "-")
+		replace(replaced(p.webhook))
 	}
 
 	native, _, err := c.Promenroll(t.Context(), "compile", "--policy", policyFile, "--namespace", cluster.Namespace)
@@ -247,7 +262,7 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 			}
 			kubectl(t, "", "delete", "deployments,statefulsets,daemonsets,jobs,cronjobs,services", "--all", "-n", p.native)
 		}
-		kubectl(t, replaced(p.native), "replace", "-f", "-")
+		replace(replaced(p.native))
 		got, want := enrolledState(t, p.native), enrolledState(t, p.webhook)
 		if d := testdiff.Diff(want, got); d != "" {
 			t.Errorf("%s: native enrollment differs from the webhook's (%s) (-webhook +native):\n%s", p.native, p.webhook, d)
