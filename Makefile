@@ -20,6 +20,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 TEST_FLAGS ?= -race -count=1 -timeout=20m
 ARGS      ?=
 FUZZTIME  ?= 30s
+# Minimizing each new coverage-expanding input is bounded in runs: by
+# default it may take 60 s, which stalls a 20 s run and fails it with
+# "context deadline exceeded" when the run ends mid-minimization.
+FUZZMINIMIZE ?= 100x
 
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 
@@ -119,13 +123,13 @@ bench-memory: ## Memory: four concurrent 1.4 MiB rule validations, peak RSS agai
 
 .PHONY: fuzz
 fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, AlertmanagerConfig gate, /mutate, Prometheus answers), FUZZTIME (30s) each.
-	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime $(FUZZTIME) ./policy
-	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime $(FUZZTIME) ./policy
-	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime $(FUZZTIME) ./policy
-	$(GO) test -run '^$$' -fuzz FuzzAlertmanagerConfigGate -fuzztime $(FUZZTIME) ./policy
-	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime $(FUZZTIME) ./webhook
-	$(GO) test -run '^$$' -fuzz FuzzDecodeTargets -fuzztime $(FUZZTIME) ./internal/promapi
-	$(GO) test -run '^$$' -fuzz FuzzDecodeRules -fuzztime $(FUZZTIME) ./internal/promapi
+	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzAlertmanagerConfigGate -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
+	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./webhook
+	$(GO) test -run '^$$' -fuzz FuzzDecodeTargets -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/promapi
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRules -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/promapi
 
 .PHONY: hygiene
 hygiene: ## Fail on tracked files over 1 MiB outside testdata or compiled binaries.
