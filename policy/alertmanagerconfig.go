@@ -41,25 +41,28 @@ func (p *Policy) AlertmanagerConfigGateMode(ns Namespace) Mode {
 // server sends it (JSON, in the version of the request), and warns about
 // the Secrets it references that cs.Secrets does not hold.
 func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace, cs ClusterState) (GateResult, error) {
-	var tm struct {
+	// One generic decode gives the version, the name and the route tree:
+	// its bounds and its matchers, for either version.
+	var head struct {
 		APIVersion string `json:"apiVersion"`
+		Metadata   struct{ Name, Namespace string }
+		Spec       struct {
+			Route any `json:"route"`
+		} `json:"spec"`
 	}
-	if err := json.Unmarshal(raw, &tm); err != nil {
+	if err := json.Unmarshal(raw, &head); err != nil {
 		return GateResult{}, err
 	}
 	rep := Report{Mode: p.AlertmanagerConfigGateMode(ns)}
-	if f, ok := routeTreeBounds(raw); !ok {
+	tree := walkRouteTree(head.Spec.Route)
+	if f, ok := tree.bounds(); !ok {
 		// Judging it would outrun the API server's timeout: say so, and
 		// nothing else.
-		var meta struct {
-			Metadata struct{ Name, Namespace string }
-		}
-		_ = json.Unmarshal(raw, &meta)
 		rep.Findings = []Finding{f}
-		return GateResult{Name: meta.Metadata.Name, Namespace: meta.Metadata.Namespace, Report: rep}, nil
+		return GateResult{Name: head.Metadata.Name, Namespace: head.Metadata.Namespace, Report: rep}, nil
 	}
 	var res GateResult
-	switch tm.APIVersion {
+	switch head.APIVersion {
 	case monv1beta1.SchemeGroupVersion.String():
 		amc := &monv1beta1.AlertmanagerConfig{}
 		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, amc); err != nil {
@@ -79,13 +82,7 @@ func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace, cs ClusterSta
 				}
 				return amvalidationv1beta1.ValidateAlertmanagerConfig(c)
 			},
-			matchers: routeMatchers(amc.Spec.Route, field.NewPath("spec", "route"), func(r *monv1beta1.Route) []routeMatcher {
-				var out []routeMatcher
-				for _, m := range r.Matchers {
-					out = append(out, routeMatcher{name: m.Name, value: m.Value, matchType: string(m.MatchType)})
-				}
-				return out
-			}, (*monv1beta1.Route).ChildRoutes),
+			matchers: tree.matchers,
 		})
 		rep.Checked = len(amc.Spec.Receivers)
 		rep.Findings = append(rep.Findings, secretWarnings("AlertmanagerConfig", ns.Name, amc.Spec, cs.Secrets)...)
@@ -108,23 +105,12 @@ func (p *Policy) CheckAlertmanagerConfig(raw []byte, ns Namespace, cs ClusterSta
 				}
 				return amvalidationv1alpha1.ValidateAlertmanagerConfig(c)
 			},
-			matchers: routeMatchers(amc.Spec.Route, field.NewPath("spec", "route"), func(r *monv1alpha1.Route) []routeMatcher {
-				var out []routeMatcher
-				for _, m := range r.Matchers {
-					t := string(m.MatchType)
-					if t == "" {
-						// v1alpha1's older form: regex and equality.
-						t = map[bool]string{false: "=", true: "=~"}[m.Regex]
-					}
-					out = append(out, routeMatcher{name: m.Name, value: m.Value, matchType: t})
-				}
-				return out
-			}, (*monv1alpha1.Route).ChildRoutes),
+			matchers: tree.matchers,
 		})
 		rep.Checked = len(amc.Spec.Receivers)
 		rep.Findings = append(rep.Findings, secretWarnings("AlertmanagerConfig", ns.Name, amc.Spec, cs.Secrets)...)
 	default:
-		return GateResult{}, fmt.Errorf("apiVersion %q: the AlertmanagerConfig gate knows %s and %s", tm.APIVersion, monv1alpha1.SchemeGroupVersion, monv1beta1.SchemeGroupVersion)
+		return GateResult{}, fmt.Errorf("apiVersion %q: the AlertmanagerConfig gate knows %s and %s", head.APIVersion, monv1alpha1.SchemeGroupVersion, monv1beta1.SchemeGroupVersion)
 	}
 	res.Report = rep
 	return res, nil
@@ -143,9 +129,7 @@ type amcParts[R, T any] struct {
 	receiver       func(name string) R
 	interval       func(name string) T
 	validate       func(rs []R, ts []T, withRoute bool) error
-	// matchers are the route tree's matchers, each at its field path
-	// (those of child routes that do not decode are left out: the
-	// operator's validation names them).
+	// matchers are the route tree's matchers, each at its field path.
 	matchers []routeMatcher
 }
 
@@ -153,27 +137,6 @@ type amcParts[R, T any] struct {
 type routeMatcher struct {
 	at                     *field.Path
 	name, value, matchType string
-}
-
-// routeMatchers walks a route tree of either version: matchers gives a
-// route's matchers, children its decoded child routes.
-func routeMatchers[RT any](r *RT, at *field.Path, matchers func(*RT) []routeMatcher, children func(*RT) ([]RT, error)) []routeMatcher {
-	if r == nil {
-		return nil
-	}
-	var out []routeMatcher
-	for i, m := range matchers(r) {
-		m.at = at.Child("matchers").Index(i)
-		out = append(out, m)
-	}
-	kids, err := children(r)
-	if err != nil {
-		return out
-	}
-	for i := range kids {
-		out = append(out, routeMatchers(&kids[i], at.Child("routes").Index(i), matchers, children)...)
-	}
-	return out
 }
 
 // amMatchTypes are Alertmanager's match types by the CRD's operators.
@@ -271,44 +234,56 @@ const (
 	MaxRoutes     = 10000
 )
 
-// routeTreeBounds measures spec.route (one decode, linear in its size)
-// and, when it is deeper than MaxRouteDepth or has more than MaxRoutes
-// routes, returns the denial that says so.
-func routeTreeBounds(raw []byte) (Finding, bool) {
-	var obj struct {
-		Spec struct {
-			Route json.RawMessage `json:"route"`
-		} `json:"spec"`
-	}
-	if json.Unmarshal(raw, &obj) != nil || len(obj.Spec.Route) == 0 {
-		return Finding{}, true // the typed decode reports it
-	}
-	var route any
-	if json.Unmarshal(obj.Spec.Route, &route) != nil {
-		return Finding{}, true
-	}
-	depth, count := 0, 0
-	var walk func(r any, d int)
-	walk = func(r any, d int) {
+// routeTree is what the gate reads of spec.route before the typed
+// decode: its depth, its number of routes and its matchers.
+type routeTree struct {
+	depth, count int
+	matchers     []routeMatcher
+}
+
+// walkRouteTree measures a route tree decoded generically (linear in its
+// size) and collects its matchers, as Alertmanager reads them: matchType,
+// else v1alpha1's older form (regex: true is =~, else =).
+func walkRouteTree(route any) routeTree {
+	var t routeTree
+	var walk func(r any, at *field.Path, d int)
+	walk = func(r any, at *field.Path, d int) {
 		m, ok := r.(map[string]any)
 		if !ok {
 			return
 		}
-		count++
-		depth = max(depth, d)
+		t.count++
+		t.depth = max(t.depth, d)
+		ms, _ := m["matchers"].([]any)
+		for i, x := range ms {
+			mm, _ := x.(map[string]any)
+			name, _ := mm["name"].(string)
+			value, _ := mm["value"].(string)
+			typ, _ := mm["matchType"].(string)
+			if typ == "" {
+				typ = map[bool]string{false: "=", true: "=~"}[mm["regex"] == true]
+			}
+			t.matchers = append(t.matchers, routeMatcher{at: at.Child("matchers").Index(i), name: name, value: value, matchType: typ})
+		}
 		kids, _ := m["routes"].([]any)
-		for _, k := range kids {
-			walk(k, d+1)
+		for i, k := range kids {
+			walk(k, at.Child("routes").Index(i), d+1)
 		}
 	}
-	walk(route, 1)
+	walk(route, field.NewPath("spec", "route"), 1)
+	return t
+}
+
+// bounds is the denial of a tree deeper than MaxRouteDepth or with more
+// than MaxRoutes routes (ok: within them).
+func (t routeTree) bounds() (Finding, bool) {
 	at := field.NewPath("spec", "route")
 	switch {
-	case depth > MaxRouteDepth:
+	case t.depth > MaxRouteDepth:
 		return Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.Invalid(at, field.OmitValueType{}, fmt.Sprintf(
-			"the route tree is %d levels deep; promenroll judges at most %d (each level's children are decoded again at every level above, so a deeper tree cannot be checked within the API server's timeout): flatten it", depth, MaxRouteDepth))}, false
-	case count > MaxRoutes:
-		return Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.TooMany(at.Child("routes"), count, MaxRoutes)}, false
+			"the route tree is %d levels deep; promenroll judges at most %d (each level's children are decoded again at every level above, so a deeper tree cannot be checked within the API server's timeout): flatten it", t.depth, MaxRouteDepth))}, false
+	case t.count > MaxRoutes:
+		return Finding{Check: CheckAlertmanagerConfig, Level: LevelDeny, Err: field.TooMany(at.Child("routes"), t.count, MaxRoutes)}, false
 	}
 	return Finding{}, true
 }

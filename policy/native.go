@@ -170,8 +170,7 @@ func (p *Policy) nativePolicy(name string, kinds []nativeKind) *admissionregistr
 	}
 	excluded := slices.Sorted(maps.Keys(p.excluded))
 	c := &nativeCompiler{p: p, kinds: kinds, template: kinds[0].template, updateAdds: kinds[0].updateAdds}
-	mutations := c.mutations()
-	added := c.added
+	mutations, added := c.mutations()
 	return &admissionregistrationv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "MutatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: nativeLabels},
@@ -200,9 +199,6 @@ type nativeCompiler struct {
 	kinds      []nativeKind
 	template   []string
 	updateAdds bool
-	// added are the variables listing the keys each mutation adds,
-	// made by mutations.
-	added []admissionregistrationv1.Variable
 }
 
 // celString is s as a CEL string literal.
@@ -353,27 +349,26 @@ type nativeTarget struct {
 	t Target
 	// path is its JSON pointer; current and old the variables holding
 	// the map now and in the stored object.
-	path             []string
-	current, old     string
-	templates        func(r *enrollRule) []labelTemplate
-	createOnly       bool
-	needsTemplate    bool
-	stickyLabelsFrom string
+	path          []string
+	current, old  string
+	templates     func(r *enrollRule) []labelTemplate
+	createOnly    bool
+	needsTemplate bool
 }
 
 func (c *nativeCompiler) targets() []nativeTarget {
 	meta := nativeTarget{t: MetadataLabels, path: []string{"metadata", "labels"}, current: "variables.labels", old: "variables.oldLabels",
-		templates: func(r *enrollRule) []labelTemplate { return r.labels }, stickyLabelsFrom: "variables.oldLabels"}
+		templates: func(r *enrollRule) []labelTemplate { return r.labels }}
 	if c.template == nil {
 		return []nativeTarget{meta, {t: MetadataAnnotations, path: []string{"metadata", "annotations"}, current: "variables.annotations", old: "variables.oldAnnotations",
-			templates: func(r *enrollRule) []labelTemplate { return r.annotations }, stickyLabelsFrom: "variables.oldLabels"}}
+			templates: func(r *enrollRule) []labelTemplate { return r.annotations }}}
 	}
 	tmpl := func(field string) []string { return append(append(slices.Clone(c.template), "metadata"), field) }
 	return []nativeTarget{meta,
 		{t: PodTemplateLabels, path: tmpl("labels"), current: "variables.templateLabels", old: "variables.oldTemplateLabels",
-			templates: func(r *enrollRule) []labelTemplate { return r.podTemplateLabels }, createOnly: !c.updateAdds, needsTemplate: true, stickyLabelsFrom: "variables.oldLabels"},
+			templates: func(r *enrollRule) []labelTemplate { return r.podTemplateLabels }, createOnly: !c.updateAdds, needsTemplate: true},
 		{t: PodTemplateAnnotations, path: tmpl("annotations"), current: "variables.templateAnnotations", old: "variables.oldTemplateAnnotations",
-			templates: func(r *enrollRule) []labelTemplate { return r.annotations }, createOnly: !c.updateAdds, needsTemplate: true, stickyLabelsFrom: "variables.oldLabels"},
+			templates: func(r *enrollRule) []labelTemplate { return r.annotations }, createOnly: !c.updateAdds, needsTemplate: true},
 	}
 }
 
@@ -391,7 +386,7 @@ func jsonPointer(path ...string) string {
 // dry-run namespace, takes the key and writes nothing, as the webhook's
 // dry-run plans it), then the stored object's value put back on UPDATE
 // (sticky), unless the object has the key already.
-func (c *nativeCompiler) mutations() []admissionregistrationv1.Mutation {
+func (c *nativeCompiler) mutations() (muts []admissionregistrationv1.Mutation, added []admissionregistrationv1.Variable) {
 	patch := func(path []string) string {
 		return fmt.Sprintf(`JSONPatch{op: "add", path: %s, value: {}}`, celString(jsonPointer(path...)))
 	}
@@ -423,7 +418,7 @@ func (c *nativeCompiler) mutations() []admissionregistrationv1.Mutation {
 		parents = append(parents, fmt.Sprintf(`(%s ? [] : [%s])`, hasPath("object", tg.path...), patch(tg.path)))
 	}
 	if len(ops) == 0 {
-		return nil
+		return nil, nil
 	}
 	// One variable lists every key to add (path and value), and one
 	// mutation patches when it is not empty, creating the maps first where
@@ -432,14 +427,13 @@ func (c *nativeCompiler) mutations() []admissionregistrationv1.Mutation {
 	// refuses an expression over 100,000 code points: keys are split
 	// across variables and mutations, each mutation seeing the object as
 	// the ones before left it.
-	var out []admissionregistrationv1.Mutation
 	for _, chunk := range chunkOps(ops, maxExpression) {
-		name := fmt.Sprintf("add%d", len(c.added))
-		c.added = append(c.added, admissionregistrationv1.Variable{Name: name, Expression: strings.Join(chunk, " + ")})
+		name := fmt.Sprintf("add%d", len(added))
+		added = append(added, admissionregistrationv1.Variable{Name: name, Expression: strings.Join(chunk, " + ")})
 		expr := fmt.Sprintf(`size(variables.%s) == 0 ? [] : %s + variables.%s.map(k, JSONPatch{op: "add", path: string(k.path), value: k.value})`, name, strings.Join(parents, " + "), name)
-		out = append(out, admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}})
+		muts = append(muts, admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch, JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expr}})
 	}
-	return out
+	return muts, added
 }
 
 // maxExpression keeps a mutation's expression under the API server's limit
@@ -523,7 +517,8 @@ func (c *nativeCompiler) keyOp(tg nativeTarget, key string) string {
 	}
 	// Sticky: what the stored object carried from a rule that matched it.
 	for _, s := range setters {
-		v, ok := valueCEL(s.lt.value, "oldObject", tg.stickyLabelsFrom)
+		// {label:K} reads the stored object's labels.
+		v, ok := valueCEL(s.lt.value, "oldObject", "variables.oldLabels")
 		arms = append(arms, fmt.Sprintf("%s && %s && %s in %s && %s[%s] == %s ? %s", guard(s.i, true), ok, celString(key), tg.old, tg.old, celString(key), v, write(s.r, v)))
 	}
 	return fmt.Sprintf("(%s in %s ? [] : %s : [])", celString(key), tg.current, strings.Join(arms, " : "))

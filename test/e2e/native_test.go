@@ -124,6 +124,16 @@ spec:
   ports: [{name: metrics, port: 9090}]
 `
 
+// dropJobLabels removes the labels the Job controller adds to a Job and
+// its template: what enrollment wrote is the rest.
+func dropJobLabels(labels map[string]any) {
+	for k := range labels {
+		if strings.HasPrefix(k, "batch.kubernetes.io/") || k == "controller-uid" || k == "job-name" {
+			delete(labels, k)
+		}
+	}
+}
+
 // enrolledState is what enrollment wrote on each object of a namespace:
 // its labels and annotations, and its pod template's.
 func enrolledState(t *testing.T, ns string) map[string]any {
@@ -139,13 +149,7 @@ func enrolledState(t *testing.T, ns string) map[string]any {
 	for _, o := range list.Items {
 		meta := o["metadata"].(map[string]any)
 		labels, _ := meta["labels"].(map[string]any)
-		// The Job controller adds its own labels to a Job's template;
-		// what enrollment wrote is the rest.
-		for k := range labels {
-			if strings.HasPrefix(k, "batch.kubernetes.io/") || k == "controller-uid" || k == "job-name" {
-				delete(labels, k)
-			}
-		}
+		dropJobLabels(labels)
 		entry := map[string]any{"labels": labels}
 		// The controllers' own annotations come when they get to the
 		// object: what enrollment wrote is the rest.
@@ -164,11 +168,7 @@ func enrolledState(t *testing.T, ns string) map[string]any {
 		}
 		if tm, ok := tmpl["metadata"].(map[string]any); ok {
 			tl, _ := tm["labels"].(map[string]any)
-			for k := range tl {
-				if strings.HasPrefix(k, "batch.kubernetes.io/") || k == "controller-uid" || k == "job-name" {
-					delete(tl, k)
-				}
-			}
+			dropJobLabels(tl)
 			entry["templateLabels"], entry["templateAnnotations"] = tl, tm["annotations"]
 		}
 		state[o["kind"].(string)+"/"+meta["name"].(string)] = entry
