@@ -82,8 +82,9 @@ bench-native: test-bins ## Deployment creates through the local kube-apiserver: 
 	cd test && PROMENROLL_BENCH_NATIVE=1 $(GO) test -count=1 -timeout 20m -run TestNativeLatencySideBySide -v ./e2e/ 2>&1 | grep -A6 'Deployment CREATE'
 
 .PHONY: native
-native: ## Regenerate deploy/components/native-enrollment/native-enrollment.yaml (promenroll compile of deploy/base's policy).
+native: ## Regenerate the native policies kustomize and the chart ship (promenroll compile of deploy/base's and the chart's default policy).
 	cd test && $(GO) test -count=1 -run TestNativeEnrollmentIsCurrent ./deploy -update
+	cd test/chart && $(GO) test -count=1 -run TestNativePoliciesAreCurrent . -update
 
 .PHONY: crds
 crds: ## Regenerate cmd/promenroll/crds (the Prometheus Operator CRDs check embeds) from the operator's module.
@@ -122,12 +123,13 @@ bench-memory: ## Memory: four concurrent 1.4 MiB rule validations, peak RSS agai
 	taskset -c 1 $(BIN)/load -memory
 
 .PHONY: fuzz
-fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, AlertmanagerConfig gate, /mutate, Prometheus answers), FUZZTIME (30s) each.
+fuzz: ## Fuzz the decoders and validators (policy, rule gate, monitor gate, AlertmanagerConfig gate, /mutate, native policies against the webhook, Prometheus answers), FUZZTIME (30s) each.
 	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzCheckPrometheusRule -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzCheckMonitor -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzAlertmanagerConfigGate -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./policy
 	$(GO) test -run '^$$' -fuzz FuzzMutate -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./webhook
+	cd test && $(GO) test -run '^$$' -fuzz FuzzNativeAgreesWithTheWebhook -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./native
 	$(GO) test -run '^$$' -fuzz FuzzDecodeTargets -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/promapi
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRules -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/promapi
 

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -58,6 +59,10 @@ type Policy struct {
 	Source File
 	// Generation identifies the document's content (sha256 prefix).
 	Generation string
+	// EnrollmentGeneration identifies what the native policies are
+	// compiled from (EnrollmentGeneration's doc): a policy change that
+	// leaves it alone needs no new native policies.
+	EnrollmentGeneration string
 
 	mode     Mode
 	excluded map[string]struct{}
@@ -184,7 +189,39 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 	}
 	sum := sha256.Sum256(data)
 	p.Generation = hex.EncodeToString(sum[:6])
+	if p.EnrollmentGeneration, err = EnrollmentGeneration(data); err != nil {
+		return nil, fmt.Errorf("policy %s: %w", name, err)
+	}
 	return p, nil
+}
+
+// EnrollmentSections are the top-level sections the native policies are
+// compiled from.
+var EnrollmentSections = []string{"mode", "excludeNamespaces", "kinds", "enroll"}
+
+// EnrollmentGeneration is the sha256 prefix of the policy document's
+// EnrollmentSections, re-encoded as the chart's templates encode them
+// (`pick $policy "mode" "excludeNamespaces" "kinds" "enroll" | toYaml`,
+// both with sigs.k8s.io/yaml, keys sorted, no final newline), so `helm
+// template` can tell offline whether the native policies it renders were
+// compiled from its values' policy.
+func EnrollmentGeneration(data []byte) (string, error) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", err
+	}
+	picked := map[string]any{}
+	for _, k := range EnrollmentSections {
+		if v, ok := doc[k]; ok {
+			picked[k] = v
+		}
+	}
+	out, err := yaml.Marshal(picked)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(bytes.TrimSuffix(out, []byte("\n")))
+	return hex.EncodeToString(sum[:6]), nil
 }
 
 func jsonErrorText(err error) string {
@@ -216,6 +253,22 @@ func compile(f File, opts Options) (*Policy, field.ErrorList) {
 			errs = append(errs, field.Invalid(field.NewPath("excludeNamespaces").Index(i), ns, m))
 		}
 		p.excluded[ns] = struct{}{}
+	}
+
+	if f.Enrollment == nil {
+		f.Enrollment = &Enrollment{}
+	}
+	if f.Enrollment.Engine == "" {
+		f.Enrollment.Engine = EngineWebhook
+	}
+	switch fld := field.NewPath("enrollment", "engine"); f.Enrollment.Engine {
+	case EngineWebhook:
+	case EngineNative:
+		if n := len(f.Enroll); n > MaxNativeRules {
+			errs = append(errs, field.Invalid(fld, f.Enrollment.Engine, tooManyNativeRules(n)))
+		}
+	default:
+		errs = append(errs, field.NotSupported(fld, f.Enrollment.Engine, []Engine{EngineWebhook, EngineNative}))
 	}
 
 	p.declaredTable, p.declared, errs = compileKinds(f.Kinds, errs)

@@ -95,6 +95,10 @@ enroll:
 			{Line: 7, Field: "rules.lint.minFor", Msg: `Invalid value: "soon": not a Prometheus duration (e.g. 5m): not a valid duration string: "soon"`},
 		},
 	}, {
+		name: "an unknown enrollment engine is refused",
+		doc:  minimalPolicy + "enrollment: {engine: kyverno}\n",
+		want: []Problem{{Line: 3, Field: "enrollment.engine", Msg: `Unsupported value: "kyverno": supported values: "webhook", "native"`}},
+	}, {
 		name: "a wrong apiVersion and kind are refused",
 		doc:  "apiVersion: v1\nkind: ConfigMap\n",
 		want: []Problem{
@@ -130,6 +134,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 			Require: Require{Level: LevelDeny, Levels: RequireLevels{AlertLabels: LevelDeny, AlertAnnotations: LevelDeny, SeverityValues: LevelDeny}},
 			Lint:    Lint{DuplicateRules: LevelWarn, RecordingRuleNaming: LevelWarn, ForTooShort: LevelOff, MinFor: "1m"}},
 		AlertmanagerConfigs: &AlertmanagerConfigs{},
+		Enrollment:          &Enrollment{Engine: EngineWebhook},
 	}
 	if diff := testdiff.Diff(want, p.Source); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

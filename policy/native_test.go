@@ -144,4 +144,49 @@ func TestNativeCompilesUpToMaxNativeRules(t *testing.T) {
 	if _, err := mustParse(t, rules(100)).NativePolicies(NativeOptions{}); err == nil || !strings.Contains(err.Error(), "at most 32 enroll rules, the policy has 100") {
 		t.Errorf("100 rules: %v", err)
 	}
+	// With engine native the policy itself is refused, naming the field,
+	// so serve keeps its last good policy and check fails in CI.
+	doc := strings.Replace(rules(33), "enroll:\n", "enrollment: {engine: native}\nenroll:\n", 1)
+	if _, err := Parse("policy.yaml", []byte(doc), Options{}); err == nil || !strings.Contains(err.Error(), "policy.yaml:3: enrollment.engine: Invalid value: \"native\": native enrollment compiles at most 32 enroll rules, the policy has 33") {
+		t.Errorf("engine native, 33 rules: %v", err)
+	}
+}
+
+// TestEnrollmentGenerationCoversWhatNativeIsCompiledFrom: the generation
+// the native policies carry changes with the sections they are compiled
+// from and with nothing else, whatever the document's formatting, so the
+// chart can tell a stale compile from a current one.
+func TestEnrollmentGenerationCoversWhatNativeIsCompiledFrom(t *testing.T) {
+	base := mustParse(t, nativePolicy)
+	for name, doc := range map[string]string{
+		"another order of keys and flow style": strings.Replace(nativePolicy, "kinds:\n- {apiVersion: argoproj.io/v1alpha1, kind: Rollout, resource: rollouts, podTemplate: spec.template}", "kinds:\n- kind: Rollout\n  resource: rollouts\n  podTemplate: spec.template\n  apiVersion: argoproj.io/v1alpha1", 1),
+		"another monitors section":             nativePolicy + "monitors: {labels: {release: prom}}\n",
+		"the engine":                           nativePolicy + "enrollment: {engine: native}\n",
+		"a comment":                            "# team policy\n" + nativePolicy,
+	} {
+		p := mustParse(t, doc)
+		if p.EnrollmentGeneration != base.EnrollmentGeneration {
+			t.Errorf("%s changed the enrollment generation", name)
+		}
+		if name != "another order of keys and flow style" && p.Generation == base.Generation {
+			t.Errorf("%s: the policy generation did not change", name)
+		}
+	}
+	for name, doc := range map[string]string{
+		"the mode":        nativePolicy + "mode: dry-run\n",
+		"an exclusion":    strings.Replace(nativePolicy, "[legacy]", "[legacy, batch]", 1),
+		"a rule's label":  strings.Replace(nativePolicy, `"{name}-x"`, `"{name}-y"`, 1),
+		"a declared kind": strings.Replace(nativePolicy, "resource: rollouts", "resource: rollout", 1),
+	} {
+		if mustParse(t, doc).EnrollmentGeneration == base.EnrollmentGeneration {
+			t.Errorf("%s left the enrollment generation alone", name)
+		}
+	}
+	out, err := base.NativeYAML(NativeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "enrollment generation "+base.EnrollmentGeneration+":") || strings.Count(string(out), EnrollmentGenerationAnnotation+": ") != strings.Count(string(out), "\n---\n") {
+		t.Errorf("the output does not carry its enrollment generation in its header and on each object:\n%.400s", out)
+	}
 }

@@ -77,6 +77,8 @@ type File struct {
 	Kinds []KindDeclaration `json:"kinds,omitempty"`
 	// Enroll lists the enrollment rules, applied in order.
 	Enroll []EnrollRule `json:"enroll,omitempty"`
+	// Enrollment chooses what applies the enroll rules.
+	Enrollment *Enrollment `json:"enrollment,omitempty"`
 	// Monitors says which labels ServiceMonitors, PodMonitors and
 	// PrometheusRules need for a Prometheus to select them.
 	Monitors *Monitors `json:"monitors,omitempty"`
@@ -84,6 +86,24 @@ type File struct {
 	Rules *Rules `json:"rules,omitempty"`
 	// AlertmanagerConfigs configures the AlertmanagerConfig gate.
 	AlertmanagerConfigs *AlertmanagerConfigs `json:"alertmanagerConfigs,omitempty"`
+}
+
+// Engine is what applies the enroll rules.
+type Engine string
+
+const (
+	// EngineWebhook: promenroll's mutating webhook enrolls (the default).
+	EngineWebhook Engine = "webhook"
+	// EngineNative: the API server enrolls with the MutatingAdmissionPolicies
+	// `promenroll compile` prints, which the chart and kustomize render;
+	// the enrollment webhook is not installed.
+	EngineNative Engine = "native"
+)
+
+// Enrollment chooses what applies the enroll rules.
+type Enrollment struct {
+	// Engine is webhook (default) or native.
+	Engine Engine `json:"engine,omitempty"`
 }
 
 // AlertmanagerConfigs configures the AlertmanagerConfig gate.

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/policy"
 )
@@ -13,6 +20,7 @@ import (
 // policies.
 func newCompileCommand() *cobra.Command {
 	var policyPath, namespace, name string
+	var forChart bool
 	c := &cobra.Command{
 		Use:   "compile --policy POLICY",
 		Short: "Print the enroll rules as MutatingAdmissionPolicies the API server applies itself",
@@ -24,15 +32,35 @@ substitutions, exclusions and opt-out, applied by the API server without
 calling promenroll. The output depends on the policy only: the same policy
 gives the same bytes, so it can be committed and diffed (the chart and
 kustomize ship it for their shipped policy). Apply it with the rights to
-create admission policies; promenroll itself needs none.`,
+create admission policies; promenroll itself needs none.
+
+POLICY is a policy file, or a manifest holding promenroll's policy
+ConfigMap (what helm template renders), or - for standard input. With
+--chart, the output is for the chart's webhook.enroll.nativePolicies value
+(helm install --set-file): the chart names the objects after the release
+and excludes its namespace, and refuses a compile whose enrollment
+generation is not its own policy's (so render the ConfigMap to compile
+with engine webhook: the engine is not part of that generation).`,
 		Example: `  promenroll compile --policy policy.yaml > native-enrollment.yaml
-  promenroll compile --policy policy.yaml | kubectl apply -f -`,
+  promenroll compile --policy policy.yaml | kubectl apply -f -
+
+  # The chart, with your values' policy:
+  helm template promenroll charts/promenroll -f values.yaml --set policy.enrollment.engine=webhook \
+    -s templates/configmap.yaml | promenroll compile --chart --policy - > native.yaml
+  helm upgrade --install promenroll charts/promenroll -f values.yaml --set-file webhook.enroll.nativePolicies=native.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if policyPath == "" {
 				return usageError{fmt.Errorf("--policy is required (run '%s --help')", c.CommandPath())}
 			}
-			p, err := policy.Load(policyPath, policy.Options{OwnNamespace: namespace})
+			source, data, err := readPolicy(policyPath, c.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if forChart {
+				name, namespace = policy.ChartNameToken, policy.ChartNamespaceToken
+			}
+			p, err := policy.Parse(source, data, policy.Options{OwnNamespace: namespace})
 			if err != nil {
 				return err
 			}
@@ -43,7 +71,40 @@ create admission policies; promenroll itself needs none.`,
 	fs.StringVar(&policyPath, "policy", "", "policy file (required)")
 	fs.StringVar(&namespace, "namespace", "promenroll-system", "promenroll's namespace, excluded like the webhook's own")
 	fs.StringVar(&name, "name", "promenroll", "prefix of the generated objects' names")
+	fs.BoolVar(&forChart, "chart", false, "print for the chart's webhook.enroll.nativePolicies value: names and namespace are the release's (overrides --name and --namespace)")
 	return c
+}
+
+// readPolicy reads the policy document at path (- for in): a policy file,
+// or the data["policy.yaml"] of the ConfigMap among a manifest's
+// documents. source names it in errors.
+func readPolicy(path string, in io.Reader) (source string, data []byte, err error) {
+	if path == "-" {
+		path = "standard input"
+		data, err = io.ReadAll(in)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("read policy %s: %w", path, err)
+	}
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for i := 1; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return path, data, nil
+		}
+		if err != nil {
+			return path, data, nil // not YAML: Parse says where
+		}
+		var cm corev1.ConfigMap
+		if yaml.Unmarshal(doc, &cm) != nil || cm.Kind != "ConfigMap" {
+			continue
+		}
+		if text, ok := cm.Data["policy.yaml"]; ok {
+			return fmt.Sprintf("%s (document %d, ConfigMap %s, data[policy.yaml])", path, i, cm.Name), []byte(text), nil
+		}
+	}
 }
 
 // writeNative writes p's native policies as YAML documents.

@@ -125,8 +125,14 @@ func tlsMode(vals map[string]any) string {
 	return "selfManaged"
 }
 
-// nativeEnrollment: the values turn the enrollment webhook off.
+// nativeEnrollment: the values choose the native engine, or turn the
+// enrollment webhook off.
 func nativeEnrollment(vals map[string]any) bool {
+	pol, _ := vals["policy"].(map[string]any)
+	enr, _ := pol["enrollment"].(map[string]any)
+	if enr["engine"] == "native" {
+		return true
+	}
 	wh, _ := vals["webhook"].(map[string]any)
 	en, _ := wh["enroll"].(map[string]any)
 	on, set := en["enabled"].(bool)

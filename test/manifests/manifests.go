@@ -100,6 +100,59 @@ type Expect struct {
 	NativeEnrollment bool
 }
 
+// checkNative: the native policies fail open like the enrollment webhook,
+// exclude what it excludes, honour the opt-out, are each bound, and
+// together match every kind it enrolls.
+func checkNative(in *Install, excluded []string) []error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{in.Source}, args...)...))
+	}
+	mps, err := All[admissionregistrationv1.MutatingAdmissionPolicy](in, "MutatingAdmissionPolicy")
+	if err != nil {
+		return []error{err}
+	}
+	bindings, err := All[admissionregistrationv1.MutatingAdmissionPolicyBinding](in, "MutatingAdmissionPolicyBinding")
+	if err != nil {
+		return []error{err}
+	}
+	bound := map[string]bool{}
+	for _, b := range bindings {
+		bound[b.Spec.PolicyName] = true
+	}
+	var resources []string
+	for _, mp := range mps {
+		if fp := mp.Spec.FailurePolicy; fp == nil || *fp != admissionregistrationv1.Ignore {
+			add("MutatingAdmissionPolicy %s: failurePolicy %v, want Ignore (enrollment fails open)", mp.Name, deref(fp))
+		}
+		if !bound[mp.Name] {
+			add("MutatingAdmissionPolicy %s: no binding", mp.Name)
+		}
+		mc := mp.Spec.MatchConstraints
+		if mc == nil || mc.NamespaceSelector == nil || mc.ObjectSelector == nil {
+			add("MutatingAdmissionPolicy %s: no namespace and object selectors", mp.Name)
+			continue
+		}
+		for _, ns := range excluded {
+			if !slices.Contains(NotInValues(mc.NamespaceSelector.MatchExpressions, "kubernetes.io/metadata.name"), ns) {
+				add("MutatingAdmissionPolicy %s: namespaceSelector does not exclude namespace %s", mp.Name, ns)
+			}
+		}
+		if !slices.Contains(NotInValues(mc.ObjectSelector.MatchExpressions, policy.OptOutLabel), "false") {
+			add("MutatingAdmissionPolicy %s: objectSelector does not honour the opt-out label %s=false", mp.Name, policy.OptOutLabel)
+		}
+		for _, r := range mc.ResourceRules {
+			resources = append(resources, r.Resources...)
+		}
+	}
+	for _, r := range []string{"deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "services"} {
+		if !slices.Contains(resources, r) {
+			add("no MutatingAdmissionPolicy enrolls %s", r)
+		}
+	}
+	return errs
+}
+
 // Check returns every safety property the install violates.
 func Check(in *Install, want Expect) []error {
 	var errs []error
@@ -171,6 +224,9 @@ func Check(in *Install, want Expect) []error {
 		if !slices.Equal(resources, want) {
 			add("mutating webhook %s: resources %v, want %v", w.Name, resources, want)
 		}
+	}
+	if want.NativeEnrollment {
+		errs = append(errs, checkNative(in, excluded)...)
 	}
 	switch {
 	case want.NativeEnrollment && len(mut.Webhooks) != 1:

@@ -121,6 +121,16 @@ status.
 {{- toYaml $p -}}
 {{- end -}}
 
+{{/* What applies the enroll rules: policy.enrollment.engine, webhook by default. */}}
+{{- define "promenroll.engine" -}}
+{{- dig "enrollment" "engine" "webhook" .Values.policy -}}
+{{- end -}}
+
+{{/* The enrollment generation of the rendered policy: what `promenroll compile` records (policy.EnrollmentGeneration), computed the same way from the same sections. */}}
+{{- define "promenroll.enrollmentGeneration" -}}
+{{- pick (fromYaml (include "promenroll.policy" .)) "mode" "excludeNamespaces" "kinds" "enroll" | toYaml | sha256sum | trunc 12 -}}
+{{- end -}}
+
 {{/* A webhook's clientConfig: promenroll's Service at path; the caBundle only for existingSecret (the other modes fill it). */}}
 {{- define "promenroll.clientConfig" -}}
 clientConfig:
