@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -88,21 +87,28 @@ func readPolicy(path string, in io.Reader) (source string, data []byte, err erro
 	if err != nil {
 		return "", nil, fmt.Errorf("read policy %s: %w", path, err)
 	}
+	if i, name, text, ok := policyConfigMap(data); ok {
+		return fmt.Sprintf("%s (document %d, ConfigMap %s, data[policy.yaml])", path, i, name), []byte(text), nil
+	}
+	return path, data, nil
+}
+
+// policyConfigMap finds, among data's YAML documents, the first ConfigMap
+// with a policy.yaml key: its document number (from 1), name and policy.
+// Input that is not a manifest has none: it is a policy file.
+func policyConfigMap(data []byte) (index int, name, doc string, ok bool) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for i := 1; ; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return path, data, nil
-		}
+		raw, err := r.Read()
 		if err != nil {
-			return path, data, nil // not YAML: Parse says where
+			return 0, "", "", false
 		}
 		var cm corev1.ConfigMap
-		if yaml.Unmarshal(doc, &cm) != nil || cm.Kind != "ConfigMap" {
+		if yaml.Unmarshal(raw, &cm) != nil || cm.Kind != "ConfigMap" {
 			continue
 		}
-		if text, ok := cm.Data["policy.yaml"]; ok {
-			return fmt.Sprintf("%s (document %d, ConfigMap %s, data[policy.yaml])", path, i, cm.Name), []byte(text), nil
+		if text, found := cm.Data["policy.yaml"]; found {
+			return i, cm.Name, text, true
 		}
 	}
 }

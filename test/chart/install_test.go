@@ -53,7 +53,11 @@ import (
 //     (others are refused), certificates rotate under load with no failed
 //     admission, the second replica takes over when the leader stops;
 //   - `helm uninstall` leaves nothing behind and writes are no longer
-//     intercepted.
+//     intercepted;
+//   - `helm install` with policy.enrollment.engine native and no replica:
+//     the API server enrolls Deployments with the rendered policies, a
+//     policy change is rolled out by `helm upgrade` with its compile, and
+//     `helm uninstall` removes the policies (testNativeInstall).
 func TestInstall(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(repoRoot(t), "bin", "k8s", "kube-apiserver")); err != nil {
 		t.Fatal("bin/k8s/kube-apiserver missing: run `make test-bins` (make test does)")
@@ -113,6 +117,10 @@ func TestInstall(t *testing.T) {
 
 	t.Run("helm install with self-managed TLS", func(t *testing.T) {
 		testSelfManagedInstall(t, c)
+	})
+
+	t.Run("helm install with native enrollment, no promenroll running", func(t *testing.T) {
+		testNativeInstall(t, c)
 	})
 }
 
@@ -558,7 +566,21 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	uninstalled = true
-	in, err := manifests.Parse("release", []byte(rel.Manifest))
+	assertNothingLeft(t, c, rel.Manifest)
+	if err := c.Client.Create(ctx, rule("after-uninstall"), client.DryRunAll); err != nil {
+		t.Errorf("a PrometheusRule is refused after uninstall: %v", err)
+	}
+}
+
+// assertNothingLeft: none of a release's objects is left after helm
+// uninstall, but what it keeps on purpose (the OpenReports CRD,
+// helm.sh/resource-policy: keep: other tools write Reports too), and no
+// Secret in its namespace (the TLS Secret promenroll fills is the
+// release's).
+func assertNothingLeft(t *testing.T, c *cluster.Cluster, manifest string) {
+	t.Helper()
+	ctx := t.Context()
+	in, err := manifests.Parse("release", []byte(manifest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,9 +612,6 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	}
 	for _, s := range secrets.Items {
 		t.Errorf("Secret %s left after uninstall", s.Name)
-	}
-	if err := c.Client.Create(ctx, rule("after-uninstall"), client.DryRunAll); err != nil {
-		t.Errorf("a PrometheusRule is refused after uninstall: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -142,6 +144,42 @@ func TestNativeLatencySideBySide(t *testing.T) {
 		slices.Sort(lat)
 		return lat[len(lat)/2], lat[len(lat)*99/100]
 	}
+	// profile, with PROMENROLL_BENCH_PROFILE=<dir>, takes the API
+	// server's CPU profile (its /debug/pprof, on by default) for 8 s of
+	// eight clients creating, and writes it to <dir>/<name>.pb.gz for
+	// `go tool pprof -top`.
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := func(name string) {
+		dir := os.Getenv("PROMENROLL_BENCH_PROFILE")
+		if dir == "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		load, stop := context.WithCancel(ctx)
+		for w := range 8 {
+			wg.Go(func() {
+				for i := 0; load.Err() == nil && i < 100000; i++ {
+					_ = cl.Create(load, deployment(100000*(w+1)+i), client.DryRunAll)
+				}
+			})
+		}
+		data, err := clientset.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "8").DoRaw(ctx)
+		stop()
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("profile %s: %v", name, err)
+		}
+		file := filepath.Join(dir, strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(name)+".pb.gz")
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: the API server's CPU profile is %s", name, file)
+	}
 	type row struct{ name, figures string }
 	var rows []row
 	scenario := func(name string, setup, teardown func(), enrolled bool) {
@@ -153,12 +191,33 @@ func TestNativeLatencySideBySide(t *testing.T) {
 		a50, a99 := measure(1)
 		b50, b99 := measure(8)
 		rows = append(rows, row{name, fmt.Sprintf("%v / %v | %v / %v", a50.Round(10*time.Microsecond), a99.Round(10*time.Microsecond), b50.Round(10*time.Microsecond), b99.Round(10*time.Microsecond))})
+		profile(name)
 		teardown()
+	}
+	// native20 is the native engine for the suite's policy with 16 more
+	// rules that do not select the Deployments measured: what each rule
+	// costs a request it does not enroll.
+	var extra strings.Builder
+	for i := range 16 {
+		fmt.Fprintf(&extra, "- name: extra%d\n  kinds: [Deployment, StatefulSet, Service]\n  selector: {matchLabels: {bench.example/extra: \"%d\"}}\n  labels: {bench.example/extra%d: \"{namespaceLabel:team}\"}\n  podTemplateLabels: {bench.example/extra%d: \"{name}\"}\n", i, i, i, i)
+	}
+	rules20 := strings.Replace(basePolicy, "monitors:\n", extra.String()+"monitors:\n", 1)
+	file20 := filepath.Join(t.TempDir(), "policy-20.yaml")
+	if err := os.WriteFile(file20, []byte(rules20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	native20, _, err := c.Promenroll(t.Context(), "compile", "--policy", file20, "--namespace", cluster.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(rules20, "\n- name: "); n != 20 {
+		t.Fatalf("the 20-rule policy has %d rules", n)
 	}
 	nothing := func() {}
 	scenario("no enrollment", func() { enrollWebhook(false) }, nothing, false)
 	scenario("webhook engine", func() { enrollWebhook(true) }, nothing, true)
 	scenario("native engine (compiled policies)", func() { enrollWebhook(false); kubectl(t, native, "apply", "-f", "-") }, func() { kubectl(t, native, "delete", "-f", "-") }, true)
+	scenario("native engine, 20 rules", func() { kubectl(t, native20, "apply", "-f", "-") }, func() { kubectl(t, native20, "delete", "-f", "-") }, true)
 	scenario("hand-written policy", func() { kubectl(t, handWrittenPolicy, "apply", "-f", "-") }, func() { kubectl(t, handWrittenPolicy, "delete", "-f", "-") }, true)
 	var b strings.Builder
 	fmt.Fprintf(&b, "Deployment CREATE (server-side dry-run), %d requests each | 1 client p50 / p99 | 8 clients p50 / p99\n", n)

@@ -16,9 +16,11 @@ import (
 	"github.com/promenroll/promenroll/test/cluster"
 )
 
-// nativeCorpus is one namespace's objects for the engine differential:
+// nativeCorpus is one namespace's 21 objects for the engine differential:
 // every enroll rule of basePolicy, substitutions present and missing, a
-// label the object already has, the opt-out, and each pod owner kind.
+// label and a pod template label or annotation the object already has
+// (kept), the opt-out on a workload and on a Service, and each pod owner
+// kind.
 const nativeCorpus = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: plain, namespace: NS}
@@ -122,6 +124,86 @@ metadata: {name: anonymous, namespace: NS}
 spec:
   selector: {app: anonymous}
   ports: [{name: metrics, port: 9090}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart-set, namespace: NS, labels: {app.kubernetes.io/name: cart, app.kubernetes.io/part-of: shop, shop.example/component: basket}}
+spec:
+  selector: {matchLabels: {app: cart-set}}
+  template:
+    metadata: {labels: {app: cart-set}}
+    spec: {containers: [{name: c, image: registry.example/cart:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: envoy-annotated, namespace: NS, labels: {app.kubernetes.io/name: envoy}}
+spec:
+  selector: {matchLabels: {app: envoy-annotated}}
+  template:
+    metadata: {labels: {app: envoy-annotated}, annotations: {prometheus.io/port: "9901"}}
+    spec: {containers: [{name: c, image: registry.example/envoy:1, ports: [{name: admin, containerPort: 9901}]}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: cache, namespace: NS}
+spec:
+  serviceName: cache
+  selector: {matchLabels: {app: cache}}
+  template:
+    metadata: {labels: {app: cache, monitoring.promenroll.io/scrape: "false"}}
+    spec: {containers: [{name: c, image: registry.example/cache:1}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent-shop, namespace: NS, labels: {app.kubernetes.io/name: agent, app.kubernetes.io/part-of: shop}}
+spec:
+  selector: {matchLabels: {app: agent-shop}}
+  template:
+    metadata: {labels: {app: agent-shop}}
+    spec: {containers: [{name: c, image: registry.example/agent:1}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api-team, namespace: NS, labels: {app.kubernetes.io/name: api, team: platform}}
+spec:
+  selector: {app: api}
+  ports: [{name: metrics, port: 9090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api-opted-out, namespace: NS, labels: {app.kubernetes.io/name: api, promenroll.io/enroll: "false"}}
+spec:
+  selector: {app: api}
+  ports: [{name: metrics, port: 9090}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: report-labelled, namespace: NS, labels: {monitoring.promenroll.io/scrape: "true"}}
+spec:
+  schedule: "0 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        metadata: {labels: {monitoring.promenroll.io/scrape: "false"}}
+        spec: {restartPolicy: Never, containers: [{name: c, image: registry.example/report:1}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate-shop, namespace: NS, labels: {app.kubernetes.io/part-of: shop}}
+spec:
+  template:
+    metadata: {labels: {app: migrate-shop}}
+    spec: {restartPolicy: Never, containers: [{name: c, image: registry.example/migrate:1}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db-nameless, namespace: NS, labels: {app.kubernetes.io/part-of: shop}}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db-nameless}}
+  template:
+    metadata: {labels: {app: db-nameless}}
+    spec: {containers: [{name: c, image: registry.example/db:1}]}
 `
 
 // dropJobLabels removes the labels the Job controller adds to a Job and
@@ -181,7 +263,8 @@ func enrolledState(t *testing.T, ns string) map[string]any {
 // kube-apiserver, enroll with every promenroll process stopped exactly
 // what the webhook enrolls: the same corpus, in a namespace with a team
 // label and in a dry-run one, created, then replaced without the labels
-// (UPDATE), gives the same stored labels and annotations object by object.
+// (UPDATE), gives the same stored labels and annotations object by object
+// (21 objects in each of two namespaces, created and updated).
 func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 	pairs := []struct {
 		webhook, native string
@@ -222,6 +305,9 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 		createNamespace(t, p.webhook, team, p.annotations)
 		kubectl(t, corpus(p.webhook), "apply", "-f", "-")
 		replace(replaced(p.webhook))
+		if n := len(enrolledState(t, p.webhook)); n != 21 {
+			t.Fatalf("%s: %d objects stored, want the corpus' 21", p.webhook, n)
+		}
 	}
 
 	native, _, err := c.Promenroll(t.Context(), "compile", "--policy", policyFile, "--namespace", cluster.Namespace)
