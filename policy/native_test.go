@@ -134,8 +134,8 @@ func TestNativeCompilesUpToMaxNativeRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(objs) != 4 {
-		t.Fatalf("%d objects, want 4 (two policies, two bindings)", len(objs))
+	if len(objs) != 8 {
+		t.Fatalf("%d objects, want 8 (two mutating and two validating policies, and their bindings)", len(objs))
 	}
 	mp := objs[0].(*admissionregistrationv1.MutatingAdmissionPolicy)
 	if n := len(mp.Spec.Variables); n < 2*MaxNativeRules {

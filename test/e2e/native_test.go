@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,26 +276,17 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 		{"nat-webhook-dry", "nat-native-dry", map[string]string{"promenroll.io/mode": "dry-run"}},
 	}
 	team := map[string]string{"team": "payments"}
-	corpus := func(ns string) string { return strings.ReplaceAll(nativeCorpus, "namespace: NS", "namespace: "+ns) }
-	// UPDATE: the same objects without the labels enrollment added (a
-	// Job's template is immutable: it is left out).
-	replaced := func(ns string) string {
-		var docs []string
-		for _, d := range strings.Split(corpus(ns), "---\n") {
-			if !strings.Contains(d, "kind: Job\n") {
-				docs = append(docs, d)
-			}
-		}
-		return strings.Join(docs, "---\n")
+	docs := func(ns string) []string {
+		return strings.Split(strings.ReplaceAll(nativeCorpus, "namespace: NS", "namespace: "+ns), "---\n")
 	}
 	// replace retries a conflict (bounded): the objects' controllers
-	// write them too.
-	replace := func(doc string) {
+	// write them too. It returns kubectl's standard error.
+	replace := func(doc string) string {
 		t.Helper()
 		for attempt := 1; ; attempt++ {
 			_, errOut, err := c.Kubectl(t.Context(), doc, "replace", "-f", "-")
 			if err == nil {
-				return
+				return errOut
 			}
 			if !strings.Contains(errOut, "the object has been modified") || attempt == 5 {
 				t.Fatalf("kubectl replace: %v: %s", err, errOut)
@@ -301,10 +294,44 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	// run applies the corpus object by object, then replaces each without
+	// the labels enrollment added (UPDATE; a Job's template is immutable:
+	// it is left out), and returns the warnings given, by object and
+	// operation, as the webhook words them: a native policy's names
+	// before each removed, the namespace's name replaced by NS, and the
+	// scrape annotation checks, which only the webhook makes, left out.
+	run := func(ns string) map[string][]string {
+		t.Helper()
+		warnings := map[string][]string{}
+		record := func(id, stderr string) {
+			for _, l := range strings.Split(stderr, "\n") {
+				w, ok := strings.CutPrefix(l, "Warning: ")
+				if !ok {
+					continue
+				}
+				w = nativeWarningPrefix.ReplaceAllString(w, "")
+				if scrapeWarning.MatchString(w) {
+					continue
+				}
+				warnings[id] = append(warnings[id], strings.ReplaceAll(w, ns, "NS"))
+			}
+			slices.Sort(warnings[id])
+		}
+		for _, d := range docs(ns) {
+			_, errOut := kubectl(t, d, "apply", "-f", "-")
+			record("CREATE "+objectID(d), errOut)
+		}
+		for _, d := range docs(ns) {
+			if !strings.Contains(d, "kind: Job\n") {
+				record("UPDATE "+objectID(d), replace(d))
+			}
+		}
+		return warnings
+	}
+	webhookWarnings := map[string]map[string][]string{}
 	for _, p := range pairs {
 		createNamespace(t, p.webhook, team, p.annotations)
-		kubectl(t, corpus(p.webhook), "apply", "-f", "-")
-		replace(replaced(p.webhook))
+		webhookWarnings[p.webhook] = run(p.webhook)
 		if n := len(enrolledState(t, p.webhook)); n != 21 {
 			t.Fatalf("%s: %d objects stored, want the corpus' 21", p.webhook, n)
 		}
@@ -328,32 +355,68 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 			t.Errorf("restart promenroll: %v", err)
 		}
 	})
+	// The API server loads new admission policies within seconds: a
+	// probe Deployment is made again until it is enrolled and warned
+	// about (a label it keeps), so both the mutating and the validating
+	// policies are in force.
+	createNamespace(t, "nat-probe", team, nil)
+	const probe = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: probe, namespace: nat-probe, labels: {monitoring.promenroll.io/scrape: "false"}}
+spec:
+  selector: {matchLabels: {app: probe}}
+  template:
+    metadata: {labels: {app: probe}}
+    spec: {containers: [{name: c, image: registry.example/app:1}]}
+`
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		_, errOut := kubectl(t, probe, "apply", "-f", "-")
+		labels, _ := enrolledState(t, "nat-probe")["Deployment/probe"].(map[string]any)["templateLabels"].(map[string]any)
+		if strings.Contains(errOut, "kept; rule workloads wants") && labels["monitoring.promenroll.io/scrape"] == "true" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the native policies are not in force within 30s: %s", errOut)
+		}
+		kubectl(t, probe, "delete", "-f", "-")
+	}
 	for _, p := range pairs {
 		createNamespace(t, p.native, team, p.annotations)
-		// The API server loads new admission policies within seconds: the
-		// first namespace's objects are made again until they are enrolled
-		// (the dry-run one follows, with the policies loaded).
-		enrolled := func() bool {
-			plain, _ := enrolledState(t, p.native)["Deployment/plain"].(map[string]any)
-			labels, _ := plain["labels"].(map[string]any)
-			return labels["monitoring.promenroll.io/scrape"] == "true"
-		}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
-			kubectl(t, corpus(p.native), "apply", "-f", "-")
-			if p.annotations != nil || enrolled() {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: a Deployment is not enrolled by the native policies within 30s", p.native)
-			}
-			kubectl(t, "", "delete", "deployments,statefulsets,daemonsets,jobs,cronjobs,services", "--all", "-n", p.native)
-		}
-		replace(replaced(p.native))
+		warnings := run(p.native)
 		got, want := enrolledState(t, p.native), enrolledState(t, p.webhook)
 		if d := testdiff.Diff(want, got); d != "" {
 			t.Errorf("%s: native enrollment differs from the webhook's (%s) (-webhook +native):\n%s", p.native, p.webhook, d)
 		}
+		if d := testdiff.Diff(webhookWarnings[p.webhook], warnings); d != "" {
+			t.Errorf("%s: native warnings differ from the webhook's (%s) (-webhook +native):\n%s", p.native, p.webhook, d)
+		}
+		n := 0
+		for _, ws := range warnings {
+			n += len(ws)
+		}
+		t.Logf("%s: %d warnings over %d objects, created and updated, as the webhook's", p.native, n, len(got))
+		if n == 0 {
+			t.Errorf("%s: no warning at all: the corpus no longer exercises them", p.native)
+		}
 	}
+}
+
+var (
+	// nativeWarningPrefix is what the API server puts before a
+	// ValidatingAdmissionPolicy's warning.
+	nativeWarningPrefix = regexp.MustCompile(`^Validation failed for ValidatingAdmissionPolicy '[^']*' with binding '[^']*': `)
+	// scrapeWarning is the scrape annotation checks' form (ScrapeWarnings).
+	scrapeWarning = regexp.MustCompile(`^[A-Za-z.]+\[[^\]]*\]=".*": `)
+)
+
+// objectID is a manifest's kind/name.
+func objectID(doc string) string {
+	kind := regexp.MustCompile(`(?m)^kind: (\S+)`).FindStringSubmatch(doc)
+	name := regexp.MustCompile(`(?m)^metadata: \{name: ([^,}]+)`).FindStringSubmatch(doc)
+	if kind == nil || name == nil {
+		return doc
+	}
+	return kind[1] + "/" + name[1]
 }
 
 // TestNativePoliciesOfTheMostRulesAreAccepted: the API server compiles and

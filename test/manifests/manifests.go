@@ -150,6 +150,29 @@ func checkNative(in *Install, excluded []string) []error {
 			add("no MutatingAdmissionPolicy enrolls %s", r)
 		}
 	}
+	// The warnings' policies only ever warn: a Deny binding would refuse
+	// writes with promenroll nowhere in the path to blame.
+	vaps, err := All[admissionregistrationv1.ValidatingAdmissionPolicy](in, "ValidatingAdmissionPolicy")
+	if err != nil {
+		return append(errs, err)
+	}
+	vbs, err := All[admissionregistrationv1.ValidatingAdmissionPolicyBinding](in, "ValidatingAdmissionPolicyBinding")
+	if err != nil {
+		return append(errs, err)
+	}
+	if len(vaps) != len(mps) || len(vbs) != len(vaps) {
+		add("%d ValidatingAdmissionPolicies and %d bindings for %d MutatingAdmissionPolicies, want one each (the warnings)", len(vaps), len(vbs), len(mps))
+	}
+	for _, v := range vaps {
+		if fp := v.Spec.FailurePolicy; fp == nil || *fp != admissionregistrationv1.Ignore {
+			add("ValidatingAdmissionPolicy %s: failurePolicy %v, want Ignore", v.Name, deref(fp))
+		}
+	}
+	for _, b := range vbs {
+		if !slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}) {
+			add("ValidatingAdmissionPolicyBinding %s: validationActions %v, want [Warn] only", b.Name, b.Spec.ValidationActions)
+		}
+	}
 	return errs
 }
 

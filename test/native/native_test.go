@@ -85,24 +85,70 @@ func modeName(m environment.Type) string {
 	return "stored"
 }
 
+// warner is one ValidatingAdmissionPolicy compiled as the API server's
+// validating admission plugin compiles it (validating.compilePolicy).
+type warner struct {
+	vap       *admissionregistrationv1.ValidatingAdmissionPolicy
+	compiler  *plugincel.CompositedCompiler
+	validator validating.Validator
+}
+
+// compileWarner compiles vap's variables, validations and message
+// expressions; any compile error is returned, naming the expression.
+func compileWarner(vap *admissionregistrationv1.ValidatingAdmissionPolicy) (*warner, error) {
+	opts := plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+	msgOpts := plugincel.OptionalVariableDeclarations{}
+	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, v := range vap.Spec.Variables {
+		if r := compiler.CompileAndStoreVariable(&validating.Variable{Name: v.Name, Expression: v.Expression}, opts, environment.StoredExpressions); r.Error != nil {
+			errs = append(errs, fmt.Errorf("%s: variable %s: %w", vap.Name, v.Name, r.Error))
+		}
+	}
+	var conds, msgs []plugincel.ExpressionAccessor
+	for _, v := range vap.Spec.Validations {
+		conds = append(conds, &validating.ValidationCondition{Expression: v.Expression, Message: v.Message})
+		msgs = append(msgs, &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression})
+	}
+	vf := compiler.CompileCondition(conds, opts, environment.StoredExpressions)
+	mf := compiler.CompileCondition(msgs, msgOpts, environment.StoredExpressions)
+	for _, err := range append(vf.CompilationErrors(), mf.CompilationErrors()...) {
+		errs = append(errs, fmt.Errorf("%s: %w", vap.Name, err))
+	}
+	v := validating.NewValidator(vf, nil, compiler.CompileCondition(nil, opts, environment.StoredExpressions), mf, vap.Spec.FailurePolicy, nil)
+	return &warner{vap: vap, compiler: compiler, validator: v}, errors.Join(errs...)
+}
+
+// engine is a policy's native objects compiled.
+type engine struct {
+	mutating []*compiled
+	warners  []*warner
+}
+
 // compileAll compiles every policy of p's native objects.
-func compileAll(p *policy.Policy) ([]*compiled, error) {
+func compileAll(p *policy.Policy) (*engine, error) {
 	objs, err := p.NativePolicies(policy.NativeOptions{})
 	if err != nil {
 		return nil, err
 	}
-	var out []*compiled
+	e := &engine{}
 	var errs []error
 	for _, o := range objs {
-		mp, ok := o.(*admissionregistrationv1.MutatingAdmissionPolicy)
-		if !ok {
-			continue
+		switch o := o.(type) {
+		case *admissionregistrationv1.MutatingAdmissionPolicy:
+			c, err := compile(o)
+			errs = append(errs, err)
+			e.mutating = append(e.mutating, c)
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			w, err := compileWarner(o)
+			errs = append(errs, err)
+			e.warners = append(e.warners, w)
 		}
-		c, err := compile(mp)
-		errs = append(errs, err)
-		out = append(out, c)
 	}
-	return out, errors.Join(errs...)
+	return e, errors.Join(errs...)
 }
 
 // request is one admission the two engines decide.
@@ -119,8 +165,7 @@ type request struct {
 // applies them: the resource rules, then the namespace and object
 // selectors (on UPDATE the object selector matches if either the object
 // or the stored one does).
-func (c *compiled) matches(r request) (bool, error) {
-	mc := c.mp.Spec.MatchConstraints
+func matches(mc *admissionregistrationv1.MatchResources, r request) (bool, error) {
 	ruleMatch := false
 	for _, rule := range mc.ResourceRules {
 		if slices.Contains(rule.APIGroups, r.gvk.Group) && slices.Contains(rule.APIVersions, r.gvk.Version) && slices.Contains(rule.Resources, r.resource) &&
@@ -164,20 +209,13 @@ func labelsOf(obj map[string]any) map[string]string {
 // apply runs the policy's mutations on r.object in order, as the API
 // server does, each seeing the object as the ones before left it.
 func (c *compiled) apply(r request) (map[string]any, error) {
-	obj := &unstructured.Unstructured{Object: r.object}
-	var old runtime.Object
-	if r.oldObject != nil {
-		old = &unstructured.Unstructured{Object: r.oldObject}
-	}
 	gvr := r.gvk.GroupVersion().WithResource(r.resource)
 	ctx := c.compiler.CreateContext(context.Background())
-	var cur runtime.Object = obj
+	cur := r.object
 	for _, p := range c.patchers {
-		attrs := admission.NewAttributesRecord(cur, old, r.gvk, r.namespace.Name, obj.GetName(), gvr, "", admission.Operation(r.op), nil, false, &user.DefaultInfo{Name: "fuzz"})
-		va := &admission.VersionedAttributes{Attributes: attrs, VersionedKind: r.gvk, VersionedObject: admission.NewLazyObject(cur), VersionedOldObject: admission.NewLazyObject(old)}
 		next, err := p.Patch(ctx, patch.Request{
 			MatchedResource:     gvr,
-			VersionedAttributes: va,
+			VersionedAttributes: attributes(r, cur),
 			ObjectInterfaces:    admission.NewObjectInterfacesFromScheme(runtime.NewScheme()),
 			OptionalVariables:   plugincel.OptionalVariableBindings{},
 			Namespace:           r.namespace,
@@ -185,51 +223,87 @@ func (c *compiled) apply(r request) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		cur = next
+		cur = next.(*unstructured.Unstructured).Object
 	}
-	return cur.(*unstructured.Unstructured).Object, nil
+	return cur, nil
 }
 
-// native is the object the API server stores with p's native policies.
-func native(policies []*compiled, r request) (map[string]any, error) {
+// native is the object the API server stores with p's native policies,
+// and the warnings it gives (the message of each failed validation of a
+// Warn binding; the API server puts the policy's and binding's names
+// before it).
+func native(e *engine, r request) (map[string]any, []string, error) {
 	obj := r.object
-	for _, c := range policies {
-		ok, err := c.matches(r)
+	for _, c := range e.mutating {
+		ok, err := matches(c.mp.Spec.MatchConstraints, r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			continue
 		}
 		r.object = obj
 		if obj, err = c.apply(r); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.mp.Name, err)
+			return nil, nil, fmt.Errorf("%s: %w", c.mp.Name, err)
 		}
 	}
-	return obj, nil
+	r.object = obj
+	var warnings []string
+	for _, w := range e.warners {
+		ok, err := matches(w.vap.Spec.MatchConstraints, r)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			continue
+		}
+		res := w.validator.Validate(w.compiler.CreateContext(context.Background()), r.gvk.GroupVersion().WithResource(r.resource), attributes(r, obj), nil, r.namespace, celconfig.RuntimeCELCostBudget, nil)
+		for _, d := range res.Decisions {
+			switch {
+			case d.Evaluation == validating.EvalError:
+				return nil, nil, fmt.Errorf("%s: a validation failed to evaluate: %s", w.vap.Name, d.Message)
+			case d.Action == validating.ActionDeny:
+				warnings = append(warnings, d.Message)
+			}
+		}
+	}
+	return obj, warnings, nil
 }
 
-// webhook is the object the API server stores with the webhook engine.
-func webhook(p *policy.Policy, r request) (map[string]any, error) {
+// attributes are r's admission attributes with obj as the object.
+func attributes(r request, obj map[string]any) *admission.VersionedAttributes {
+	cur := &unstructured.Unstructured{Object: obj}
+	var old runtime.Object
+	if r.oldObject != nil {
+		old = &unstructured.Unstructured{Object: r.oldObject}
+	}
+	gvr := r.gvk.GroupVersion().WithResource(r.resource)
+	attrs := admission.NewAttributesRecord(cur, old, r.gvk, r.namespace.Name, cur.GetName(), gvr, "", admission.Operation(r.op), nil, false, &user.DefaultInfo{Name: "fuzz"})
+	return &admission.VersionedAttributes{Attributes: attrs, VersionedKind: r.gvk, VersionedObject: admission.NewLazyObject(cur), VersionedOldObject: admission.NewLazyObject(old)}
+}
+
+// webhook is the object the API server stores with the webhook engine,
+// and its warnings.
+func webhook(p *policy.Policy, r request) (map[string]any, []string, error) {
 	raw, err := json.Marshal(r.object)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var oldRaw []byte
 	if r.oldObject != nil {
 		if oldRaw, err = json.Marshal(r.oldObject); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	m, err := p.Mutate(r.gvk.GroupKind(), policy.MutationRequest{Operation: r.op, Object: raw, OldObject: oldRaw,
 		Namespace: policy.Namespace{Name: r.namespace.Name, Labels: r.namespace.Labels, Annotations: r.namespace.Annotations}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stored, _, err := m.Apply(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out map[string]any
-	return out, json.Unmarshal(stored, &out)
+	return out, m.Warnings(), json.Unmarshal(stored, &out)
 }
