@@ -132,7 +132,7 @@ func (p *Policy) NativePolicies(opts NativeOptions) ([]any, error) {
 			ObjectMeta: p.nativeMeta(name),
 			Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
 		})
-		out = append(out, p.nativeValidatingPolicy(name, c, mp.Spec.MatchConstraints)...)
+		out = append(out, p.nativeValidatingPolicies(name, c, mp.Spec.MatchConstraints)...)
 	}
 	return out, nil
 }

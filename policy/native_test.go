@@ -134,8 +134,20 @@ func TestNativeCompilesUpToMaxNativeRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(objs) != 8 {
-		t.Fatalf("%d objects, want 8 (two mutating and two validating policies, and their bindings)", len(objs))
+	var mutating, warning int
+	for _, o := range objs {
+		switch o.(type) {
+		case *admissionregistrationv1.MutatingAdmissionPolicy:
+			mutating++
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			warning++
+			if b, err := json.Marshal(o); err != nil || len(b) > 200000 {
+				t.Errorf("a warnings policy of %d bytes: kubectl apply keeps a copy in an annotation of at most 256 KiB (%v)", len(b), err)
+			}
+		}
+	}
+	if mutating != 2 || warning < 2 {
+		t.Fatalf("%d mutating and %d warnings policies, want 2 (one per template path) and at least 2", mutating, warning)
 	}
 	mp := objs[0].(*admissionregistrationv1.MutatingAdmissionPolicy)
 	if n := len(mp.Spec.Variables); n < 2*MaxNativeRules {

@@ -57,8 +57,9 @@ func (c *nativeCompiler) fieldOf(t Target) string {
 }
 
 // skipReasonCEL is the CEL string of why t does not expand, as expand
-// says it: the first missing source, or the invalid value.
-func skipReasonCEL(t valueTemplate, object, labels string) string {
+// says it: the first missing source, or the invalid value (value: the
+// CEL of its expansion; the messages are the policy's variables).
+func skipReasonCEL(t valueTemplate, object, labels, value string) string {
 	var arms []string
 	for _, p := range t.parts {
 		switch p.kind {
@@ -70,12 +71,23 @@ func skipReasonCEL(t valueTemplate, object, labels string) string {
 			arms = append(arms, fmt.Sprintf(`!(%s in variables.nsLabels) ? %s + namespaceObject.metadata.name + %s`, celString(p.text), celString(fmt.Sprintf("{namespaceLabel:%s}: namespace ", p.text)), celString(" has no label "+p.text)))
 		}
 	}
-	value, _ := valueCEL(t, object, labels)
-	pattern := fmt.Sprintf(`(%s).matches(%s)`, value, celString(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`))
-	invalid := fmt.Sprintf(`"value " + %s + " is not a valid label value: " + (size(%s) > %d ? (%s ? %s : %s) : %s)`,
-		quoteCEL(value), value, validation.LabelValueMaxLength, pattern, celString(labelValueMessages.tooLong),
-		celString(labelValueMessages.tooLong+"; "+labelValueMessages.pattern), celString(labelValueMessages.pattern))
+	invalid := fmt.Sprintf(`"value " + %s + " is not a valid label value: " + (size(%s) > %d ? (%s.matches(variables.labelValuePattern) ? variables.tooLong : variables.tooLongAndPattern) : variables.notPattern)`,
+		quoteCEL(value), value, validation.LabelValueMaxLength, value)
+	if len(arms) == 0 {
+		return invalid
+	}
 	return strings.Join(append(arms, invalid), " : ")
+}
+
+// messageVariables are what every skipped-value warning reads.
+func messageVariables() []admissionregistrationv1.Variable {
+	return []admissionregistrationv1.Variable{
+		{Name: "labelValuePattern", Expression: celString(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)},
+		{Name: "tooLong", Expression: celString(labelValueMessages.tooLong)},
+		{Name: "notPattern", Expression: celString(labelValueMessages.pattern)},
+		{Name: "tooLongAndPattern", Expression: celString(labelValueMessages.tooLong + "; " + labelValueMessages.pattern)},
+		{Name: "prefix", Expression: `variables.dryRunNamespace ? ` + celString(DryRunPrefix) + ` : ""`},
+	}
 }
 
 // quoteCEL is the CEL of v quoted as %q quotes a label value: quotes and
@@ -90,13 +102,41 @@ func quoteCEL(v string) string {
 // a line break before validation refuses it): the static message says
 // which warning it was.
 func warning(cond, message string) admissionregistrationv1.Validation {
-	return admissionregistrationv1.Validation{Expression: "!(" + cond + ")", MessageExpression: message, Message: "an enrollment warning whose text holds a line break (promenroll check --policy shows it)"}
+	return admissionregistrationv1.Validation{Expression: "!(" + cond + ")", MessageExpression: message, Message: "an enrollment warning with a line break"}
 }
 
-// warnings are the validations of one policy: per target and key, per
-// rule that sets it, in policy order.
-func (c *nativeCompiler) warnings() []admissionregistrationv1.Validation {
-	var out []admissionregistrationv1.Validation
+// warningSet is the variables and validations of one
+// ValidatingAdmissionPolicy.
+type warningSet struct {
+	vars []admissionregistrationv1.Variable
+	vals []admissionregistrationv1.Validation
+	size int
+}
+
+func (w *warningSet) add(vars []admissionregistrationv1.Variable, vals ...admissionregistrationv1.Validation) {
+	w.vars, w.vals = append(w.vars, vars...), append(w.vals, vals...)
+	for _, v := range vars {
+		w.size += len(v.Name) + len(v.Expression)
+	}
+	for _, v := range vals {
+		w.size += len(v.Expression) + len(v.MessageExpression) + len(v.Message)
+	}
+}
+
+// maxWarningsSize bounds one warnings policy's expressions, so that the
+// object (with kubectl apply's copy of it in an annotation, at most 256
+// KiB) is accepted: past it, keys go to another policy.
+const maxWarningsSize = 100000
+
+// warnings are the warnings policies of one mutating policy: per target
+// and key, one validation per rule that sets it (its warnings exclude one
+// another) and one for putting it back on UPDATE, in policy order. What
+// several validations read (a rule's value, the first rule's) is a
+// variable, evaluated once per request. Keys are split across policies
+// to keep each under maxWarningsSize.
+func (c *nativeCompiler) warnings() []*warningSet {
+	sets := []*warningSet{{}}
+	id := 0
 	for _, tg := range c.targets() {
 		keys := map[string]bool{}
 		for i := range c.p.enroll {
@@ -108,11 +148,18 @@ func (c *nativeCompiler) warnings() []admissionregistrationv1.Validation {
 			}
 		}
 		for _, key := range slices.Sorted(maps.Keys(keys)) {
-			out = append(out, c.keyWarnings(tg, key)...)
+			v, w := c.keyWarnings(tg, key, id)
+			last := sets[len(sets)-1]
+			if last.size > maxWarningsSize {
+				last = &warningSet{}
+				sets = append(sets, last)
+			}
+			last.add(v, w...)
+			id++
 		}
 	}
 	if c.template == nil {
-		return out
+		return sets
 	}
 	path := strings.Join(c.template, ".")
 	for i := range c.p.enroll {
@@ -124,9 +171,9 @@ func (c *nativeCompiler) warnings() []admissionregistrationv1.Validation {
 		if !c.updateAdds {
 			cond += ` && request.operation == "CREATE"`
 		}
-		out = append(out, warning(cond, fmt.Sprintf(`%s + %s`, c.prefixCEL(r), celString(fmt.Sprintf("pod template labels and annotations skipped (rule %s): the object has no %s", r.name, path)))))
+		sets[0].add(nil, warning(cond, fmt.Sprintf(`%s + %s`, c.prefixCEL(r), celString(fmt.Sprintf("pod template labels and annotations skipped (rule %s): the object has no %s", r.name, path)))))
 	}
-	return out
+	return sets
 }
 
 // prefixCEL is the CEL of a warning's prefix for rule r: [dry-run] when
@@ -135,7 +182,7 @@ func (c *nativeCompiler) prefixCEL(r *enrollRule) string {
 	if r.mode == ModeDryRun {
 		return celString(DryRunPrefix)
 	}
-	return fmt.Sprintf(`(variables.dryRunNamespace ? %s : "")`, celString(DryRunPrefix))
+	return "variables.prefix"
 }
 
 // dryRunCEL is the CEL that rule r only reports in this request.
@@ -146,112 +193,139 @@ func dryRunCEL(r *enrollRule) string {
 	return "variables.dryRunNamespace"
 }
 
-// keyWarnings are the warnings about one key of a target, as the webhook's
-// planner gives them (planner.plan, WarningsFor).
-func (c *nativeCompiler) keyWarnings(tg nativeTarget, key string) []admissionregistrationv1.Validation {
+// keyWarnings are the variables and validations of one key of a target
+// (id numbers its variables), as the webhook's planner warns (planner.plan,
+// WarningsFor).
+func (c *nativeCompiler) keyWarnings(tg nativeTarget, key string, id int) ([]admissionregistrationv1.Variable, []admissionregistrationv1.Validation) {
 	setters := c.setters(tg, key)
 	k := celString(key)
-	has := fmt.Sprintf("%s in %s", k, tg.current)
-	cur := fmt.Sprintf("%s[%s]", tg.current, k)
-	field := celString(c.fieldOf(tg.t) + " " + key)
-	// valid[j]: rule j applies and its value expands; first: the value
-	// of the first such rule, which planned the key.
-	valid := make([]string, len(setters))
-	values := make([]string, len(setters))
-	var firstArms []string
-	for j, s := range setters {
-		v, ok := valueCEL(s.lt.value, "object", "variables.labels")
-		valid[j], values[j] = "("+c.guard(tg, s.i, false)+" && "+ok+")", v
-		firstArms = append(firstArms, fmt.Sprintf("%s ? %s", valid[j], v))
+	var vars []admissionregistrationv1.Variable
+	variable := func(name, expr string) string {
+		name = fmt.Sprintf("k%d%s", id, name)
+		vars = append(vars, admissionregistrationv1.Variable{Name: name, Expression: expr})
+		return "variables." + name
 	}
-	hasFirst := "(" + strings.Join(valid, " || ") + ")"
-	first := "(" + strings.Join(append(firstArms, `""`), " : ") + ")"
-	// firstWrites: the first rule is not dry-run here, so the mutation
-	// wrote its value. The object had the key itself when it holds
-	// another value, or the first rule only reports; otherwise the key
-	// was planned (written, or, in dry-run, absent and reported).
-	var writeArms []string
+	has := variable("has", fmt.Sprintf("%s in %s", k, tg.current))
+	cur := fmt.Sprintf("%s[%s]", tg.current, k)
+	// valid[j]: rule j applies and its value expands; value[j] the value.
+	valid := make([]string, len(setters))
+	value := make([]string, len(setters))
+	var firstArms, writeArms []string
+	ok := make([]string, len(setters))
 	for j, s := range setters {
+		v, okExpr := valueCEL(s.lt.value, "object", "variables.labels")
+		value[j], ok[j] = v, okExpr
+		if !s.lt.value.static() {
+			value[j] = variable(fmt.Sprintf("v%d", j), v)
+			ok[j] = variable(fmt.Sprintf("ok%d", j), okExpr)
+		}
+		valid[j] = variable(fmt.Sprintf("r%d", j), c.guard(tg, s.i, false)+" && "+ok[j])
+		firstArms = append(firstArms, fmt.Sprintf("%s ? %s", valid[j], value[j]))
 		writeArms = append(writeArms, fmt.Sprintf("%s ? !%s", valid[j], dryRunCEL(s.r)))
 	}
-	firstWrites := "(" + strings.Join(append(writeArms, "false"), " : ") + ")"
-	userHad := fmt.Sprintf("(%s && (%s != %s || !%s))", has, cur, first, firstWrites)
-	planned := fmt.Sprintf("(!(%s) || %s == %s && %s)", has, cur, first, firstWrites)
+	// first: the value of the first valid rule, which planned the key;
+	// firstWrites: that rule is not dry-run here, so the mutation wrote
+	// it. The object had the key itself when it holds another value, or
+	// the first rule only reports; otherwise the key was planned
+	// (written, or, in dry-run, absent and reported).
+	anyValid := variable("any", strings.Join(valid, " || "))
+	first := variable("first", strings.Join(append(firstArms, `""`), " : "))
+	firstWrites := variable("writes", strings.Join(append(writeArms, "false"), " : "))
+	planned := variable("planned", fmt.Sprintf("!%s || %s == %s && %s", has, cur, first, firstWrites))
+	q := func(name, expr string) string { return variable(name, quoteCEL(expr)) }
+	qCur, qFirst := q("qc", cur), q("qf", first)
 	var out []admissionregistrationv1.Validation
 	for j, s := range setters {
 		prefix := c.prefixCEL(s.r)
-		rule := celString(s.r.name)
-		guard := c.guard(tg, s.i, false)
-		if !s.lt.value.static() {
-			out = append(out, warning(fmt.Sprintf("%s && !(%s)", guard, okOf(s.lt.value)),
-				fmt.Sprintf(`%s + %s + " skipped (rule " + %s + "): " + (%s)`, prefix, celString(whatOf(tg.t)+" "+key), rule, skipReasonCEL(s.lt.value, "object", "variables.labels"))))
-		}
 		earlier := "false"
 		if j > 0 {
 			earlier = "(" + strings.Join(valid[:j], " || ") + ")"
 		}
-		out = append(out,
-			warning(fmt.Sprintf("%s && %s && %s != %s", valid[j], userHad, cur, values[j]),
-				fmt.Sprintf(`%s + %s + "=" + %s + " kept; rule " + %s + " wants " + %s`, prefix, field, quoteCEL(cur), rule, quoteCEL(values[j]))),
-			warning(fmt.Sprintf("%s && %s && %s && %s != %s", valid[j], earlier, planned, values[j], first),
-				fmt.Sprintf(`%s + %s + ": rule " + %s + " wants " + %s + ", an earlier rule set " + %s`, prefix, field, rule, quoteCEL(values[j]), quoteCEL(first))),
-			warning(fmt.Sprintf("%s && !%s && !(%s) && %s", valid[j], earlier, has, dryRunCEL(s.r)),
-				fmt.Sprintf(`%s + %s + "=" + %s + " (rule " + %s + ")"`, celString(DryRunPrefix+"would add "), field, values[j], rule)))
+		qValue := q(fmt.Sprintf("q%d", j), value[j])
+		// One validation: the warnings of a rule exclude one another.
+		var conds, msgs []string
+		if !s.lt.value.static() {
+			conds = append(conds, variable(fmt.Sprintf("w%dskip", j), fmt.Sprintf("%s && !%s", c.guard(tg, s.i, false), ok[j])))
+			msgs = append(msgs, fmt.Sprintf(`%s + %s + (%s)`, prefix, celString(fmt.Sprintf("%s %s skipped (rule %s): ", whatOf(tg.t), key, s.r.name)), skipReasonCEL(s.lt.value, "object", "variables.labels", value[j])))
+		}
+		conds = append(conds,
+			variable(fmt.Sprintf("w%dkept", j), fmt.Sprintf("%s && %s && !%s && %s != %s", valid[j], has, planned, cur, value[j])),
+			variable(fmt.Sprintf("w%dset", j), fmt.Sprintf("%s && %s && %s && %s != %s", valid[j], earlier, planned, value[j], first)),
+			variable(fmt.Sprintf("w%dadd", j), fmt.Sprintf("%s && !%s && !%s && %s", valid[j], earlier, has, dryRunCEL(s.r))))
+		msgs = append(msgs,
+			fmt.Sprintf(`%s + %s + %s + %s + %s`, prefix, celString(c.fieldOf(tg.t)+" "+key+"="), qCur, celString(" kept; rule "+s.r.name+" wants "), qValue),
+			fmt.Sprintf(`%s + %s + %s + %s + %s`, prefix, celString(c.fieldOf(tg.t)+" "+key+": rule "+s.r.name+" wants "), qValue, celString(", an earlier rule set "), qFirst),
+			fmt.Sprintf(`%s + %s + %s`, celString(DryRunPrefix+"would add "+c.fieldOf(tg.t)+" "+key+"="), value[j], celString(" (rule "+s.r.name+")")))
+		out = append(out, oneOf(conds, msgs))
 	}
 	// Sticky on UPDATE: the first rule that matched the stored object,
 	// whose value it carried, puts it back; in dry-run that is reported,
 	// and a value other than the one a rule planned is a conflict.
-	var stickyArms []string
+	var stickies []string
 	for j, s := range setters {
-		v, ok := valueCEL(s.lt.value, "oldObject", "variables.oldLabels")
-		sticky := fmt.Sprintf("(%s && %s && %s in %s && %s[%s] == %s)", c.guard(tg, s.i, true), ok, k, tg.old, tg.old, k, v)
+		v, okOld := valueCEL(s.lt.value, "oldObject", "variables.oldLabels")
+		sticky := variable(fmt.Sprintf("s%d", j), fmt.Sprintf("%s && %s && %s in %s && %s[%s] == %s", c.guard(tg, s.i, true), okOld, k, tg.old, tg.old, k, v))
 		earlier := "false"
 		if j > 0 {
-			earlier = "(" + strings.Join(stickyArms, " || ") + ")"
+			earlier = "(" + strings.Join(stickies, " || ") + ")"
 		}
-		stickyArms = append(stickyArms, sticky)
-		rule := celString(s.r.name)
+		stickies = append(stickies, sticky)
+		out = append(out, oneOf(
+			[]string{
+				variable(fmt.Sprintf("w%dback", j), fmt.Sprintf("%s && !%s && !%s && !%s && %s", sticky, earlier, anyValid, has, dryRunCEL(s.r))),
+				variable(fmt.Sprintf("w%dsticky", j), fmt.Sprintf("%s && !%s && %s && %s && %s != %s", sticky, earlier, anyValid, planned, v, first)),
+			},
+			[]string{
+				fmt.Sprintf(`%s + %s + %s`, celString(DryRunPrefix+"would put back "+c.fieldOf(tg.t)+" "+key+"="), v, celString(" (rule "+s.r.name+")")),
+				fmt.Sprintf(`%s + %s + %s + %s + %s`, c.prefixCEL(s.r), celString(c.fieldOf(tg.t)+" "+key+": rule "+s.r.name+" wants "), quoteCEL(v), celString(", an earlier rule set "), qFirst),
+			}))
+	}
+	return vars, out
+}
+
+// oneOf is one validation for warnings that exclude one another: it warns
+// when one of conds holds, with the message of the first that does.
+func oneOf(conds, msgs []string) admissionregistrationv1.Validation {
+	msg := msgs[len(msgs)-1]
+	for i := len(conds) - 2; i >= 0; i-- {
+		msg = fmt.Sprintf("(%s) ? %s : %s", conds[i], msgs[i], msg)
+	}
+	return warning("("+strings.Join(conds, ") || (")+")", msg)
+}
+
+// nativeValidatingPolicies are the warnings' policies beside the
+// mutating one named name, matching what it matches: name, then name-2...
+// when its keys need more than one.
+func (p *Policy) nativeValidatingPolicies(name string, c *nativeCompiler, match *admissionregistrationv1.MatchResources) []any {
+	fail := admissionregistrationv1.Ignore
+	var out []any
+	for i, set := range c.warnings() {
+		if len(set.vals) == 0 {
+			continue
+		}
+		n := name
+		if i > 0 {
+			n = fmt.Sprintf("%s-%d", name, i+1)
+		}
 		out = append(out,
-			warning(fmt.Sprintf("%s && !%s && !%s && !(%s) && %s", sticky, earlier, hasFirst, has, dryRunCEL(s.r)),
-				fmt.Sprintf(`%s + %s + "=" + %s + " (rule " + %s + ")"`, celString(DryRunPrefix+"would put back "), field, v, rule)),
-			warning(fmt.Sprintf("%s && !%s && %s && %s && %s != %s", sticky, earlier, hasFirst, planned, v, first),
-				fmt.Sprintf(`%s + %s + ": rule " + %s + " wants " + %s + ", an earlier rule set " + %s`, c.prefixCEL(s.r), field, rule, quoteCEL(v), quoteCEL(first))))
+			&admissionregistrationv1.ValidatingAdmissionPolicy{
+				TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
+				ObjectMeta: p.nativeMeta(n),
+				Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+					MatchConstraints: match,
+					Variables:        append(append(c.variables(), messageVariables()...), set.vars...),
+					Validations:      set.vals,
+					FailurePolicy:    &fail,
+				},
+			},
+			&admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
+				ObjectMeta: p.nativeMeta(n),
+				Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+					PolicyName:        n,
+					ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn},
+				},
+			})
 	}
 	return out
-}
-
-// okOf is the CEL that t expands to a valid value for the new object.
-func okOf(t valueTemplate) string {
-	_, ok := valueCEL(t, "object", "variables.labels")
-	return ok
-}
-
-// nativeValidatingPolicy is the warnings' policy beside the mutating one
-// named name, matching what it matches.
-func (p *Policy) nativeValidatingPolicy(name string, c *nativeCompiler, match *admissionregistrationv1.MatchResources) []any {
-	validations := c.warnings()
-	if len(validations) == 0 {
-		return nil
-	}
-	fail := admissionregistrationv1.Ignore
-	return []any{
-		&admissionregistrationv1.ValidatingAdmissionPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicy"},
-			ObjectMeta: p.nativeMeta(name),
-			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-				MatchConstraints: match,
-				Variables:        c.variables(),
-				Validations:      validations,
-				FailurePolicy:    &fail,
-			},
-		},
-		&admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-			TypeMeta:   metav1.TypeMeta{APIVersion: admissionregistrationv1.SchemeGroupVersion.String(), Kind: "ValidatingAdmissionPolicyBinding"},
-			ObjectMeta: p.nativeMeta(name),
-			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-				PolicyName:        name,
-				ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn},
-			},
-		},
-	}
 }
