@@ -73,6 +73,10 @@ func (p *Policy) nativeKinds() []nativeKind {
 type NativeOptions struct {
 	// Name prefixes every object's name (promenroll).
 	Name string
+	// NoWarnings leaves the warnings' ValidatingAdmissionPolicies out:
+	// they cost the API server more than the mutations do
+	// (BENCHMARKS.md).
+	NoWarnings bool
 }
 
 // The chart's native-enrollment template replaces these, in `promenroll
@@ -132,7 +136,9 @@ func (p *Policy) NativePolicies(opts NativeOptions) ([]any, error) {
 			ObjectMeta: p.nativeMeta(name),
 			Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
 		})
-		out = append(out, p.nativeValidatingPolicies(name, c, mp.Spec.MatchConstraints)...)
+		if !opts.NoWarnings {
+			out = append(out, p.nativeValidatingPolicies(name, c, mp.Spec.MatchConstraints)...)
+		}
 	}
 	return out, nil
 }

@@ -15,7 +15,9 @@ import (
 	monv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -76,7 +78,8 @@ would be refused today, 2 usage, policy or API error.`,
 				return err
 			}
 			a := &auditor{ctx: c.Context(), c: cl, p: p, out: c.OutOrStdout(), ns: namespace, chunk: chunk,
-				res: &Result{APIVersion: ResultAPIVersion, Policy: PolicyInfo{Path: policyPath, Generation: p.Generation, Mode: string(p.Source.Mode)}}}
+				res: &Result{APIVersion: ResultAPIVersion, Policy: PolicyInfo{Path: policyPath, Generation: p.Generation, Mode: string(p.Source.Mode),
+					Engine: string(p.Engine()), EnrollmentGeneration: p.EnrollmentGeneration}}}
 			if output == "json" {
 				a.out = io.Discard
 			}
@@ -253,10 +256,60 @@ func (a *auditor) run() error {
 		}
 		a.print(o, rep, e)
 	}
+	if err := a.native(); err != nil {
+		return err
+	}
 	fmt.Fprintf(a.out, "audit: %d workloads and Services scanned: %d not fully enrolled, %d with conflicting labels; monitors and rules: %d loaded by no Prometheus, %d without the policy's monitors.labels; %d PrometheusRules and monitors checked, %d would be refused (%d list requests of at most %d objects)\n",
 		enrollable, a.notEnrolled, a.conflicts, a.unselected, a.unlabelled, a.checked, a.denied, a.requests, a.chunk)
 	if a.denied > 0 {
 		return errCheckFailed
+	}
+	return nil
+}
+
+// native reports the native enrollment policies installed: with engine
+// native, none means nothing enrolls while promenroll is down, and one
+// compiled from another policy enrolls by its rules, not the policy's;
+// with engine webhook, installed ones enroll beside the webhook. A user
+// who may not list admission policies is told the check was skipped.
+func (a *auditor) native() error {
+	gvk := admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingAdmissionPolicy")
+	rep := &NativeReport{Policies: []NativePolicy{}}
+	err := a.list(gvk, "", func(js []byte) {
+		var m metav1.PartialObjectMetadata
+		if json.Unmarshal(js, &m) != nil || m.Labels["app.kubernetes.io/component"] != "native-enrollment" || m.Labels["app.kubernetes.io/managed-by"] != policy.NativeFieldManager {
+			return
+		}
+		g := m.Annotations[policy.EnrollmentGenerationAnnotation]
+		rep.Policies = append(rep.Policies, NativePolicy{Name: m.Name, EnrollmentGeneration: g, Current: g == a.p.EnrollmentGeneration})
+	})
+	switch {
+	case apierrors.IsForbidden(err) || meta.IsNoMatchError(err):
+		fmt.Fprintf(a.out, "audit: native enrollment not checked: cannot list MutatingAdmissionPolicies (%v)\n", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("list MutatingAdmissionPolicies: %w", err)
+	}
+	var stale []string
+	for _, np := range rep.Policies {
+		if !np.Current {
+			stale = append(stale, fmt.Sprintf("%s (enrollment generation %q)", np.Name, np.EnrollmentGeneration))
+		}
+	}
+	switch {
+	case a.p.Engine() == policy.EngineNative && len(rep.Policies) == 0:
+		rep.Problem = "enrollment.engine is native and no native enrollment policy is installed: nothing enrolls new workloads; apply `promenroll compile --policy POLICY` (the chart and kustomize render it)"
+	case len(stale) > 0:
+		rep.Problem = fmt.Sprintf("native enrollment policies compiled from another policy enroll by its rules: %s, this policy's enrollment generation is %s; compile and apply them again", strings.Join(stale, ", "), a.p.EnrollmentGeneration)
+	case a.p.Engine() == policy.EngineWebhook && len(rep.Policies) > 0:
+		rep.Problem = fmt.Sprintf("enrollment.engine is webhook, and %d native enrollment policies are installed: both enroll; remove the policies or set the engine to native", len(rep.Policies))
+	}
+	a.res.Native = rep
+	switch {
+	case rep.Problem != "":
+		fmt.Fprintf(a.out, "audit: native enrollment: %s\n", rep.Problem)
+	case len(rep.Policies) > 0:
+		fmt.Fprintf(a.out, "audit: native enrollment: %d policies, compiled from this policy (enrollment generation %s)\n", len(rep.Policies), a.p.EnrollmentGeneration)
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 // policies.
 func newCompileCommand() *cobra.Command {
 	var policyPath, namespace, name string
-	var forChart bool
+	var forChart, warnings bool
 	c := &cobra.Command{
 		Use:   "compile --policy POLICY",
 		Short: "Print the enroll rules as MutatingAdmissionPolicies the API server applies itself",
@@ -28,7 +28,8 @@ their bindings (admissionregistration.k8s.io/v1, Kubernetes 1.36 and later)
 that do what the webhook's enrollment does: the same labels, pod template
 labels and scrape annotations, add-only, first rule first, with the same
 substitutions, exclusions and opt-out, applied by the API server without
-calling promenroll. The output depends on the policy only: the same policy
+calling promenroll; and ValidatingAdmissionPolicies, bound to warn only,
+that give its warnings (--warnings=false leaves them out). The output depends on the policy only: the same policy
 gives the same bytes, so it can be committed and diffed (the chart and
 kustomize ship it for their shipped policy). Apply it with the rights to
 create admission policies; promenroll itself needs none.
@@ -63,13 +64,14 @@ with engine webhook: the engine is not part of that generation).`,
 			if err != nil {
 				return err
 			}
-			return writeNative(c.OutOrStdout(), p, name)
+			return writeNative(c.OutOrStdout(), p, policy.NativeOptions{Name: name, NoWarnings: !warnings})
 		},
 	}
 	fs := c.Flags()
 	fs.StringVar(&policyPath, "policy", "", "policy file (required)")
 	fs.StringVar(&namespace, "namespace", "promenroll-system", "promenroll's namespace, excluded like the webhook's own")
 	fs.StringVar(&name, "name", "promenroll", "prefix of the generated objects' names")
+	fs.BoolVar(&warnings, "warnings", true, "also print the ValidatingAdmissionPolicies (Warn only) that give the webhook's enrollment warnings at kubectl apply; they cost the API server more than the mutations (BENCHMARKS.md)")
 	fs.BoolVar(&forChart, "chart", false, "print for the chart's webhook.enroll.nativePolicies value: names and namespace are the release's (overrides --name and --namespace)")
 	return c
 }
@@ -114,8 +116,8 @@ func policyConfigMap(data []byte) (index int, name, doc string, ok bool) {
 }
 
 // writeNative writes p's native policies as YAML documents.
-func writeNative(w io.Writer, p *policy.Policy, name string) error {
-	doc, err := p.NativeYAML(policy.NativeOptions{Name: name})
+func writeNative(w io.Writer, p *policy.Policy, opts policy.NativeOptions) error {
+	doc, err := p.NativeYAML(opts)
 	if err != nil {
 		return err
 	}

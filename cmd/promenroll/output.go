@@ -27,6 +27,9 @@ type Result struct {
 	Summary Summary      `json:"summary"`
 	// Status: audit --with-prometheus, the monitoring status' results.
 	Status []policy.StatusResult `json:"status,omitempty"`
+	// Native: audit, the native enrollment policies installed and
+	// whether they were compiled from this policy.
+	Native *NativeReport `json:"native,omitempty"`
 }
 
 // PolicyInfo identifies the policy the objects were judged with.
@@ -34,6 +37,27 @@ type PolicyInfo struct {
 	Path       string `json:"path"`
 	Generation string `json:"generation"`
 	Mode       string `json:"mode"`
+	// Engine is enrollment.engine; EnrollmentGeneration what native
+	// policies compiled from this policy carry.
+	Engine               string `json:"engine,omitempty"`
+	EnrollmentGeneration string `json:"enrollmentGeneration,omitempty"`
+}
+
+// NativeReport is what audit found of native enrollment in the cluster.
+type NativeReport struct {
+	// Policies are the MutatingAdmissionPolicies labelled as promenroll's
+	// native enrollment, with the enrollment generation each carries.
+	Policies []NativePolicy `json:"policies"`
+	// Problem says what is wrong, if anything: none installed with engine
+	// native, some stale, or both engines enrolling.
+	Problem string `json:"problem,omitempty"`
+}
+
+// NativePolicy is one installed native enrollment policy.
+type NativePolicy struct {
+	Name                 string `json:"name"`
+	EnrollmentGeneration string `json:"enrollmentGeneration"`
+	Current              bool   `json:"current"`
 }
 
 // ObjectReport is one object: where it is, the labels and annotations the

@@ -104,6 +104,17 @@ func TestNativePoliciesAreCurrent(t *testing.T) {
 	if bytes.Contains(in.ByKind["MutatingWebhookConfiguration"][0], []byte("enroll.promenroll.io")) {
 		t.Error("engine native still renders the enrollment webhook")
 	}
+	if n := len(in.ByKind["ValidatingAdmissionPolicy"]); n < 3 || len(in.ByKind["ValidatingAdmissionPolicyBinding"]) != n {
+		t.Errorf("%d warnings policies and %d bindings rendered, want at least one per mutating policy, each bound", n, len(in.ByKind["ValidatingAdmissionPolicyBinding"]))
+	}
+	vals["webhook"] = map[string]any{"enroll": map[string]any{"nativeWarnings": false}}
+	quiet := mustRender(t, vals)
+	if len(quiet.ByKind["ValidatingAdmissionPolicy"])+len(quiet.ByKind["ValidatingAdmissionPolicyBinding"]) != 0 || len(quiet.ByKind["MutatingAdmissionPolicy"]) != 3 {
+		t.Errorf("nativeWarnings false: %d warnings policies, %d mutating ones; want none and 3", len(quiet.ByKind["ValidatingAdmissionPolicy"]), len(quiet.ByKind["MutatingAdmissionPolicy"]))
+	}
+	for _, err := range manifests.Check(quiet, manifests.Expect{Namespace: namespace, TLSMode: "selfManaged", Name: fullname(vals), NativeEnrollment: true}) {
+		t.Error(err)
+	}
 	if len(mustRender(t, nil).ByKind["MutatingAdmissionPolicy"]) != 0 {
 		t.Error("the default engine (webhook) renders native policies")
 	}

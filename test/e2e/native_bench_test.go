@@ -210,15 +210,28 @@ func TestNativeLatencySideBySide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The mutating policies alone (compile --warnings=false).
+	mutating, _, err := c.Promenroll(t.Context(), "compile", "--policy", policyFile, "--namespace", cluster.Namespace, "--warnings=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutating20, _, err := c.Promenroll(t.Context(), "compile", "--policy", file20, "--namespace", cluster.Namespace, "--warnings=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(doc string) func() { return func() { kubectl(t, doc, "apply", "-f", "-") } }
+	remove := func(doc string) func() { return func() { kubectl(t, doc, "delete", "-f", "-") } }
 	if n := strings.Count(rules20, "\n- name: "); n != 20 {
 		t.Fatalf("the 20-rule policy has %d rules", n)
 	}
 	nothing := func() {}
 	scenario("no enrollment", func() { enrollWebhook(false) }, nothing, false)
 	scenario("webhook engine", func() { enrollWebhook(true) }, nothing, true)
-	scenario("native engine (compiled policies)", func() { enrollWebhook(false); kubectl(t, native, "apply", "-f", "-") }, func() { kubectl(t, native, "delete", "-f", "-") }, true)
-	scenario("native engine, 20 rules", func() { kubectl(t, native20, "apply", "-f", "-") }, func() { kubectl(t, native20, "delete", "-f", "-") }, true)
-	scenario("hand-written policy", func() { kubectl(t, handWrittenPolicy, "apply", "-f", "-") }, func() { kubectl(t, handWrittenPolicy, "delete", "-f", "-") }, true)
+	scenario("native engine, mutating only", func() { enrollWebhook(false); apply(mutating)() }, remove(mutating), true)
+	scenario("native engine with warnings", apply(native), remove(native), true)
+	scenario("native engine, 20 rules, mutating only", apply(mutating20), remove(mutating20), true)
+	scenario("native engine, 20 rules, with warnings", apply(native20), remove(native20), true)
+	scenario("hand-written policy", apply(handWrittenPolicy), remove(handWrittenPolicy), true)
 	var b strings.Builder
 	fmt.Fprintf(&b, "Deployment CREATE (server-side dry-run), %d requests each | 1 client p50 / p99 | 8 clients p50 / p99\n", n)
 	for _, r := range rows {

@@ -380,6 +380,25 @@ spec:
 		}
 		kubectl(t, probe, "delete", "-f", "-")
 	}
+	// audit tells which engine enrolls: the installed policies were
+	// compiled from this policy, and the policy says webhook (both
+	// enroll); with engine native they are current; for a policy with
+	// another rule they are stale.
+	audit := func(doc, want string) {
+		t.Helper()
+		file := filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, _ := c.Promenroll(t.Context(), "audit", "--policy", file, "--kubeconfig", c.Kubeconfig, "-n", "nat-probe")
+		if !strings.Contains(out, want) {
+			t.Errorf("audit of %s: want %q in:\n%s%s", want, want, out, errOut)
+		}
+	}
+	audit(basePolicy, "enrollment.engine is webhook, and 3 native enrollment policies are installed: both enroll")
+	nativeEngine := basePolicy + "enrollment: {engine: native}\n"
+	audit(nativeEngine, "audit: native enrollment: 3 policies, compiled from this policy")
+	audit(strings.Replace(nativeEngine, "enroll:\n", "enroll:\n- {name: extra, kinds: [Deployment], labels: {extra: \"yes\"}}\n", 1), "native enrollment policies compiled from another policy enroll by its rules")
 	for _, p := range pairs {
 		createNamespace(t, p.native, team, p.annotations)
 		warnings := run(p.native)

@@ -160,8 +160,8 @@ func checkNative(in *Install, excluded []string) []error {
 	if err != nil {
 		return append(errs, err)
 	}
-	if len(vaps) < len(mps) || len(vbs) != len(vaps) {
-		add("%d ValidatingAdmissionPolicies and %d bindings for %d MutatingAdmissionPolicies, want at least one per mutating policy, each bound (the warnings)", len(vaps), len(vbs), len(mps))
+	if len(vbs) != len(vaps) {
+		add("%d ValidatingAdmissionPolicies and %d bindings, want each warnings policy bound", len(vaps), len(vbs))
 	}
 	for _, v := range vaps {
 		if fp := v.Spec.FailurePolicy; fp == nil || *fp != admissionregistrationv1.Ignore {
