@@ -53,6 +53,13 @@ func TestCompileReadsThePolicyConfigMapHelmRenders(t *testing.T) {
 	if code != 0 || !strings.Contains(chart, "name: "+policy.ChartNameToken+"-enroll-") || !strings.Contains(chart, "- "+policy.ChartNamespaceToken+"\n") {
 		t.Errorf("--chart: exit %d, want the chart's tokens:\n%.600s", code, chart)
 	}
+	if !strings.Contains(fromFile, "\nkind: ValidatingAdmissionPolicy\n") {
+		t.Error("compile prints no warnings policy")
+	}
+	quiet, _, code := compileRun(t, "", "--policy", examplePolicy, "--warnings=false")
+	if code != 0 || strings.Contains(quiet, "ValidatingAdmissionPolicy") || strings.Count(quiet, "\nkind: MutatingAdmissionPolicy\n") != strings.Count(fromFile, "\nkind: MutatingAdmissionPolicy\n") {
+		t.Errorf("--warnings=false: exit %d, want the same mutating policies and no warnings policy:\n%.400s", code, quiet)
+	}
 	if _, errOut, code := compileRun(t, "kind: ConfigMap\ndata:\n  policy.yaml: |\n    kind: Nope\n", "--policy", "-"); code == 0 || !strings.Contains(errOut, "standard input (document 1, ConfigMap , data[policy.yaml])") {
 		t.Errorf("an invalid policy in a ConfigMap: exit %d, want an error naming where it was read: %s", code, errOut)
 	}
