@@ -31,12 +31,20 @@ const examplePolicy = "../../examples/policy.yaml"
 // and the exit code.
 func checkRun(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	out, errOut, err := cliRun(t, stdin, append([]string{"check"}, args...)...)
+	return out, errOut, exitCode(err)
+}
+
+// cliRun runs promenroll with args and stdin, and returns stdout, stderr
+// and the command's error.
+func cliRun(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	root := newRootCommand(&out, &errOut)
 	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(append([]string{"check"}, args...))
+	root.SetArgs(args)
 	err := root.ExecuteContext(t.Context())
-	return out.String(), errOut.String(), exitCode(err)
+	return out.String(), errOut.String(), err
 }
 
 func write(t *testing.T, dir, name, content string) string {

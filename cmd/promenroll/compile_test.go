@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"strings"
 	"testing"
@@ -9,18 +8,15 @@ import (
 	"github.com/promenroll/promenroll/policy"
 )
 
-// compileRun runs `promenroll compile` with stdin.
+// compileRun runs `promenroll compile` with stdin; the error returned is
+// at the end of stderr, as main prints it.
 func compileRun(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	root := newRootCommand(&out, &errOut)
-	root.SetIn(strings.NewReader(stdin))
-	root.SetArgs(append([]string{"compile"}, args...))
-	err := root.ExecuteContext(t.Context())
+	out, errOut, err := cliRun(t, stdin, append([]string{"compile"}, args...)...)
 	if err != nil {
-		errOut.WriteString(err.Error())
+		errOut += err.Error()
 	}
-	return out.String(), errOut.String(), exitCode(err)
+	return out, errOut, exitCode(err)
 }
 
 // TestCompileReadsThePolicyConfigMapHelmRenders: the policy ConfigMap, as

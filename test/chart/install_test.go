@@ -343,9 +343,7 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
-			u := action.NewUninstall(helmConfig(t, c.Kubeconfig))
-			u.WaitStrategy = kube.HookOnlyStrategy
-			_, _ = u.Run("promenroll")
+			_ = uninstall(t, c)
 		}
 	})
 
@@ -560,9 +558,7 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	// release is left but what it keeps on purpose (the OpenReports CRD,
 	// helm.sh/resource-policy: keep: other tools write Reports too), and
 	// writes are no longer intercepted.
-	uninstall := action.NewUninstall(helmConfig(t, c.Kubeconfig))
-	uninstall.WaitStrategy = kube.HookOnlyStrategy
-	if _, err := uninstall.Run("promenroll"); err != nil {
+	if err := uninstall(t, c); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	uninstalled = true
@@ -570,6 +566,14 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	if err := c.Client.Create(ctx, rule("after-uninstall"), client.DryRunAll); err != nil {
 		t.Errorf("a PrometheusRule is refused after uninstall: %v", err)
 	}
+}
+
+// uninstall is `helm uninstall promenroll`.
+func uninstall(t *testing.T, c *cluster.Cluster) error {
+	u := action.NewUninstall(helmConfig(t, c.Kubeconfig))
+	u.WaitStrategy = kube.HookOnlyStrategy
+	_, err := u.Run("promenroll")
+	return err
 }
 
 // assertNothingLeft: none of a release's objects is left after helm

@@ -43,9 +43,7 @@ func testNativeInstall(t *testing.T, c *cluster.Cluster) {
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
-			u := action.NewUninstall(helmConfig(t, c.Kubeconfig))
-			u.WaitStrategy = kube.HookOnlyStrategy
-			_, _ = u.Run("promenroll")
+			_ = uninstall(t, c)
 		}
 	})
 
@@ -95,9 +93,7 @@ func testNativeInstall(t *testing.T, c *cluster.Cluster) {
 		return enrolled(d) && d.Labels["team"] == "payments" && d.Spec.Template.Labels["team"] == "payments"
 	})
 
-	uninstall := action.NewUninstall(helmConfig(t, c.Kubeconfig))
-	uninstall.WaitStrategy = kube.HookOnlyStrategy
-	if _, err := uninstall.Run("promenroll"); err != nil {
+	if err := uninstall(t, c); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	uninstalled = true
