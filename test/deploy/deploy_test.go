@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/promenroll/promenroll/internal/server"
+	"github.com/promenroll/promenroll/internal/testdiff"
 	"github.com/promenroll/promenroll/policy"
 	"github.com/promenroll/promenroll/test/cluster"
 	"github.com/promenroll/promenroll/test/manifests"
@@ -330,6 +331,16 @@ func TestNativeEnrollmentIsCurrent(t *testing.T) {
 	in, out := renderWithComponent(t, "native-enrollment")
 	for _, err := range manifests.Check(in, manifests.Expect{Namespace: cluster.Namespace, TLSMode: server.TLSSelfManaged, Name: "promenroll", NativeEnrollment: true}) {
 		t.Error(err)
+	}
+	// The component's policy is base's with enrollment.engine native.
+	withComponent := policyFrom(t, in)
+	if withComponent.Engine() != policy.EngineNative || withComponent.EnrollmentGeneration != p.EnrollmentGeneration {
+		t.Errorf("the component's policy: engine %s, enrollment generation %s; want native and base's %s", withComponent.Engine(), withComponent.EnrollmentGeneration, p.EnrollmentGeneration)
+	}
+	src := withComponent.Source
+	src.Enrollment = p.Source.Enrollment
+	if d := testdiff.Diff(p.Source, src); d != "" {
+		t.Errorf("the component's policy differs from deploy/base's beyond the engine (-base +component):\n%s", d)
 	}
 	if n := bytes.Count(out, []byte("kind: MutatingAdmissionPolicy\n")); n != 3 {
 		t.Errorf("%d MutatingAdmissionPolicies rendered, want 3", n)
