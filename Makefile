@@ -12,8 +12,10 @@ VERDICTS  := $(BIN)/operator-verdicts
 OPERATOR_ADMISSION := $(BIN)/operator-admission
 HELM_DOCS := $(BIN)/helm-docs
 GOLANGCI_LINT := $(BIN)/golangci-lint
-# The Go modules: the product, the tests, the chart's tests.
-MODULES   := . test test/chart
+# The Go modules: the product, the tests, the chart's tests, the image
+# assembly.
+MODULES   := . test test/chart test/tools/image
+IMAGE_TOOL := $(BIN)/image
 IMG       ?= promenroll:dev
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
@@ -36,10 +38,11 @@ build: ## Build bin/promenroll.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/promenroll ./cmd/promenroll
 
 .PHONY: test
-test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus), the Helm chart.
+test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus), the Helm chart, the image assembly.
 	$(GO) test $(TEST_FLAGS) ./...
 	cd test && $(GO) test $(TEST_FLAGS) ./...
 	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
+	cd test/tools/image && $(GO) test $(TEST_FLAGS) ./...
 
 .PHONY: test-chart
 test-chart: test-bins ## Test the Helm chart with Helm's SDK: lint, renders, safety, agreement with deploy/, install with self-managed TLS.
@@ -161,6 +164,16 @@ demo: test-bins build ## Run promenroll against a local control plane and show w
 .PHONY: deploy
 deploy: ## Install into the current kubectl context (needs cert-manager): kubectl apply -k deploy/cert-manager.
 	kubectl apply -k deploy/cert-manager
+
+$(IMAGE_TOOL): test/tools/image/go.mod test/tools/image/go.sum $(wildcard test/tools/image/*.go)
+	cd test/tools/image && CGO_ENABLED=0 $(GO) build -trimpath -o $(IMAGE_TOOL) .
+
+.PHONY: image
+image: $(IMAGE_TOOL) ## Assemble the promenroll image (the Dockerfile's final stage) and the test workload's as OCI archives in bin/, with no Docker engine or registry (ctr images import reads them).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/image-root/promenroll ./cmd/promenroll
+	$(IMAGE_TOOL) --dockerfile Dockerfile --binary $(BIN)/image-root/promenroll --name docker.io/promenroll/promenroll:$(VERSION) --out $(BIN)/promenroll-image.tar
+	cd test/tools/image && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/image-root/workload ./workload
+	$(IMAGE_TOOL) --binary $(BIN)/image-root/workload --path /workload --name docker.io/promenroll/workload:test --out $(BIN)/workload-image.tar
 
 .PHONY: docker-build
 docker-build: ## Build the container image IMG (needs a Docker engine).
