@@ -2,11 +2,14 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -140,7 +143,65 @@ func (p *Policy) NativePolicies(opts NativeOptions) ([]any, error) {
 			out = append(out, p.nativeValidatingPolicies(name, c, mp.Spec.MatchConstraints)...)
 		}
 	}
+	if err := p.checkNativeLimits(out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// The API server's limits on what native enrollment generates: CEL's
+// parser refuses an expression over 100,000 code points, and etcd an
+// object over 1.5 MiB (1 MiB leaves room for managed fields).
+const (
+	maxExpressionCodePoints = 100000
+	maxNativeObjectBytes    = 1 << 20
+)
+
+var ruleVariableRE = regexp.MustCompile(`^(?:old)?[rR]ule(\d+)$`)
+
+// checkNativeLimits refuses generated objects the API server would refuse,
+// naming the rule when one rule's selectors are the cause (a selector of
+// thousands of values), so the refusal comes from compile, not from
+// kubectl apply.
+func (p *Policy) checkNativeLimits(objs []any) error {
+	for _, o := range objs {
+		var name string
+		var exprs []admissionregistrationv1.Variable // name: where, Expression: what
+		switch o := o.(type) {
+		case *admissionregistrationv1.MutatingAdmissionPolicy:
+			name = o.Name
+			exprs = append(exprs, o.Spec.Variables...)
+			for i, m := range o.Spec.Mutations {
+				exprs = append(exprs, admissionregistrationv1.Variable{Name: fmt.Sprintf("mutation %d", i), Expression: m.JSONPatch.Expression})
+			}
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			name = o.Name
+			exprs = append(exprs, o.Spec.Variables...)
+			for i, v := range o.Spec.Validations {
+				exprs = append(exprs, admissionregistrationv1.Variable{Name: fmt.Sprintf("validation %d", i), Expression: v.Expression},
+					admissionregistrationv1.Variable{Name: fmt.Sprintf("validation %d's message", i), Expression: v.MessageExpression})
+			}
+		default:
+			continue
+		}
+		for _, e := range exprs {
+			n := utf8.RuneCountInString(e.Expression)
+			if n <= maxExpressionCodePoints {
+				continue
+			}
+			if m := ruleVariableRE.FindStringSubmatch(e.Name); m != nil {
+				i, _ := strconv.Atoi(m[1])
+				return fmt.Errorf("enroll[%d] (%s): its kinds and selectors compile to a CEL expression of %d code points, over the API server's limit of %d: shorten its selectors (fewer values; a label both sides share instead of a list), or keep enrollment on the webhook engine", i, p.enroll[i].name, n, maxExpressionCodePoints)
+			}
+			return fmt.Errorf("%s: %s compiles to a CEL expression of %d code points, over the API server's limit of %d: the policy's rules set too many keys for native enrollment; keep it on the webhook engine", name, e.Name, n, maxExpressionCodePoints)
+		}
+		if b, err := json.Marshal(o); err != nil {
+			return err
+		} else if len(b) > maxNativeObjectBytes {
+			return fmt.Errorf("%s: %d bytes, over the %d an API server stores well: the policy's selectors and keys are too many for native enrollment; keep it on the webhook engine", name, len(b), maxNativeObjectBytes)
+		}
+	}
+	return nil
 }
 
 // NativeYAML is NativePolicies as multi-document YAML, headed by the

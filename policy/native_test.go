@@ -202,3 +202,23 @@ func TestEnrollmentGenerationCoversWhatNativeIsCompiledFrom(t *testing.T) {
 		t.Errorf("the output does not carry its enrollment generation in its header and on each object:\n%.400s", out)
 	}
 }
+
+// TestNativeRefusesWhatTheAPIServerWould: a rule whose selector lists
+// thousands of values compiles to an expression over CEL's 100,000 code
+// points: compile refuses it, naming the rule, instead of kubectl apply
+// failing later.
+func TestNativeRefusesWhatTheAPIServerWould(t *testing.T) {
+	values := make([]string, 8000)
+	for i := range values {
+		values[i] = fmt.Sprintf("app-%05d", i)
+	}
+	doc := minimalPolicy + "enroll:\n- name: small\n  kinds: [Deployment]\n  labels: {a: b}\n- name: huge\n  kinds: [Deployment]\n  selector: {matchExpressions: [{key: app, operator: In, values: [" + strings.Join(values, ", ") + "]}]}\n  labels: {a: c}\n"
+	_, err := mustParse(t, doc).NativePolicies(NativeOptions{})
+	if err == nil || !strings.Contains(err.Error(), "enroll[1] (huge): its kinds and selectors compile to a CEL expression of") || !strings.Contains(err.Error(), "over the API server's limit of 100000") {
+		t.Errorf("a selector of 8000 values: %v", err)
+	}
+	small := strings.Join(values[:100], ", ")
+	if _, err := mustParse(t, strings.Replace(doc, strings.Join(values, ", "), small, 1)).NativePolicies(NativeOptions{}); err != nil {
+		t.Errorf("a selector of 100 values: %v", err)
+	}
+}
