@@ -38,7 +38,7 @@ build: ## Build bin/promenroll.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/promenroll ./cmd/promenroll
 
 .PHONY: test
-test: test-bins $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus), the Helm chart, the image assembly.
+test: test-bins node-bins image $(PROMTOOL) $(VERDICTS) ## Run every test: unit, promtool agreement, end-to-end (control plane, Prometheus Operator, Prometheus), the Helm chart, the image assembly.
 	$(GO) test $(TEST_FLAGS) ./...
 	cd test && $(GO) test $(TEST_FLAGS) ./...
 	cd test/chart && $(GO) test $(TEST_FLAGS) ./...
@@ -55,6 +55,10 @@ test-unit: ## Run the unit tests only (no control plane).
 .PHONY: test-e2e
 test-e2e: test-bins ## Run the end-to-end suite against a local kube-apiserver.
 	cd test && $(GO) test $(TEST_FLAGS) -v ./e2e/...
+
+.PHONY: node-bins
+node-bins: ## Build the container runtime of the node tests (bin/node: containerd, its shim, ctr, runc; installs libseccomp-dev as root when missing).
+	@test/tools/node/build.sh $(BIN)/node
 
 .PHONY: test-bins
 test-bins: $(PROMETHEUS) $(OPERATOR) ## Build the control plane (bin/k8s), Prometheus and the Prometheus Operator (only when their pinned versions change).
