@@ -93,7 +93,7 @@ func (r *Runtime) Log() string { return r.proc.log }
 // Ctr runs ctr against this containerd, in the test namespace, and
 // returns its output (standard output and error).
 func (r *Runtime) Ctr(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "ctr"), append([]string{"--address", r.sock, "--namespace", "promenroll-test"}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "ctr"), append([]string{"--address", r.sock, "--namespace", runtimeNamespace}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
@@ -101,9 +101,23 @@ func (r *Runtime) Ctr(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// Stop ends every container's shim and containerd, and removes what they
-// mounted and wrote under the runtime's directory.
+// runtimeNamespace is the containerd namespace the tests' containers are
+// in; runtimeRuncRoot is where the runc shim keeps their state, a fixed
+// path outside the runtime's directory.
+const runtimeNamespace = "promenroll-test"
+
+var runtimeRuncRoot = filepath.Join("/run/containerd/runc", runtimeNamespace)
+
+// Stop ends every container (runc delete --force: a container outlives
+// its shim), the shims and containerd, and removes what they mounted and
+// wrote, under the runtime's directory and in runc's state.
 func (r *Runtime) Stop() {
+	if ids, err := os.ReadDir(runtimeRuncRoot); err == nil {
+		for _, id := range ids {
+			_ = exec.Command(filepath.Join(r.bin, "runc"), "--root", runtimeRuncRoot, "delete", "--force", id.Name()).Run()
+		}
+		_ = os.RemoveAll(runtimeRuncRoot)
+	}
 	r.killShims()
 	if r.proc != nil {
 		r.proc.stop(5 * time.Second)
