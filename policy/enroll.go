@@ -84,6 +84,19 @@ func (o Object) Field(t Target) string {
 	return string(t)
 }
 
+// whatOf names a target in skipped-value warnings ("label K skipped").
+func whatOf(t Target) string {
+	switch t {
+	case MetadataAnnotations:
+		return "annotation"
+	case PodTemplateLabels:
+		return "pod template label"
+	case PodTemplateAnnotations:
+		return "pod template annotation"
+	}
+	return "label"
+}
+
 // Namespace is what enrollment reads of the object's namespace.
 type Namespace struct {
 	Name        string
@@ -152,11 +165,11 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 	pl := newPlanner(&d, obj.Field)
 	plan := pl.plan
 	src := substitutionSource{name: obj.Name, namespace: obj.Namespace, labels: obj.Labels, namespaceLabels: req.Namespace.Labels}
-	inject := func(r *enrollRule, mode Mode, lts []labelTemplate, target Target, what string, current map[string]string) {
+	inject := func(r *enrollRule, mode Mode, lts []labelTemplate, target Target, current map[string]string) {
 		for _, lt := range lts {
 			v, why := lt.value.expand(src)
 			if why != "" {
-				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("%s %s skipped (rule %s): %s", what, lt.key, r.name, why))
+				d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("%s %s skipped (rule %s): %s", whatOf(target), lt.key, r.name, why))
 				continue
 			}
 			plan(LabelChange{Target: target, Key: lt.key, Value: v, Rule: r.name, Mode: mode}, current)
@@ -165,9 +178,9 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 	for _, r := range p.matching(obj, req.Namespace) {
 		d.Matched = append(d.Matched, r.name)
 		mode := effectiveMode(r.mode, req.Namespace)
-		inject(r, mode, r.labels, MetadataLabels, "label", obj.Labels)
+		inject(r, mode, r.labels, MetadataLabels, obj.Labels)
 		if obj.Kind == "Service" {
-			inject(r, mode, r.annotations, MetadataAnnotations, "annotation", obj.Annotations)
+			inject(r, mode, r.annotations, MetadataAnnotations, obj.Annotations)
 		}
 		if len(r.podTemplateLabels)+len(r.annotations) == 0 || !obj.OwnsPods() || req.Operation != Create && !obj.TemplateUpdateAdds {
 			continue
@@ -180,8 +193,8 @@ func (p *Policy) Enroll(req EnrollRequest) Decision {
 			d.Warnings = append(d.Warnings, prefix(mode)+fmt.Sprintf("pod template labels and annotations skipped (rule %s): %s", r.name, why))
 			continue
 		}
-		inject(r, mode, r.podTemplateLabels, PodTemplateLabels, "pod template label", obj.PodTemplateLabels)
-		inject(r, mode, r.annotations, PodTemplateAnnotations, "pod template annotation", obj.PodTemplateAnnotations)
+		inject(r, mode, r.podTemplateLabels, PodTemplateLabels, obj.PodTemplateLabels)
+		inject(r, mode, r.annotations, PodTemplateAnnotations, obj.PodTemplateAnnotations)
 	}
 	if req.Operation == Update && req.Old != nil {
 		p.sticky(req, plan)

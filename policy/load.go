@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -189,7 +190,7 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 	}
 	sum := sha256.Sum256(data)
 	p.Generation = hex.EncodeToString(sum[:6])
-	if p.EnrollmentGeneration, err = EnrollmentGeneration(data); err != nil {
+	if p.EnrollmentGeneration, err = enrollmentGeneration(js); err != nil {
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
 	return p, nil
@@ -199,15 +200,15 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 // compiled from.
 var EnrollmentSections = []string{"mode", "excludeNamespaces", "kinds", "enroll"}
 
-// EnrollmentGeneration is the sha256 prefix of the policy document's
-// EnrollmentSections, re-encoded as the chart's templates encode them
-// (`pick $policy "mode" "excludeNamespaces" "kinds" "enroll" | toYaml`,
-// both with sigs.k8s.io/yaml, keys sorted, no final newline), so `helm
-// template` can tell offline whether the native policies it renders were
-// compiled from its values' policy.
-func EnrollmentGeneration(data []byte) (string, error) {
+// enrollmentGeneration is the sha256 prefix of the policy document's
+// EnrollmentSections (js: the document as JSON), re-encoded as the chart's
+// templates encode them (`pick $policy "mode" "excludeNamespaces" "kinds"
+// "enroll" | toYaml`, both with sigs.k8s.io/yaml, keys sorted, no final
+// newline), so `helm template` can tell offline whether the native
+// policies it renders were compiled from its values' policy.
+func enrollmentGeneration(js []byte) (string, error) {
 	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := json.Unmarshal(js, &doc); err != nil {
 		return "", err
 	}
 	picked := map[string]any{}

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -113,7 +114,7 @@ func (p *Policy) NativePolicies(opts NativeOptions) ([]any, error) {
 		opts.Name = "promenroll"
 	}
 	if n := len(p.enroll); n > MaxNativeRules {
-		return nil, fmt.Errorf("%s", tooManyNativeRules(n))
+		return nil, errors.New(tooManyNativeRules(n))
 	}
 	groups := map[string][]nativeKind{}
 	for _, k := range p.nativeKinds() {
@@ -496,17 +497,7 @@ func (c *nativeCompiler) mutations() (muts []admissionregistrationv1.Mutation, a
 	byRules := map[string]*group{}
 	var parents []string
 	for _, tg := range c.targets() {
-		keys := map[string][]int{}
-		for i := range c.p.enroll {
-			if c.ruleKinds(&c.p.enroll[i]) == "" {
-				continue
-			}
-			for _, lt := range tg.templates(&c.p.enroll[i]) {
-				if !slices.Contains(keys[lt.key], i) {
-					keys[lt.key] = append(keys[lt.key], i)
-				}
-			}
-		}
+		keys := c.keyRules(tg)
 		if len(keys) == 0 {
 			continue
 		}
@@ -586,6 +577,23 @@ func hasPath(root string, path ...string) string {
 		expr += ".?" + p
 	}
 	return expr + ".hasValue()"
+}
+
+// keyRules are the keys some rule of this policy's kinds sets in tg, each
+// with those rules' indexes, in policy order.
+func (c *nativeCompiler) keyRules(tg nativeTarget) map[string][]int {
+	keys := map[string][]int{}
+	for i := range c.p.enroll {
+		if c.ruleKinds(&c.p.enroll[i]) == "" {
+			continue
+		}
+		for _, lt := range tg.templates(&c.p.enroll[i]) {
+			if !slices.Contains(keys[lt.key], i) {
+				keys[lt.key] = append(keys[lt.key], i)
+			}
+		}
+	}
+	return keys
 }
 
 // setter is one rule that sets a key of a target.

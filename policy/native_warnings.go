@@ -32,28 +32,9 @@ var labelValueMessages = struct{ tooLong, pattern string }{
 	pattern: validation.IsValidLabelValue("-")[0],
 }
 
-// whatOf names a target in skipped-value warnings, as Enroll does.
-func whatOf(t Target) string {
-	switch t {
-	case MetadataAnnotations:
-		return "annotation"
-	case PodTemplateLabels:
-		return "pod template label"
-	case PodTemplateAnnotations:
-		return "pod template annotation"
-	}
-	return "label"
-}
-
 // fieldOf names a target in warnings, as Object.Field does.
 func (c *nativeCompiler) fieldOf(t Target) string {
-	switch t {
-	case PodTemplateLabels:
-		return strings.Join(c.template, ".") + ".metadata.labels"
-	case PodTemplateAnnotations:
-		return strings.Join(c.template, ".") + ".metadata.annotations"
-	}
-	return string(t)
+	return Object{PodTemplatePath: strings.Join(c.template, ".")}.Field(t)
 }
 
 // skipReasonCEL is the CEL string of why t does not expand, as expand
@@ -138,16 +119,7 @@ func (c *nativeCompiler) warnings() []*warningSet {
 	sets := []*warningSet{{}}
 	id := 0
 	for _, tg := range c.targets() {
-		keys := map[string]bool{}
-		for i := range c.p.enroll {
-			if c.ruleKinds(&c.p.enroll[i]) == "" {
-				continue
-			}
-			for _, lt := range tg.templates(&c.p.enroll[i]) {
-				keys[lt.key] = true
-			}
-		}
-		for _, key := range slices.Sorted(maps.Keys(keys)) {
+		for _, key := range slices.Sorted(maps.Keys(c.keyRules(tg))) {
 			v, w := c.keyWarnings(tg, key, id)
 			last := sets[len(sets)-1]
 			if last.size > maxWarningsSize {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,13 @@ func schemeProblem(v string) string {
 	}
 	return ""
 }
+
+// scrapeWarningRE matches ScrapeWarnings' form: <field>[<annotation>]="v": why.
+var scrapeWarningRE = regexp.MustCompile(`^[A-Za-z.]+\[(` + regexp.QuoteMeta(PortAnnotation) + `|` + regexp.QuoteMeta(PathAnnotation) + `|` + regexp.QuoteMeta(SchemeAnnotation) + `)\]=".*": `)
+
+// IsScrapeWarning reports whether w is one of ScrapeWarnings' (which
+// native enrollment does not give).
+func IsScrapeWarning(w string) bool { return scrapeWarningRE.MatchString(w) }
 
 // ScrapeWarnings checks the scrape annotations an enrolled object will
 // carry (its own plus those the decision adds) against the ports it

@@ -170,3 +170,24 @@ enroll:
 		t.Errorf("problems (-want +got):\n%s", diff)
 	}
 }
+
+// TestIsScrapeWarningTellsTheScrapeChecks: what ScrapeWarnings says is
+// told apart from enrollment's own warnings (native enrollment gives the
+// latter only).
+func TestIsScrapeWarningTellsTheScrapeChecks(t *testing.T) {
+	obj := Object{Kind: "Service", Annotations: map[string]string{PortAnnotation: "admin", PathAnnotation: "stats", SchemeAnnotation: "gopher"}}
+	ws := ScrapeWarnings(obj, Decision{})
+	if len(ws) != 3 {
+		t.Fatalf("ScrapeWarnings = %q, want three", ws)
+	}
+	for _, w := range ws {
+		if !IsScrapeWarning(w) {
+			t.Errorf("IsScrapeWarning(%q) = false", w)
+		}
+	}
+	for _, w := range []string{`metadata.labels team="a" kept; rule r wants "b"`, "label team skipped (rule r): {label:app}: the object has no label app", "[dry-run] would add metadata.labels a=b (rule r)"} {
+		if IsScrapeWarning(w) {
+			t.Errorf("IsScrapeWarning(%q) = true", w)
+		}
+	}
+}

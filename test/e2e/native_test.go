@@ -310,7 +310,7 @@ func TestNativeEnrollmentEqualsTheWebhookWithPromenrollStopped(t *testing.T) {
 					continue
 				}
 				w = nativeWarningPrefix.ReplaceAllString(w, "")
-				if scrapeWarning.MatchString(w) {
+				if policy.IsScrapeWarning(w) {
 					continue
 				}
 				warnings[id] = append(warnings[id], strings.ReplaceAll(w, ns, "NS"))
@@ -424,8 +424,6 @@ var (
 	// nativeWarningPrefix is what the API server puts before a
 	// ValidatingAdmissionPolicy's warning.
 	nativeWarningPrefix = regexp.MustCompile(`^Validation failed for ValidatingAdmissionPolicy '[^']*' with binding '[^']*': `)
-	// scrapeWarning is the scrape annotation checks' form (ScrapeWarnings).
-	scrapeWarning = regexp.MustCompile(`^[A-Za-z.]+\[[^\]]*\]=".*": `)
 )
 
 // objectID is a manifest's kind/name.

@@ -156,9 +156,6 @@ func agree(t *testing.T, s spec) bool {
 }
 
 var (
-	// scrapeWarning is ScrapeWarnings' form, which native policies do
-	// not give.
-	scrapeWarning = regexp.MustCompile(`^[A-Za-z.]+\[[^\]]*\]=".*": `)
 	// keptWarning is the planner's "kept" form.
 	keptWarning = regexp.MustCompile(`^(\[dry-run\] )?(\S+) (\S+)="(.*)" kept; rule (\S+) wants "(.*)"$`)
 )
@@ -172,7 +169,7 @@ func comparable(t *testing.T, p *policy.Policy, r request, webhookWarnings, nati
 	t.Helper()
 	var out []string
 	for _, w := range webhookWarnings {
-		if scrapeWarning.MatchString(w) {
+		if policy.IsScrapeWarning(w) {
 			continue
 		}
 		if m := keptWarning.FindStringSubmatch(w); m != nil {
