@@ -17,6 +17,9 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 MODULES   := . test test/chart test/tools/image
 IMAGE_TOOL := $(BIN)/image
 IMG       ?= promenroll:dev
+# The pod sandbox image containerd v2.4 pins; the node tests import a
+# local one under its name (nothing can be pulled).
+PAUSE_IMAGE := registry.k8s.io/pause:3.10.2
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Tests: the race detector always; bounded so a hang fails instead of stalling CI.
 TEST_FLAGS ?= -race -count=1 -timeout=20m
@@ -173,11 +176,13 @@ $(IMAGE_TOOL): test/tools/image/go.mod test/tools/image/go.sum $(wildcard test/t
 	cd test/tools/image && CGO_ENABLED=0 $(GO) build -trimpath -o $(IMAGE_TOOL) .
 
 .PHONY: image
-image: $(IMAGE_TOOL) ## Assemble the promenroll image (the Dockerfile's final stage) and the test workload's as OCI archives in bin/, with no Docker engine or registry (ctr images import reads them).
+image: $(IMAGE_TOOL) ## Assemble the promenroll image (the Dockerfile's final stage), the test workload's and the node's pause image as OCI archives in bin/, with no Docker engine or registry (ctr images import reads them).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/image-root/promenroll ./cmd/promenroll
 	$(IMAGE_TOOL) --dockerfile Dockerfile --binary $(BIN)/image-root/promenroll --name docker.io/promenroll/promenroll:$(VERSION) --out $(BIN)/promenroll-image.tar
 	cd test/tools/image && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/image-root/workload ./workload
 	$(IMAGE_TOOL) --binary $(BIN)/image-root/workload --path /workload --name docker.io/promenroll/workload:test --out $(BIN)/workload-image.tar
+	cd test/tools/image && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/image-root/pause ./pause
+	$(IMAGE_TOOL) --binary $(BIN)/image-root/pause --path /pause --user 65535:65535 --name $(PAUSE_IMAGE) --out $(BIN)/pause-image.tar
 
 .PHONY: docker-build
 docker-build: ## Build the container image IMG (needs a Docker engine).

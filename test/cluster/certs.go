@@ -50,8 +50,8 @@ func newCA() (*ca, error) {
 }
 
 // issue writes a key and a certificate signed by the CA: for serving
-// (127.0.0.1 and localhost) or for a TLS client.
-func (c *ca) issue(certPath, keyPath, cn string, usage x509.ExtKeyUsage) (*big.Int, error) {
+// (hosts, by default 127.0.0.1 and localhost) or for a TLS client.
+func (c *ca) issue(certPath, keyPath, cn string, usage x509.ExtKeyUsage, hosts ...string) (*big.Int, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -69,8 +69,16 @@ func (c *ca) issue(certPath, keyPath, cn string, usage x509.ExtKeyUsage) (*big.I
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		if len(hosts) == 0 {
+			hosts = []string{"localhost", "127.0.0.1"}
+		}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
 	if err != nil {

@@ -42,8 +42,15 @@ import (
 func (c *Cluster) LogTails(n int) string {
 	var b strings.Builder
 	entries, _ := os.ReadDir(c.LogDir)
+	var logs []string
 	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(c.LogDir, e.Name()))
+		logs = append(logs, filepath.Join(c.LogDir, e.Name()))
+	}
+	if c.node != nil && c.node.runtime != nil {
+		logs = append(logs, c.node.runtime.Log())
+	}
+	for _, log := range logs {
+		data, err := os.ReadFile(log)
 		if err != nil {
 			continue
 		}
@@ -51,7 +58,7 @@ func (c *Cluster) LogTails(n int) string {
 		if len(lines) > n {
 			lines = lines[len(lines)-n:]
 		}
-		fmt.Fprintf(&b, "--- last %d lines of %s ---\n%s\n", len(lines), e.Name(), strings.Join(lines, "\n"))
+		fmt.Fprintf(&b, "--- last %d lines of %s ---\n%s\n", len(lines), filepath.Base(log), strings.Join(lines, "\n"))
 	}
 	return b.String()
 }
@@ -83,6 +90,15 @@ type Options struct {
 	// certificate to every webhook (its admission configuration's
 	// kubeConfigFile), signed by the CA in Cluster.AdmissionClientCA.
 	AdmissionClientCert bool
+	// Node prepares the control plane for a real node (StartNode): the
+	// ServiceAccount admission plugin (Pods get their token volume), the
+	// API server's certificate valid for the kubernetes Service's
+	// ClusterIP too, webhook Services called at their endpoints' IPs
+	// (--enable-aggregator-routing: no kube-proxy on the API server's
+	// side), and the controllers Pods depend on (ServiceAccounts,
+	// kube-root-ca.crt, garbage collection) in Monitoring's
+	// kube-controller-manager.
+	Node bool
 }
 
 // Cluster is a running control plane with promenroll installed.
@@ -101,6 +117,10 @@ type Cluster struct {
 	probe   string
 	metrics string
 	binary  string
+
+	// apiCA signed the API server's certificate (Options.Node).
+	apiCA *ca
+	node  *Node
 
 	mu         sync.Mutex
 	proc       *process // promenroll serve
@@ -191,6 +211,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
+	if opts.Node {
+		if err := c.apiServerForNode(); err != nil {
+			return nil, err
+		}
+	}
 	if !opts.Bare {
 		c.env.WebhookInstallOptions = envtest.WebhookInstallOptions{
 			Paths:            []string{filepath.Join(root, "deploy", "base", "webhooks.yaml")},
@@ -225,6 +250,39 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// apiServerForNode configures the API server for Options.Node: its own
+// CA and certificate (localhost, 127.0.0.1 and the kubernetes Service's
+// ClusterIP and names, which Pods' in-cluster clients verify) and
+// service-account signing key, written where envtest looks before it
+// would generate its own.
+func (c *Cluster) apiServerForNode() error {
+	var err error
+	if c.apiCA, err = newCA(); err != nil {
+		return err
+	}
+	dir := filepath.Join(c.Dir, "apiserver")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	hosts := []string{"localhost", "127.0.0.1", serviceIP, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
+	if _, err := c.apiCA.issue(filepath.Join(dir, "apiserver.crt"), filepath.Join(dir, "apiserver.key"), "kube-apiserver", x509.ExtKeyUsageServerAuth, hosts...); err != nil {
+		return err
+	}
+	// The key signing ServiceAccount tokens; the API server reads the
+	// public key from the certificate.
+	if _, err := c.apiCA.issue(filepath.Join(dir, "sa-signer.crt"), filepath.Join(dir, "sa-signer.key"), "service-accounts", x509.ExtKeyUsageClientAuth); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), c.apiCA.certPEM, 0o600); err != nil {
+		return err
+	}
+	api := c.env.ControlPlane.GetAPIServer()
+	api.CertDir = dir
+	api.SecureServing.CA = c.apiCA.certPEM
+	api.Configure().Disable("disable-admission-plugins").Set("enable-aggregator-routing", "true")
+	return nil
 }
 
 // useOwnCA points the installed webhook configurations at a CA this package
@@ -645,6 +703,7 @@ func (c *Cluster) Promenroll(ctx context.Context, args ...string) (stdout, stder
 // folder. Safe to call more than once.
 func (c *Cluster) Stop() {
 	c.mon.stop()
+	c.node.Stop()
 	c.StopWebhook()
 	if c.env != nil {
 		_ = c.env.Stop()

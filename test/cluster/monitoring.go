@@ -71,7 +71,7 @@ type Monitoring struct {
 
 // ServicesHaveEndpoints reports whether Services get endpoints (Pod IPs
 // outside loopback, in the harness' network namespace).
-func (m *Monitoring) ServicesHaveEndpoints() bool { return m.net.Namespaced() }
+func (m *Monitoring) ServicesHaveEndpoints() bool { return m.c.node != nil || m.net.Namespaced() }
 
 // LogDir is where the stack's programs write their logs.
 func (m *Monitoring) LogDir() string { return m.c.LogDir }
@@ -103,7 +103,9 @@ func (c *Cluster) startMonitoring(ctx context.Context) (m *Monitoring, err error
 	if err := os.MkdirAll(filepath.Join(m.dir, "rules"), 0o700); err != nil {
 		return nil, err
 	}
-	m.net, m.PodNetworkNote = newPodNetwork()
+	if c.node == nil {
+		m.net, m.PodNetworkNote = newPodNetwork()
+	}
 	creds, err := c.writeClientCredentials(m.dir)
 	if err != nil {
 		return nil, err
@@ -112,25 +114,38 @@ func (c *Cluster) startMonitoring(ctx context.Context) (m *Monitoring, err error
 	m.cancel = cancel
 
 	start := time.Now()
-	kcm, err := startProcess(c.LogDir, "kube-controller-manager", bins["kube-controller-manager"], []string{
+	controllers := "deployment-controller,replicaset-controller,job-controller,cronjob-controller,endpoints-controller,endpointslice-controller"
+	kcmArgs := []string{
 		"--kubeconfig", c.Kubeconfig,
-		"--controllers", "deployment-controller,replicaset-controller,job-controller,cronjob-controller,endpoints-controller,endpointslice-controller",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--use-service-account-credentials=false",
 		"--concurrent-deployment-syncs=2", "--concurrent-replicaset-syncs=2",
-	}, nil)
+	}
+	if c.node != nil {
+		// What real Pods need: a default ServiceAccount in every namespace,
+		// kube-root-ca.crt for their token volume, the garbage collector
+		// deleting what a deleted Deployment owned, and the node lifecycle
+		// controller taking the not-ready taint the kubelet registers its
+		// node with off once it is Ready.
+		controllers += ",serviceaccount-controller,root-ca-certificate-publisher-controller,garbage-collector-controller,node-lifecycle-controller"
+		kcmArgs = append(kcmArgs, "--root-ca-file", filepath.Join(c.Dir, "apiserver", "ca.crt"))
+	}
+	kcm, err := startProcess(c.LogDir, "kube-controller-manager", bins["kube-controller-manager"], append(kcmArgs, "--controllers", controllers), nil)
 	if err != nil {
 		return nil, err
 	}
 	m.procs = append(m.procs, kcm)
 
-	if err := c.ensureNode(ctx); err != nil {
-		return nil, err
+	// On a real node its kubelet runs the Pods; otherwise the harness does.
+	if c.node == nil {
+		if err := c.ensureNode(ctx); err != nil {
+			return nil, err
+		}
+		m.kubelet = &kubelet{c: c, net: m.net, pods: map[types.UID]*runningPod{}}
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.kubelet.run(runCtx) }()
 	}
-	m.kubelet = &kubelet{c: c, net: m.net, pods: map[types.UID]*runningPod{}}
-	m.wg.Add(1)
-	go func() { defer m.wg.Done(); m.kubelet.run(runCtx) }()
 
 	opStart := time.Now()
 	opAddr, err := freeAddr()

@@ -118,15 +118,21 @@ func (n *podNetwork) allocate() (string, error) {
 	return addr, nil
 }
 
-// listen opens a TCP listener on addr inside the namespace. The listening
-// socket belongs to the namespace it was created in, so one OS thread
-// switches into it, listens, and switches back before it is unlocked. The
-// thread must not end instead: the kernel sends a child's Pdeathsig when the
-// thread that started it ends, and any thread may have started one.
+// listen opens a TCP listener on addr inside the namespace.
 func (n *podNetwork) listen(addr string) (net.Listener, error) {
 	if n.netns == "" {
 		return net.Listen("tcp", addr)
 	}
+	return listenIn(n.netns, addr)
+}
+
+// listenIn opens a TCP listener on addr inside the named network
+// namespace. The listening socket belongs to the namespace it was created
+// in, so one OS thread switches into it, listens, and switches back before
+// it is unlocked. The thread must not end instead: the kernel sends a
+// child's Pdeathsig when the thread that started it ends, and any thread
+// may have started one.
+func listenIn(netns, addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
 		err error
@@ -134,7 +140,8 @@ func (n *podNetwork) listen(addr string) (net.Listener, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		r, restored := n.listenLocked(addr)
+		var r result
+		restored := inNetns(netns, func() { r.l, r.err = net.Listen("tcp", addr) }, &r.err)
 		if restored {
 			runtime.UnlockOSThread()
 		}
@@ -144,31 +151,29 @@ func (n *podNetwork) listen(addr string) (net.Listener, error) {
 	return r.l, r.err
 }
 
-// listenLocked runs on a locked thread; it reports whether the thread is
-// back in its own network namespace (if not, it stays locked and Go retires
-// it with the goroutine).
-func (n *podNetwork) listenLocked(addr string) (r struct {
-	l   net.Listener
-	err error
-}, restored bool) {
-	own, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		r.err = err
-		return r, true
+// inNetns runs fn on the current (locked) thread inside the named network
+// namespace, setting *err when it cannot enter it; it reports whether the
+// thread is back in its own network namespace (if not, it must stay locked
+// and Go retires it with the goroutine).
+func inNetns(netns string, fn func(), err *error) (restored bool) {
+	own, e := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if e != nil {
+		*err = e
+		return true
 	}
 	defer own.Close()
-	target, err := os.Open("/var/run/netns/" + n.netns)
-	if err != nil {
-		r.err = err
-		return r, true
+	target, e := os.Open("/var/run/netns/" + netns)
+	if e != nil {
+		*err = e
+		return true
 	}
 	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		r.err = fmt.Errorf("setns %s: %w", n.netns, err)
-		return r, true
+	if e := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); e != nil {
+		*err = fmt.Errorf("setns %s: %w", netns, e)
+		return true
 	}
-	r.l, r.err = net.Listen("tcp", addr)
-	return r, unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil
+	fn()
+	return unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil
 }
 
 // close removes the namespace (and with it the veth pair and every Pod IP).

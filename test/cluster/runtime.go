@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,7 +23,11 @@ import (
 // namespace of their own with only a loopback: nothing they do leaves it.
 type Runtime struct {
 	dir, sock, bin string
-	proc           *process
+	namespace      string
+	// runcRoots are where runc keeps the state of this runtime's
+	// containers.
+	runcRoots []string
+	proc      *process
 }
 
 // RuntimeUnsupported says why this machine cannot run containers, or ""
@@ -46,6 +51,13 @@ func RuntimeUnsupported() string {
 // StartRuntime starts containerd under dir. A containerd a killed run left
 // under dir is stopped first.
 func StartRuntime(ctx context.Context, dir string) (*Runtime, error) {
+	return startRuntime(ctx, dir, runtimeNamespace, "", "")
+}
+
+// startRuntime starts containerd under dir with the tools' containers in
+// namespace; cri is the configuration of its CRI plugin (TOML, "" for the
+// defaults), netns the network namespace it runs in ("" for this one).
+func startRuntime(ctx context.Context, dir, namespace, cri, netns string) (*Runtime, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -56,10 +68,10 @@ func StartRuntime(ctx context.Context, dir string) (*Runtime, error) {
 			return nil, fmt.Errorf("%s missing: run `make node-bins` (make test does; runc needs libseccomp-dev)", filepath.Join(bin, b))
 		}
 	}
-	r := &Runtime{dir: dir, sock: filepath.Join(dir, "containerd.sock"), bin: bin}
+	r := newRuntime(bin, dir, namespace)
 	// What a killed run left: its shims, mounts and files.
 	r.Stop()
-	config := fmt.Sprintf("version = 3\nroot = %q\nstate = %q\n[grpc]\n  address = %q\n", filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.sock)
+	config := fmt.Sprintf("version = 3\nroot = %q\nstate = %q\n[grpc]\n  address = %q\n%s", filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.sock, cri)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -70,7 +82,11 @@ func StartRuntime(ctx context.Context, dir string) (*Runtime, error) {
 	if err := os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH")); err != nil {
 		return nil, err
 	}
-	if r.proc, err = startProcess(dir, "containerd", filepath.Join(bin, "containerd"), []string{"--config", filepath.Join(dir, "config.toml")}, nil); err != nil {
+	program, args := filepath.Join(bin, "containerd"), []string{"--config", filepath.Join(dir, "config.toml")}
+	if netns != "" {
+		program, args = inNetnsCommand(netns, program, args)
+	}
+	if r.proc, err = startProcess(dir, "containerd", program, args, nil); err != nil {
 		return nil, err
 	}
 	err = testwait.Until(ctx, 30*time.Second, func() (bool, error) {
@@ -87,36 +103,86 @@ func StartRuntime(ctx context.Context, dir string) (*Runtime, error) {
 	return r, nil
 }
 
+// newRuntime is the Runtime under dir, not started: its Stop removes what
+// one there left.
+func newRuntime(bin, dir, namespace string) *Runtime {
+	return &Runtime{
+		dir: dir, sock: filepath.Join(dir, "containerd.sock"), bin: bin, namespace: namespace,
+		runcRoots: []string{filepath.Join("/run/containerd/runc", namespace), filepath.Join(dir, "runc", namespace)},
+	}
+}
+
+// Import imports an OCI archive (make image's) and returns the names of
+// the images it added.
+func (r *Runtime) Import(ctx context.Context, archive string) ([]string, error) {
+	if _, err := os.Stat(archive); err != nil {
+		return nil, fmt.Errorf("%s missing: run `make image` (make test does)", archive)
+	}
+	before, err := r.Ctr(ctx, "images", "ls", "-q")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Ctr(ctx, "images", "import", archive); err != nil {
+		return nil, err
+	}
+	after, err := r.Ctr(ctx, "images", "ls", "-q")
+	if err != nil {
+		return nil, err
+	}
+	var added []string
+	for _, name := range strings.Fields(after) {
+		if !slices.Contains(strings.Fields(before), name) {
+			added = append(added, name)
+		}
+	}
+	if len(added) == 0 {
+		return nil, fmt.Errorf("%s imported, but no image was added (already there? images: %s)", archive, strings.Join(strings.Fields(after), ", "))
+	}
+	return added, nil
+}
+
+// inNetnsCommand is the command that runs program with args in the named
+// network namespace and in every other namespace of this process (the
+// mounts in particular: `ip netns exec` would give it a mount namespace of
+// its own). nsenter execs program, which keeps the Pdeathsig.
+func inNetnsCommand(netns, program string, args []string) (string, []string) {
+	return "nsenter", append([]string{"--net=/var/run/netns/" + netns, "--", program}, args...)
+}
+
 // Log is containerd's log file.
 func (r *Runtime) Log() string { return r.proc.log }
 
-// Ctr runs ctr against this containerd, in the test namespace, and
-// returns its output (standard output and error).
+// Ctr runs ctr against this containerd, in the runtime's namespace, and
+// returns its standard output (its standard error is in the error).
 func (r *Runtime) Ctr(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "ctr"), append([]string{"--address", r.sock, "--namespace", runtimeNamespace}, args...)...)
-	out, err := cmd.CombinedOutput()
+	cmd := exec.CommandContext(ctx, filepath.Join(r.bin, "ctr"), append([]string{"--address", r.sock, "--namespace", r.namespace}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("ctr %s: %w: %s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out), nil
 }
 
 // runtimeNamespace is the containerd namespace the tests' containers are
-// in; runtimeRuncRoot is where the runc shim keeps their state, a fixed
-// path outside the runtime's directory.
+// in (the CRI's is k8s.io). The runc shim keeps their state in a fixed
+// path outside the runtime's directory unless told otherwise.
 const runtimeNamespace = "promenroll-test"
-
-var runtimeRuncRoot = filepath.Join("/run/containerd/runc", runtimeNamespace)
 
 // Stop ends every container (runc delete --force: a container outlives
 // its shim), the shims and containerd, and removes what they mounted and
 // wrote, under the runtime's directory and in runc's state.
 func (r *Runtime) Stop() {
-	if ids, err := os.ReadDir(runtimeRuncRoot); err == nil {
-		for _, id := range ids {
-			_ = exec.Command(filepath.Join(r.bin, "runc"), "--root", runtimeRuncRoot, "delete", "--force", id.Name()).Run()
+	for _, root := range r.runcRoots {
+		ids, err := os.ReadDir(root)
+		if err != nil {
+			continue
 		}
-		_ = os.RemoveAll(runtimeRuncRoot)
+		for _, id := range ids {
+			_ = exec.Command(filepath.Join(r.bin, "runc"), "--root", root, "delete", "--force", id.Name()).Run()
+		}
+		_ = os.RemoveAll(root)
 	}
 	r.killShims()
 	if r.proc != nil {
@@ -134,6 +200,8 @@ func (r *Runtime) Stop() {
 		_ = syscall.Unmount(under[i], syscall.MNT_DETACH)
 	}
 	_ = os.RemoveAll(r.dir)
+	// ctr puts a container's cgroup under one named after its namespace.
+	removeCgroups(r.namespace)
 }
 
 // killShims kills the shims (and so their containers) that serve this

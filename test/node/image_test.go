@@ -70,24 +70,17 @@ func importImages(t *testing.T, r *cluster.Runtime) map[string]string {
 	}
 	names := map[string]string{}
 	for archive, prefix := range images {
-		path := filepath.Join(root, "bin", archive)
-		if _, err := os.Stat(path); err != nil {
-			t.Fatalf("%s missing: run `make image` (make test does)", path)
-		}
-		if _, err := r.Ctr(t.Context(), "images", "import", path); err != nil {
-			t.Fatal(err)
-		}
-		out, err := r.Ctr(t.Context(), "images", "ls", "-q")
+		added, err := r.Import(t.Context(), filepath.Join(root, "bin", archive))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, n := range strings.Fields(out) {
+		for _, n := range added {
 			if strings.HasPrefix(n, prefix) {
 				names[archive] = n
 			}
 		}
 		if names[archive] == "" {
-			t.Fatalf("%s imported, but no image named %s*: %s", archive, prefix, out)
+			t.Fatalf("%s imported, but no image named %s*: %v", archive, prefix, added)
 		}
 	}
 	return names
@@ -108,7 +101,7 @@ func TestImagesRunAsTheChartRunsThem(t *testing.T) {
 	if err != nil || !strings.Contains(out, "promenroll ") {
 		t.Errorf("promenroll version in its image: %v\n%s", err, out)
 	}
-	if out, err := r.Ctr(ctx, "run", "--rm", "--read-only", names["promenroll-image.tar"], "shell", "/bin/sh", "-c", "true"); err == nil || !strings.Contains(out, "no such file or directory") {
+	if out, err := r.Ctr(ctx, "run", "--rm", "--read-only", names["promenroll-image.tar"], "shell", "/bin/sh", "-c", "true"); err == nil || !strings.Contains(fmt.Sprint(out, err), "no such file or directory") {
 		t.Errorf("a shell ran in promenroll's image: %v\n%s", err, out)
 	}
 

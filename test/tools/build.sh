@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# build.sh builds kube-apiserver, kube-controller-manager, kubectl and etcd from the Go modules pinned in
+# build.sh builds kube-apiserver, kube-controller-manager, kubectl, etcd and
+# the node's kube-scheduler and kubelet from the Go modules pinned in
 # this folder's go.mod into $1 (default bin/k8s under the repository root).
 # It rebuilds only when go.mod/go.sum (the pinned versions) change: the digest
 # of both is kept in $1/.stamp.
@@ -14,8 +15,9 @@ k8s_version=$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$here
 stamp=$( (cat "$here/go.mod" "$here/go.sum" "$here/build.sh"; go version) | sha256sum | cut -d' ' -f1)
 
 if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" \
-   && -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" && -x "$out/etcd" ]]; then
-  echo "test-bins: kube-apiserver, kube-controller-manager, kubectl, etcd up to date in $out (kubernetes $k8s_version)"
+   && -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kubectl" && -x "$out/etcd" \
+   && -x "$out/kube-scheduler" && -x "$out/kubelet" ]]; then
+  echo "test-bins: kube-apiserver, kube-controller-manager, kubectl, etcd, kube-scheduler, kubelet up to date in $out (kubernetes $k8s_version)"
   exit 0
 fi
 
@@ -26,7 +28,7 @@ ldflags="-s -w -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.g
 
 cd "$here"
 export CGO_ENABLED=0
-for cmd in kube-apiserver kube-controller-manager kubectl; do
+for cmd in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet; do
   echo "test-bins: building $cmd $k8s_version (first build takes several minutes)"
   go build -trimpath -ldflags "$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
 done

@@ -2,7 +2,8 @@
 # build.sh builds the container runtime of the real-node tests from the Go
 # modules pinned in this folder's go.mod into $1 (default bin/node under the
 # repository root): containerd, containerd-shim-runc-v2 and ctr (pure Go),
-# and runc (cgo, with seccomp: libseccomp-dev from Debian, installed here
+# the CNI plugins of the pod network (bridge, host-local, loopback: pure
+# Go, into $1/cni), and runc (cgo, with seccomp: libseccomp-dev from Debian, installed here
 # when missing and running as root; without it runc is not built and the
 # node tests skip, saying why). It rebuilds only when go.mod/go.sum change.
 set -euo pipefail
@@ -20,6 +21,11 @@ cd "$here"
 for cmd in containerd containerd-shim-runc-v2 ctr; do
   echo "node-bins: building $cmd"
   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/$cmd" "github.com/containerd/containerd/v2/cmd/$cmd"
+done
+mkdir -p "$out/cni"
+for plugin in main/bridge main/loopback ipam/host-local; do
+  echo "node-bins: building CNI plugin ${plugin#*/}"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/cni/${plugin#*/}" "github.com/containernetworking/plugins/plugins/$plugin"
 done
 if ! pkg-config --exists libseccomp 2>/dev/null; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
