@@ -46,9 +46,6 @@ func (c *Cluster) LogTails(n int) string {
 	for _, e := range entries {
 		logs = append(logs, filepath.Join(c.LogDir, e.Name()))
 	}
-	if c.node != nil && c.node.runtime != nil {
-		logs = append(logs, c.node.runtime.Log())
-	}
 	for _, log := range logs {
 		data, err := os.ReadFile(log)
 		if err != nil {

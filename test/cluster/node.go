@@ -110,6 +110,9 @@ func (c *Cluster) StartNode(ctx context.Context) (n *Node, err error) {
 	if !c.opts.Node {
 		return nil, errors.New("StartNode needs a cluster started with Options.Node")
 	}
+	if c.mon != nil {
+		return nil, errors.New("StartNode must come before Monitoring: the monitoring stack would play the kubelet")
+	}
 	if why := NodeUnsupported(); why != "" {
 		return nil, fmt.Errorf("this machine cannot run a node: %s", why)
 	}
@@ -139,7 +142,7 @@ func (c *Cluster) StartNode(ctx context.Context) (n *Node, err error) {
 		return nil, err
 	}
 	rtStart := time.Now()
-	if n.runtime, err = startRuntime(ctx, n.dir, "k8s.io", n.criConfig(filepath.Dir(bins["bridge"])), nodeNetns); err != nil {
+	if n.runtime, err = startRuntime(ctx, n.dir, runtimeOptions{namespace: "k8s.io", cri: n.criConfig(filepath.Dir(bins["bridge"])), netns: nodeNetns, logDir: n.logDir()}); err != nil {
 		return nil, err
 	}
 	n.Started["containerd"] = time.Since(rtStart)
@@ -184,8 +187,8 @@ func (c *Cluster) StartNode(ctx context.Context) (n *Node, err error) {
 	return n, nil
 }
 
-// logDir holds the kubelet's and kube-scheduler's logs: the cluster's
-// (LogTails reports them, with containerd's).
+// logDir holds containerd's, the kubelet's and kube-scheduler's logs: the
+// cluster's, which LogTails reports and which outlives a failed start.
 func (n *Node) logDir() string { return n.c.LogDir }
 
 // PodLogs is where the kubelet keeps the containers' output:
@@ -519,4 +522,27 @@ func restoreSysctls(path string) {
 		}
 	}
 	_ = os.Remove(path)
+}
+
+// ContainerPID is the host PID of a running container's process, from
+// its Pod status' containerID (containerd://<id>).
+func (n *Node) ContainerPID(ctx context.Context, containerID string) (int, error) {
+	id, ok := strings.CutPrefix(containerID, "containerd://")
+	if !ok {
+		return 0, fmt.Errorf("container %q is not containerd's", containerID)
+	}
+	out, err := n.runtime.Ctr(ctx, "tasks", "ls")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == id {
+			var pid int
+			if _, err := fmt.Sscan(f[1], &pid); err != nil {
+				return 0, fmt.Errorf("ctr tasks ls: %q: %w", line, err)
+			}
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no task for container %s in:\n%s", id, out)
 }

@@ -51,13 +51,19 @@ func RuntimeUnsupported() string {
 // StartRuntime starts containerd under dir. A containerd a killed run left
 // under dir is stopped first.
 func StartRuntime(ctx context.Context, dir string) (*Runtime, error) {
-	return startRuntime(ctx, dir, runtimeNamespace, "", "")
+	return startRuntime(ctx, dir, runtimeOptions{namespace: runtimeNamespace, logDir: dir})
 }
 
-// startRuntime starts containerd under dir with the tools' containers in
-// namespace; cri is the configuration of its CRI plugin (TOML, "" for the
-// defaults), netns the network namespace it runs in ("" for this one).
-func startRuntime(ctx context.Context, dir, namespace, cri, netns string) (*Runtime, error) {
+// runtimeOptions say how startRuntime runs containerd: the namespace of
+// the containers ctr sees, the configuration of its CRI plugin (TOML, ""
+// for the defaults), the network namespace it runs in ("" for this one)
+// and where its log goes.
+type runtimeOptions struct {
+	namespace, cri, netns, logDir string
+}
+
+// startRuntime starts containerd under dir.
+func startRuntime(ctx context.Context, dir string, o runtimeOptions) (*Runtime, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -68,10 +74,10 @@ func startRuntime(ctx context.Context, dir, namespace, cri, netns string) (*Runt
 			return nil, fmt.Errorf("%s missing: run `make node-bins` (make test does; runc needs libseccomp-dev)", filepath.Join(bin, b))
 		}
 	}
-	r := newRuntime(bin, dir, namespace)
+	r := newRuntime(bin, dir, o.namespace)
 	// What a killed run left: its shims, mounts and files.
 	r.Stop()
-	config := fmt.Sprintf("version = 3\nroot = %q\nstate = %q\n[grpc]\n  address = %q\n%s", filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.sock, cri)
+	config := fmt.Sprintf("version = 3\nroot = %q\nstate = %q\n[grpc]\n  address = %q\n%s", filepath.Join(dir, "root"), filepath.Join(dir, "state"), r.sock, o.cri)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -83,10 +89,10 @@ func startRuntime(ctx context.Context, dir, namespace, cri, netns string) (*Runt
 		return nil, err
 	}
 	program, args := filepath.Join(bin, "containerd"), []string{"--config", filepath.Join(dir, "config.toml")}
-	if netns != "" {
-		program, args = inNetnsCommand(netns, program, args)
+	if o.netns != "" {
+		program, args = inNetnsCommand(o.netns, program, args)
 	}
-	if r.proc, err = startProcess(dir, "containerd", program, args, nil); err != nil {
+	if r.proc, err = startProcess(o.logDir, "containerd", program, args, nil); err != nil {
 		return nil, err
 	}
 	err = testwait.Until(ctx, 30*time.Second, func() (bool, error) {
