@@ -60,11 +60,16 @@ test-e2e: test-bins ## Run the end-to-end suite against a local kube-apiserver.
 	cd test && $(GO) test $(TEST_FLAGS) -v ./e2e/...
 
 .PHONY: node-bins
-node-bins: ## Build the container runtime of the node tests (bin/node: containerd, its shim, ctr, runc; installs libseccomp-dev as root when missing).
+node-bins: ## Build the container runtime of the node tests (bin/node: containerd, its shim, ctr, runc, the CNI plugins; installs libseccomp-dev as root when missing).
 	@test/tools/node/build.sh $(BIN)/node
 
+.PHONY: test-node
+test-node: test-bins node-bins image ## The real-node tests only (root): the images on containerd, the chart under a real kubelet, a killed run's cleanup.
+	cd test && $(GO) test $(TEST_FLAGS) -v ./node/...
+	cd test/chart && $(GO) test $(TEST_FLAGS) -v -run TestChartOnARealNode .
+
 .PHONY: test-bins
-test-bins: $(PROMETHEUS) $(OPERATOR) ## Build the control plane (bin/k8s), Prometheus and the Prometheus Operator (only when their pinned versions change).
+test-bins: $(PROMETHEUS) $(OPERATOR) ## Build the control plane and the node's kubelet and kube-scheduler (bin/k8s), Prometheus and the Prometheus Operator (only when their pinned versions change).
 	@test/tools/build.sh $(K8S_BIN)
 
 $(PROMETHEUS): test/tools/promtool/go.mod test/tools/promtool/go.sum

@@ -24,6 +24,7 @@ import (
 	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/kube"
+	"helm.sh/helm/v4/pkg/postrenderer"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -330,22 +331,7 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 		"tls":      map[string]any{"mode": "selfManaged", "selfManaged": map[string]any{"caValidity": "75s", "certValidity": "30s"}},
 		"clientCA": string(c.AdmissionClientCA),
 	}
-	cfg := helmConfig(t, c.Kubeconfig)
-	install := action.NewInstall(cfg)
-	install.ReleaseName, install.Namespace, install.CreateNamespace = "promenroll", namespace, true
-	install.WaitStrategy = kube.HookOnlyStrategy
-	install.PostRenderer = urlClientConfig{base: fmt.Sprintf("https://127.0.0.1:%d", lb.port())}
-	installed, err := install.RunWithContext(ctx, loadChart(t), vals)
-	if err != nil {
-		t.Fatalf("helm install: %v", err)
-	}
-	rel := installed.(*releasev1.Release)
-	uninstalled := false
-	t.Cleanup(func() {
-		if !uninstalled {
-			_ = uninstall(t, c)
-		}
-	})
+	rel := helmInstall(t, c, vals, urlClientConfig{base: fmt.Sprintf("https://127.0.0.1:%d", lb.port())})
 
 	// Run the chart's Deployment as two local processes: its arguments,
 	// its ServiceAccount's permissions, its policy.
@@ -561,11 +547,27 @@ func testSelfManagedInstall(t *testing.T, c *cluster.Cluster) {
 	if err := uninstall(t, c); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
-	uninstalled = true
 	assertNothingLeft(t, c, rel.Manifest)
 	if err := c.Client.Create(ctx, rule("after-uninstall"), client.DryRunAll); err != nil {
 		t.Errorf("a PrometheusRule is refused after uninstall: %v", err)
 	}
+}
+
+// helmInstall is `helm install promenroll` of the chart with vals into
+// the release namespace (created), post-rendered by post unless nil; the
+// test's cleanup uninstalls it (an error if the test did already).
+func helmInstall(t *testing.T, c *cluster.Cluster, vals map[string]any, post postrenderer.PostRenderer) *releasev1.Release {
+	t.Helper()
+	install := action.NewInstall(helmConfig(t, c.Kubeconfig))
+	install.ReleaseName, install.Namespace, install.CreateNamespace = "promenroll", namespace, true
+	install.WaitStrategy = kube.HookOnlyStrategy
+	install.PostRenderer = post
+	res, err := install.RunWithContext(t.Context(), loadChart(t), vals)
+	if err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	t.Cleanup(func() { _ = uninstall(t, c) })
+	return res.(*releasev1.Release)
 }
 
 // uninstall is `helm uninstall promenroll`.

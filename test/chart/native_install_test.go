@@ -33,19 +33,8 @@ func testNativeInstall(t *testing.T, c *cluster.Cluster) {
 		t.Fatal(err)
 	}
 	native := map[string]any{"policy": map[string]any{"enrollment": map[string]any{"engine": "native"}}}
-	install := action.NewInstall(helmConfig(t, c.Kubeconfig))
-	install.ReleaseName, install.Namespace, install.CreateNamespace = "promenroll", namespace, true
-	install.WaitStrategy = kube.HookOnlyStrategy
 	start := time.Now()
-	if _, err := install.RunWithContext(ctx, loadChart(t), native); err != nil {
-		t.Fatalf("helm install: %v", err)
-	}
-	uninstalled := false
-	t.Cleanup(func() {
-		if !uninstalled {
-			_ = uninstall(t, c)
-		}
-	})
+	helmInstall(t, c, native, nil)
 
 	// n creates the Deployment native-<n>, a fresh object each time, and
 	// returns what the API server stored.
@@ -96,7 +85,6 @@ func testNativeInstall(t *testing.T, c *cluster.Cluster) {
 	if err := uninstall(t, c); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
-	uninstalled = true
 	assertNothingLeft(t, c, rel.Manifest)
 	var mps admissionregistrationv1.MutatingAdmissionPolicyList
 	if err := c.Client.List(ctx, &mps); err != nil {

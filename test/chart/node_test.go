@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"helm.sh/helm/v4/pkg/action"
-	"helm.sh/helm/v4/pkg/kube"
-	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -55,7 +52,10 @@ func TestChartOnARealNode(t *testing.T) {
 		t.Skip(why)
 	}
 	ctx := t.Context()
-	sysctls := readSysctls(t)
+	sysctls, err := cluster.NodeSysctls()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := cluster.Start(ctx, cluster.Options{Bare: true, Node: true})
 	if err != nil {
 		t.Fatal(err)
@@ -84,21 +84,8 @@ func TestChartOnARealNode(t *testing.T) {
 	registry, rest, _ := strings.Cut(image, "/")
 	repository, tag, _ := strings.Cut(rest, ":")
 	vals := map[string]any{"image": map[string]any{"registry": registry, "repository": repository, "tag": tag}}
-	install := action.NewInstall(helmConfig(t, c.Kubeconfig))
-	install.ReleaseName, install.Namespace, install.CreateNamespace = "promenroll", namespace, true
-	install.WaitStrategy = kube.HookOnlyStrategy
 	installed := time.Now()
-	res, err := install.RunWithContext(ctx, loadChart(t), vals)
-	if err != nil {
-		t.Fatalf("helm install: %v", err)
-	}
-	rel := res.(*releasev1.Release)
-	uninstalled := false
-	t.Cleanup(func() {
-		if !uninstalled {
-			_ = uninstall(t, c)
-		}
-	})
+	rel := helmInstall(t, c, vals, nil)
 	pods := readyReplicas(t, c, 2, nil, 3*time.Minute)
 	t.Logf("helm install to both replicas Ready: %s", time.Since(installed).Round(100*time.Millisecond))
 	for _, p := range pods {
@@ -185,7 +172,6 @@ func TestChartOnARealNode(t *testing.T) {
 	if err := uninstall(t, c); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
-	uninstalled = true
 	assertNothingLeft(t, c, rel.Manifest)
 	testwait.True(t, "the release's pods are gone", 2*time.Minute, func() bool {
 		var list corev1.PodList
@@ -474,36 +460,18 @@ func admitDuring(t *testing.T, c *cluster.Cluster, ns string, during func()) (se
 	return nSent.Load(), nFailed.Load(), first
 }
 
-func readSysctls(t *testing.T) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, s := range []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"} {
-		b, err := os.ReadFile(filepath.Join("/proc/sys", s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[s] = strings.TrimSpace(string(b))
-	}
-	return out
-}
-
 // assertNodeGone: after the cluster's Stop, nothing of the node is left
-// on the machine.
+// on the machine, and the sysctls are as before it started.
 func assertNodeGone(t *testing.T, sysctls map[string]string) {
 	t.Helper()
-	for s, v := range readSysctls(t) {
+	now, err := cluster.NodeSysctls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, v := range now {
 		if sysctls[s] != v {
 			t.Errorf("sysctl %s is %s after the node stopped, was %s", s, v, sysctls[s])
 		}
-	}
-	for _, path := range []string{"/var/run/netns/promenroll-node", "/sys/class/net/pnode-host", filepath.Join(os.TempDir(), "promenroll-node"), "/sys/fs/cgroup/memory/promenroll-node"} {
-		if _, err := os.Stat(path); err == nil {
-			t.Errorf("%s left after the node stopped", path)
-		}
-	}
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mounts), filepath.Join(os.TempDir(), "promenroll-node")) {
-		t.Errorf("mounts of the node left after it stopped")
 	}
 	for _, l := range cluster.Leftovers() {
 		t.Errorf("left after the node stopped: %s", l)

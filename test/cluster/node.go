@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -130,6 +131,7 @@ func (c *Cluster) StartNode(ctx context.Context) (n *Node, err error) {
 		}
 	}()
 	start := time.Now()
+	nodeStarted.Store(true)
 	// A killed run's containers, mounts, cgroups, namespace and sysctls.
 	n.Stop()
 	if err := saveSysctls(nodeDir + ".sysctls"); err != nil {
@@ -495,18 +497,55 @@ func (n *Node) Stop() {
 	restoreSysctls(nodeDir + ".sysctls")
 }
 
-// saveSysctls records the host sysctls the kubelet changes, unless a
-// record is there already (a killed run's, which Stop has put back).
-func saveSysctls(path string) error {
-	var b strings.Builder
+// NodeSysctls reads the host sysctls the kubelet changes (the node puts
+// them back when it stops).
+func NodeSysctls() (map[string]string, error) {
+	out := map[string]string{}
 	for _, s := range nodeSysctls {
 		v, err := os.ReadFile(filepath.Join("/proc/sys", s))
 		if err != nil {
-			return fmt.Errorf("read sysctl %s: %w", s, err)
+			return nil, fmt.Errorf("read sysctl %s: %w", s, err)
 		}
-		fmt.Fprintf(&b, "%s=%s\n", s, strings.TrimSpace(string(v)))
+		out[s] = strings.TrimSpace(string(v))
+	}
+	return out, nil
+}
+
+// saveSysctls records the host sysctls the kubelet changes.
+func saveSysctls(path string) error {
+	now, err := NodeSysctls()
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, s := range nodeSysctls {
+		fmt.Fprintf(&b, "%s=%s\n", s, now[s])
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// nodeStarted is set once this process has started a node: only then are
+// the node's fixed names its own to report (another test binary may be
+// running one).
+var nodeStarted atomic.Bool
+
+// nodeLeftovers lists what a node this process started left on the
+// machine: its network namespace, veth pair, directory, mounts and
+// cgroups.
+func nodeLeftovers() []string {
+	if !nodeStarted.Load() {
+		return nil
+	}
+	var out []string
+	for _, path := range []string{"/var/run/netns/" + nodeNetns, "/sys/class/net/" + nodeHostIf, nodeDir, nodeDir + ".sysctls", filepath.Join("/sys/fs/cgroup/memory", nodeCgroup)} {
+		if _, err := os.Stat(path); err == nil {
+			out = append(out, "the node's "+path)
+		}
+	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mounts), " "+nodeDir+"/") {
+		out = append(out, "mounts under "+nodeDir)
+	}
+	return out
 }
 
 // restoreSysctls puts back the sysctls saveSysctls recorded and removes

@@ -75,7 +75,8 @@ func (p *process) stop(grace time.Duration) {
 }
 
 // Leftovers lists what this process started and did not clean up: child
-// processes still alive and the harness' network namespace. The e2e suite
+// processes still alive, the harness' network namespace, and what a real
+// node leaves on the machine (StartNode). The e2e suite
 // and the demo check it after Stop.
 func Leftovers() []string {
 	var out []string
@@ -108,5 +109,5 @@ func Leftovers() []string {
 	if _, err := os.Stat(fmt.Sprintf("/var/run/netns/promenroll-e2e-%d", self)); err == nil {
 		out = append(out, fmt.Sprintf("network namespace promenroll-e2e-%d", self))
 	}
-	return out
+	return append(out, nodeLeftovers()...)
 }

@@ -36,7 +36,10 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 		return
 	}
 	requireNode(t)
-	sysctls := readSysctls(t)
+	sysctls, err := cluster.NodeSysctls()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ready := filepath.Join(t.TempDir(), "ready")
 	var out bytes.Buffer
 	cmd := exec.Command(os.Args[0], "-test.run=^TestNodeStartsAfterAKilledRun$", "-test.v", "-test.timeout=5m")
@@ -47,7 +50,7 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	err := testwait.Until(t.Context(), 4*time.Minute, func() (bool, error) {
+	err = testwait.Until(t.Context(), 4*time.Minute, func() (bool, error) {
 		select {
 		case err := <-exited:
 			return false, testwait.Final(fmt.Errorf("the run to be killed ended by itself (%v):\n%s", err, out.String()))
@@ -111,18 +114,17 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 	runPod(t, c, n)
 	c.Stop()
 	stopped = true
-	for s, v := range readSysctls(t) {
+	now, err := cluster.NodeSysctls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, v := range now {
 		if sysctls[s] != v {
 			t.Errorf("sysctl %s is %s after the node stopped, was %s before either run", s, v, sysctls[s])
 		}
 	}
-	for _, path := range []string{"/var/run/netns/promenroll-node", "/sys/class/net/pnode-host", filepath.Join(os.TempDir(), "promenroll-node"), "/sys/fs/cgroup/memory/promenroll-node"} {
-		if exists(path) {
-			t.Errorf("%s left after the node stopped", path)
-		}
-	}
-	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte(filepath.Join(os.TempDir(), "promenroll-node"))) {
-		t.Error("mounts of the node left after it stopped")
+	for _, l := range cluster.Leftovers() {
+		t.Errorf("left after the node stopped: %s", l)
 	}
 }
 
@@ -189,19 +191,6 @@ func requireNode(t *testing.T) {
 		}
 		t.Skip(why)
 	}
-}
-
-func readSysctls(t *testing.T) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, s := range []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"} {
-		b, err := os.ReadFile(filepath.Join("/proc/sys", s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[s] = strings.TrimSpace(string(b))
-	}
-	return out
 }
 
 // childrenOf lists the processes whose parent is pid.
