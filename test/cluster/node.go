@@ -166,7 +166,7 @@ func (c *Cluster) StartNode(ctx context.Context) (n *Node, err error) {
 		return nil, err
 	}
 	if n.scheduler, err = startProcess(n.logDir(), "kube-scheduler", bins["kube-scheduler"], []string{
-		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=4",
+		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=2",
 	}, nil); err != nil {
 		return nil, err
 	}
@@ -219,9 +219,11 @@ func (n *Node) network() error {
 			return fmt.Errorf("node network: %w", err)
 		}
 	}
-	// The node forwards between the veth and its Pods' bridge.
-	if out, err := exec.Command("nsenter", "--net=/var/run/netns/"+nodeNetns, "--", "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward").CombinedOutput(); err != nil {
-		return fmt.Errorf("node network: enable forwarding: %v: %s", err, out)
+	// The node forwards between the veth and its Pods' bridge
+	// (/proc/sys/net is the opening thread's namespace's).
+	err := inNetns(nodeNetns, func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644) })
+	if err != nil {
+		return fmt.Errorf("node network: enable forwarding: %w", err)
 	}
 	return nil
 }

@@ -127,53 +127,51 @@ func (n *podNetwork) listen(addr string) (net.Listener, error) {
 }
 
 // listenIn opens a TCP listener on addr inside the named network
-// namespace. The listening socket belongs to the namespace it was created
-// in, so one OS thread switches into it, listens, and switches back before
-// it is unlocked. The thread must not end instead: the kernel sends a
-// child's Pdeathsig when the thread that started it ends, and any thread
-// may have started one.
-func listenIn(netns, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		var r result
-		restored := inNetns(netns, func() { r.l, r.err = net.Listen("tcp", addr) }, &r.err)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		ch <- r
-	}()
-	r := <-ch
-	return r.l, r.err
+// namespace: the listening socket belongs to the namespace it was created
+// in.
+func listenIn(netns, addr string) (l net.Listener, err error) {
+	err = inNetns(netns, func() error {
+		l, err = net.Listen("tcp", addr)
+		return err
+	})
+	return l, err
 }
 
-// inNetns runs fn on the current (locked) thread inside the named network
-// namespace, setting *err when it cannot enter it; it reports whether the
-// thread is back in its own network namespace (if not, it must stay locked
-// and Go retires it with the goroutine).
-func inNetns(netns string, fn func(), err *error) (restored bool) {
-	own, e := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if e != nil {
-		*err = e
-		return true
-	}
-	defer own.Close()
-	target, e := os.Open("/var/run/netns/" + netns)
-	if e != nil {
-		*err = e
-		return true
-	}
-	defer target.Close()
-	if e := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); e != nil {
-		*err = fmt.Errorf("setns %s: %w", netns, e)
-		return true
-	}
-	fn()
-	return unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil
+// inNetns runs fn inside the named network namespace, on one OS thread
+// that switches into it and back before it is unlocked. The thread must
+// not end instead: the kernel sends a child's Pdeathsig when the thread
+// that started it ends, and any thread may have started one. If it cannot
+// switch back, it stays locked and Go retires it with the goroutine.
+func inNetns(netns string, fn func() error) error {
+	ch := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer own.Close()
+		target, err := os.Open("/var/run/netns/" + netns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- fmt.Errorf("setns %s: %w", netns, err)
+			return
+		}
+		err = fn()
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- err
+	}()
+	return <-ch
 }
 
 // close removes the namespace (and with it the veth pair and every Pod IP).

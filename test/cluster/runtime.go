@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -171,6 +172,12 @@ func (r *Runtime) Ctr(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// Run is `ctr run` with the containers' standard streams kept under the
+// runtime's directory (by default ctr leaves them in /run/containerd/fifo).
+func (r *Runtime) Run(ctx context.Context, args ...string) (string, error) {
+	return r.Ctr(ctx, append([]string{"run", "--fifo-dir", filepath.Join(r.dir, "fifo")}, args...)...)
+}
+
 // runtimeNamespace is the containerd namespace the tests' containers are
 // in (the CRI's is k8s.io). The runc shim keeps their state in a fixed
 // path outside the runtime's directory unless told otherwise.
@@ -208,6 +215,11 @@ func (r *Runtime) Stop() {
 	_ = os.RemoveAll(r.dir)
 	// ctr puts a container's cgroup under one named after its namespace.
 	removeCgroups(r.namespace)
+	// The shims' sockets and runc's default root: the directories go when
+	// nothing else uses them.
+	for _, d := range []string{"/run/containerd/s", "/run/containerd/runc", "/run/containerd/fifo", "/run/containerd"} {
+		_ = os.Remove(d)
+	}
 }
 
 // killShims kills the shims (and so their containers) that serve this
@@ -225,8 +237,21 @@ func (r *Runtime) killShims() {
 			continue
 		}
 		args := strings.Split(string(cmdline), "\x00")
-		if strings.HasSuffix(args[0], "containerd-shim-runc-v2") && strings.Contains(string(cmdline), r.sock) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if !strings.HasSuffix(args[0], "containerd-shim-runc-v2") || !strings.Contains(string(cmdline), r.sock) {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		// A killed shim leaves its socket, named as containerd's
+		// shim.SocketAddress names it: the digest of address/namespace/id.
+		flags := map[string]string{}
+		for i := 1; i+1 < len(args); i++ {
+			if strings.HasPrefix(args[i], "-") {
+				flags[strings.TrimLeft(args[i], "-")] = args[i+1]
+			}
+		}
+		path := filepath.Join(flags["address"], flags["namespace"], flags["id"])
+		for _, p := range []string{path, filepath.Join(path, "debug")} {
+			_ = os.Remove(fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(p))))
 		}
 	}
 }

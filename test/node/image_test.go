@@ -97,16 +97,16 @@ func TestImagesRunAsTheChartRunsThem(t *testing.T) {
 	names := importImages(t, r)
 	ctx := t.Context()
 
-	out, err := r.Ctr(ctx, "run", "--rm", "--read-only", names["promenroll-image.tar"], "version", "/promenroll", "version")
+	out, err := r.Run(ctx, "--rm", "--read-only", names["promenroll-image.tar"], "version", "/promenroll", "version")
 	if err != nil || !strings.Contains(out, "promenroll ") {
 		t.Errorf("promenroll version in its image: %v\n%s", err, out)
 	}
-	if out, err := r.Ctr(ctx, "run", "--rm", "--read-only", names["promenroll-image.tar"], "shell", "/bin/sh", "-c", "true"); err == nil || !strings.Contains(fmt.Sprint(out, err), "no such file or directory") {
+	if out, err := r.Run(ctx, "--rm", "--read-only", names["promenroll-image.tar"], "shell", "/bin/sh", "-c", "true"); err == nil || !strings.Contains(fmt.Sprint(out, err), "no such file or directory") {
 		t.Errorf("a shell ran in promenroll's image: %v\n%s", err, out)
 	}
 
 	// The workload, detached: its process is inspected from the host.
-	if _, err := r.Ctr(ctx, "run", "-d", "--read-only", names["workload-image.tar"], "workload"); err != nil {
+	if _, err := r.Run(ctx, "-d", "--read-only", names["workload-image.tar"], "workload"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
