@@ -64,16 +64,7 @@ func TestInstall(t *testing.T) {
 		t.Fatal("bin/k8s/kube-apiserver missing: run `make test-bins` (make test does)")
 	}
 	ctx := t.Context()
-	c, err := cluster.Start(ctx, cluster.Options{Bare: true, NoCertManagerCRDs: true, AdmissionClientCert: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(c.LogTails(40))
-		}
-		c.Stop()
-	})
+	c := startCluster(t, cluster.Options{Bare: true, NoCertManagerCRDs: true, AdmissionClientCert: true})
 
 	t.Run("kustomize base without cert-manager", func(t *testing.T) {
 		out, errOut, err := c.Kubectl(ctx, "", "apply", "--server-side", "-k", filepath.Join(repoRoot(t), "deploy", "base"))
@@ -123,6 +114,23 @@ func TestInstall(t *testing.T) {
 	t.Run("helm install with native enrollment, no promenroll running", func(t *testing.T) {
 		testNativeInstall(t, c)
 	})
+}
+
+// startCluster starts a local control plane for the test; its cleanup
+// prints the logs' last lines if the test failed, and stops it.
+func startCluster(t *testing.T, opts cluster.Options) *cluster.Cluster {
+	t.Helper()
+	c, err := cluster.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.LogTails(40))
+		}
+		c.Stop()
+	})
+	return c
 }
 
 func repoRoot(t *testing.T) string {

@@ -432,8 +432,9 @@ func (n *Node) waitReady(ctx context.Context) error {
 		}
 		var node corev1.Node
 		if err := n.c.Client.Get(ctx, client.ObjectKey{Name: NodeName}, &node); err != nil {
+			// Not registered yet: the kubelet registers it.
 			last = err.Error()
-			return false, nil
+			return false, err
 		}
 		last = "no Ready condition yet"
 		for _, cond := range node.Status.Conditions {
@@ -524,6 +525,23 @@ func saveSysctls(path string) error {
 		fmt.Fprintf(&b, "%s=%s\n", s, now[s])
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// NodeLeftBehind says what a node this process ran left on the machine
+// after the cluster's Stop: a sysctl not as it was before (sysctls, from
+// NodeSysctls), and Leftovers.
+func NodeLeftBehind(sysctls map[string]string) []string {
+	var out []string
+	now, err := NodeSysctls()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	for _, s := range nodeSysctls {
+		if sysctls[s] != now[s] {
+			out = append(out, fmt.Sprintf("sysctl %s is %s, was %s", s, now[s], sysctls[s]))
+		}
+	}
+	return append(out, Leftovers()...)
 }
 
 // nodeStarted is set once this process has started a node: only then are

@@ -81,10 +81,39 @@ func (p *process) stop(grace time.Duration) {
 func Leftovers() []string {
 	var out []string
 	self := os.Getpid()
+	for _, child := range children(self) {
+		// go build and kubectl are short-lived children the tests wait for.
+		if child.name != "go" && child.name != "kubectl" {
+			out = append(out, fmt.Sprintf("process %d (%s)", child.pid, child.name))
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("/var/run/netns/promenroll-e2e-%d", self)); err == nil {
+		out = append(out, fmt.Sprintf("network namespace promenroll-e2e-%d", self))
+	}
+	return append(out, nodeLeftovers()...)
+}
+
+// ChildrenOf lists the IDs of the processes whose parent is pid.
+func ChildrenOf(pid int) []int {
+	var out []int
+	for _, c := range children(pid) {
+		out = append(out, c.pid)
+	}
+	return out
+}
+
+type child struct {
+	pid  int
+	name string
+}
+
+// children lists the processes whose parent is pid, with their names.
+func children(pid int) []child {
+	var out []child
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
-		var pid int
-		if _, err := fmt.Sscanf(p.Name(), "%d", &pid); err != nil {
+		id, err := strconv.Atoi(p.Name())
+		if err != nil {
 			continue
 		}
 		status, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
@@ -101,13 +130,9 @@ func Leftovers() []string {
 				ppid, _ = strconv.Atoi(strings.TrimSpace(v))
 			}
 		}
-		// go build and kubectl are short-lived children the tests wait for.
-		if ppid == self && name != "go" && name != "kubectl" {
-			out = append(out, fmt.Sprintf("process %d (%s)", pid, name))
+		if ppid == pid {
+			out = append(out, child{pid: id, name: name})
 		}
 	}
-	if _, err := os.Stat(fmt.Sprintf("/var/run/netns/promenroll-e2e-%d", self)); err == nil {
-		out = append(out, fmt.Sprintf("network namespace promenroll-e2e-%d", self))
-	}
-	return append(out, nodeLeftovers()...)
+	return out
 }

@@ -42,7 +42,7 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 	}
 	ready := filepath.Join(t.TempDir(), "ready")
 	var out bytes.Buffer
-	cmd := exec.Command(os.Args[0], "-test.run=^TestNodeStartsAfterAKilledRun$", "-test.v", "-test.timeout=5m")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNodeStartsAfterAKilledRun$", "-test.v", "-test.timeout=5m") //nolint:gosec // this test binary, run again
 	cmd.Env = append(os.Environ(), killedRunEnv+"="+ready)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -53,7 +53,7 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 	err = testwait.Until(t.Context(), 4*time.Minute, func() (bool, error) {
 		select {
 		case err := <-exited:
-			return false, testwait.Final(fmt.Errorf("the run to be killed ended by itself (%v):\n%s", err, out.String()))
+			return false, testwait.Final(fmt.Errorf("the run to be killed ended by itself (%w):\n%s", err, out.String()))
 		default:
 		}
 		_, err := os.Stat(ready)
@@ -70,9 +70,11 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 	clusterDir, workloadPID, _ := strings.Cut(strings.TrimSpace(string(state)), " ")
 	// The control plane envtest starts has no Pdeathsig: killed with the
 	// run, as its process group would be.
-	orphans := childrenOf(cmd.Process.Pid)
+	orphans := cluster.ChildrenOf(cmd.Process.Pid)
 	_ = cmd.Process.Kill()
-	<-exited
+	if err := <-exited; err == nil {
+		t.Error("the run to be killed exited 0 after SIGKILL")
+	}
 	for _, pid := range orphans {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
@@ -114,17 +116,8 @@ func TestNodeStartsAfterAKilledRun(t *testing.T) {
 	runPod(t, c, n)
 	c.Stop()
 	stopped = true
-	now, err := cluster.NodeSysctls()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for s, v := range now {
-		if sysctls[s] != v {
-			t.Errorf("sysctl %s is %s after the node stopped, was %s before either run", s, v, sysctls[s])
-		}
-	}
-	for _, l := range cluster.Leftovers() {
-		t.Errorf("left after the node stopped: %s", l)
+	for _, l := range cluster.NodeLeftBehind(sysctls) {
+		t.Errorf("after the node stopped: %s", l)
 	}
 }
 
@@ -191,28 +184,6 @@ func requireNode(t *testing.T) {
 		}
 		t.Skip(why)
 	}
-}
-
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "PPid:"); ok && strings.TrimSpace(v) == strconv.Itoa(pid) {
-				out = append(out, child)
-			}
-		}
-	}
-	return out
 }
 
 func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
